@@ -1,0 +1,3 @@
+from bastion.desktop.cli import main
+
+raise SystemExit(main())
