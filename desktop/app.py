@@ -1,0 +1,108 @@
+"""Wiring: the data folder, settings, engine, chat store and library, shared by CLI and GUI.
+
+Everything heavy is created lazily, so ``bastion chats list`` never starts a model and
+``bastion ask`` in model mode never loads the embedder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bastion.desktop.assistant import Assistant
+from bastion.desktop.errors import BastionError
+from bastion.desktop.paths import DataPaths, data_paths
+from bastion.desktop.settings import Settings
+from bastion.models.engine import Engine
+from bastion.models.engine_types import LoadInfo
+from bastion.store.chats import ChatStore
+
+
+def resolve_model_path(spec: str | None, models_dir: Path) -> Path:
+    """The model file for ``spec`` (an id, file name or path); None means the embedded default."""
+    from bastion.models.catalog import Catalog, embedded_default_model_path
+
+    if not spec:
+        return embedded_default_model_path()
+    candidate = Path(spec).expanduser()
+    if candidate.is_file():
+        return candidate.resolve()
+    return Catalog(models_dir).resolve(spec).path
+
+
+@dataclass
+class App:
+    paths: DataPaths = field(default_factory=data_paths)
+    settings: Settings = field(init=False)
+    _engine: Engine | None = field(default=None, init=False)
+    _chats: ChatStore | None = field(default=None, init=False)
+    _library: Any = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = Settings.load(self.paths.settings_file)
+
+    # -- parts -------------------------------------------------------------------------------
+
+    @property
+    def chats(self) -> ChatStore:
+        if self._chats is None:
+            self._chats = ChatStore(self.paths.chats_db)
+        return self._chats
+
+    @property
+    def library(self) -> Any:
+        """The document library use case (``bastion.desktop.library``), opened on first use."""
+        if self._library is None:
+            from bastion.desktop.library import open_library
+
+            self._library = open_library(self.paths)
+        return self._library
+
+    def engine(self, model: str | None = None) -> Engine:
+        """The engine with ``model`` (or the settings' default) loaded."""
+        if self._engine is None:
+            self._engine = Engine()
+        wanted = resolve_model_path(model or self.settings.default_model, self.paths.models_dir)
+        info = self._engine.info
+        if info is None or info.path != wanted:
+            self._engine.load(wanted, self.settings.load_options())
+        return self._engine
+
+    def loaded_model(self) -> LoadInfo | None:
+        return self._engine.info if self._engine else None
+
+    def assistant(self, model: str | None = None, *, retrieval: bool = True) -> Assistant:
+        engine = self.engine(model)
+        retriever = None
+        if retrieval:
+            try:
+                retriever = self.library
+            except ImportError as error:
+                raise BastionError("The document library is not available in this build.") from error
+        return Assistant(
+            engine=engine,
+            chats=self.chats,
+            retriever=retriever,
+            system_prompt=self.settings.system_prompt,
+            sampling=self.settings.sampling(),
+        )
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        if self._chats is not None:
+            self._chats.close()
+            self._chats = None
+        if self._library is not None:
+            close = getattr(self._library, "close", None)
+            if close:
+                close()
+            self._library = None
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,128 @@
+"""``bastion ask`` and ``bastion chat``: questions answered in the terminal, streamed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TextIO
+
+from bastion.desktop.app import App
+from bastion.desktop.assistant import AnswerDelta, AnswerDone, Assistant, PassagesFound
+from bastion.desktop.grounding import MODES
+
+
+def register(subparsers: Any) -> None:
+    ask = subparsers.add_parser("ask", help="answer one question and print its sources")
+    ask.add_argument("question", help="the question (quote it)")
+    _common(ask)
+    ask.set_defaults(func=run_ask)
+
+    chat = subparsers.add_parser("chat", help="an interactive chat in the terminal")
+    chat.add_argument("--chat", type=int, metavar="ID", help="continue chat ID (see `bastion chats list`)")
+    _common(chat)
+    chat.set_defaults(func=run_chat)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model id, file name or path (default: the settings' default)")
+    parser.add_argument("--collection", action="append", default=[], metavar="NAME",
+                        help="document collection to search (repeatable)")
+    parser.add_argument("--mode", choices=MODES, default=None,
+                        help="model: the model alone; docs: only your documents; both (default: "
+                             "docs with a collection, else model)")
+    parser.add_argument("--max-tokens", type=int, help="longest answer in tokens")
+    parser.add_argument("--temperature", type=float, help="0 = greedy")
+
+
+def _mode(args: argparse.Namespace) -> str:
+    if args.mode:
+        return str(args.mode)
+    return "docs" if args.collection else "model"
+
+
+def _assistant(app: App, args: argparse.Namespace, mode: str) -> Assistant:
+    if args.max_tokens is not None:
+        app.settings.max_tokens = args.max_tokens
+    if args.temperature is not None:
+        app.settings.temperature = args.temperature
+    return app.assistant(args.model, retrieval=mode != "model")
+
+
+def stream_answer(events: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> AnswerDone | None:
+    """Print an answer as it streams, then its sources and speed. Returns the stored answer."""
+    done: AnswerDone | None = None
+    for event in events:
+        if isinstance(event, PassagesFound):
+            if event.sources:
+                print(f"[{len(event.sources)} passages, {event.retrieval_ms:.0f} ms]", file=err)
+        elif isinstance(event, AnswerDelta):
+            out.write(event.text)
+            out.flush()
+        elif isinstance(event, AnswerDone):
+            done = event
+    out.write("\n")
+    if done is not None:
+        message = done.message
+        cited = [s for s in message.sources if s.cited] or message.sources
+        if cited:
+            print("\nSources:", file=out)
+            for s in cited:
+                page = f", page {s.page}" if s.page is not None else ""
+                print(f"  [{s.n}] {s.path}{page}  (score {s.score:.3f})", file=out)
+                print(f"      {s.snippet}", file=out)
+        meta = message.meta
+        if meta.get("generated_tokens"):
+            print(
+                f"[{meta['generated_tokens']} tokens · {meta.get('generation_tps', 0):.1f} tokens/s · "
+                f"first token {meta.get('time_to_first_token_s', 0):.2f} s"
+                + (" · stopped" if message.status == "interrupted" else "") + "]",
+                file=err,
+            )
+        if meta.get("template_warning"):
+            print(f"warning: {meta['template_warning']}", file=err)
+    return done
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    mode = _mode(args)
+    with App() as app:
+        assistant = _assistant(app, args, mode)
+        chat = app.chats.create_chat(mode=mode, collections=args.collection)  # type: ignore[arg-type]
+        stream_answer(assistant.ask(chat.id, args.question))
+    return 0
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    mode = _mode(args)
+    with App() as app:
+        if args.chat is not None:
+            chat = app.chats.chat(args.chat)
+        else:
+            chat = app.chats.create_chat(mode=mode, collections=args.collection)  # type: ignore[arg-type]
+        print("Loading the model…", file=sys.stderr)
+        assistant = _assistant(app, args, chat.mode)
+        info = app.loaded_model()
+        if info is not None:
+            print(f"{info.name} · context {info.n_ctx} tokens · {info.n_threads} threads · mode "
+                  f"{chat.mode} · chat {chat.id}", file=sys.stderr)
+            if info.template_warning:
+                print(f"warning: {info.template_warning}", file=sys.stderr)
+        print("Type a question. Ctrl-C stops an answer; Ctrl-D (or /quit) leaves.", file=sys.stderr)
+        while True:
+            try:
+                question = input("\nyou> ")
+            except (EOFError, KeyboardInterrupt):
+                print(file=sys.stderr)
+                return 0
+            if question.strip() in {"/quit", "/exit"}:
+                return 0
+            if not question.strip():
+                continue
+            events = assistant.ask(chat.id, question)
+            try:
+                stream_answer(events)
+            except KeyboardInterrupt:
+                # Stop the answer, not the program; the generator stores it as interrupted.
+                assistant.cancel()
+                events.close()
+                print("\n[stopped]", file=sys.stderr)

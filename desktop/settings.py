@@ -1,0 +1,78 @@
+"""The one settings object: typed fields with defaults, persisted as JSON in the data folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from bastion.models.engine_types import LoadOptions, Sampling
+
+DEFAULT_SYSTEM_PROMPT = "You are Bastion, a helpful assistant. Answer clearly and concisely."
+
+
+@dataclass
+class Settings:
+    default_model: str | None = field(
+        default=None, metadata={"help": "Model id or path; None = the embedded SmolLM2."}
+    )
+    n_threads: int | None = field(default=None, metadata={"help": "CPU threads; None = all cores."})
+    n_ctx: int = field(default=4096, metadata={"help": "Context window in tokens."})
+    n_gpu_layers: int = field(default=0, metadata={"help": "Layers offloaded to a GPU."})
+    temperature: float = field(default=0.2, metadata={"help": "0 = greedy."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling."})
+    top_k: int = field(default=40, metadata={"help": "Top-k sampling."})
+    repeat_penalty: float = field(default=1.1, metadata={"help": "Penalty on repeated tokens."})
+    max_tokens: int = field(default=512, metadata={"help": "Longest answer, in tokens."})
+    system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System prompt."})
+
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(n_ctx=self.n_ctx, n_threads=self.n_threads, n_gpu_layers=self.n_gpu_layers)
+
+    def sampling(self) -> Sampling:
+        return Sampling(
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            repeat_penalty=self.repeat_penalty,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Settings:
+        """Read settings; unknown keys are ignored and a damaged file falls back to defaults."""
+        try:
+            raw: Any = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        if not isinstance(raw, dict):
+            return cls()
+        known = {f.name for f in fields(cls)}
+        defaults = cls()
+        values = {}
+        for key, value in raw.items():
+            if key not in known:
+                continue
+            default = getattr(defaults, key)
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if default is None or value is None or type(value) is type(default):
+                values[key] = value
+        return cls(**values)
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a crash mid-write never leaves a half file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(asdict(self), out, indent=2)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

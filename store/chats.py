@@ -1,0 +1,246 @@
+"""Chat history in ``bastion.db``: chats, their messages, sources and timings.
+
+Separate from the rebuildable ``library.db``; opened with ``synchronous=FULL`` so a message that
+was acknowledged survives a power cut. The user's message is committed before generation starts;
+an answer is written as ``streaming`` first and finished as ``complete`` or ``interrupted``, so a
+kill during streaming leaves an honest record, never a half-true one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlite_utils
+
+from .errors import StoreError
+
+Role = Literal["system", "user", "assistant"]
+MessageStatus = Literal["complete", "streaming", "interrupted", "failed"]
+Mode = Literal["model", "docs", "both"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A passage an answer cites, by its number ``n`` in the prompt."""
+
+    n: int
+    path: str
+    page: int | None
+    snippet: str
+    score: float
+    collection: str = ""
+    char_start: int | None = None
+    char_end: int | None = None
+    cited: bool = False
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    chat_id: int
+    role: Role
+    content: str
+    status: MessageStatus
+    created: float
+    sources: list[Source] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chat:
+    id: int
+    title: str
+    mode: Mode
+    collections: list[str]
+    created: float
+    updated: float
+
+
+def _migration_001_initial(db: sqlite_utils.Database) -> None:
+    db["chats"].create(  # type: ignore[union-attr]
+        {"id": int, "title": str, "mode": str, "collections": str, "created": float, "updated": float},
+        pk="id",
+        not_null={"title", "mode", "collections", "created", "updated"},
+    )
+    db["messages"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "chat_id": int,
+            "role": str,
+            "content": str,
+            "status": str,
+            "created": float,
+            "sources": str,
+            "meta": str,
+        },
+        pk="id",
+        foreign_keys=[("chat_id", "chats", "id")],
+        not_null={"chat_id", "role", "content", "status", "created"},
+    )
+    db["messages"].create_index(["chat_id", "id"])  # type: ignore[union-attr]
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("001_initial", _migration_001_initial),
+]
+
+
+def _apply_migrations(db: sqlite_utils.Database) -> None:
+    if "_migrations" not in db.table_names():
+        db["_migrations"].create({"name": str, "applied": float}, pk="name")  # type: ignore[union-attr]
+    done = {row["name"] for row in db["_migrations"].rows}
+    for name, migrate in MIGRATIONS:
+        if name in done:
+            continue
+        with db.conn:  # one transaction per migration
+            migrate(db)
+            db["_migrations"].insert({"name": name, "applied": time.time()})
+
+
+class ChatStore:
+    """Chats and messages. Belongs to the thread that opened it."""
+
+    def __init__(self, path: Path | str, *, check_same_thread: bool = True):
+        try:
+            conn = sqlite3.connect(str(path), timeout=10, check_same_thread=check_same_thread,
+                                   isolation_level=None)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            _apply_migrations(self.db)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(
+                f"Could not open the chat history {path}: {error}. If another Bastion is running, "
+                "close it; if the file is damaged, move it aside and Bastion starts a new one."
+            ) from error
+        # A previous run killed mid-answer left a streaming message: it was interrupted.
+        with self.db.conn:
+            self.db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- chats -------------------------------------------------------------------------------
+
+    def create_chat(self, title: str = "New chat", mode: Mode = "model",
+                    collections: Sequence[str] = ()) -> Chat:
+        now = time.time()
+        with self.db.conn:
+            chat_id = self.db["chats"].insert(
+                {"title": title, "mode": mode, "collections": json.dumps(list(collections)),
+                 "created": now, "updated": now}
+            ).last_pk
+        return self.chat(int(chat_id))
+
+    def chat(self, chat_id: int) -> Chat:
+        rows = list(self.db.query("SELECT * FROM chats WHERE id = ?", [chat_id]))
+        if not rows:
+            raise StoreError(f"There is no chat {chat_id}. List chats with `bastion chats list`.")
+        return _chat(rows[0])
+
+    def chats(self, search: str | None = None) -> list[Chat]:
+        """All chats, most recently updated first; ``search`` filters by title."""
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            rows = self.db.query(
+                "SELECT * FROM chats WHERE title LIKE ? ESCAPE '\\' ORDER BY updated DESC, id DESC",
+                [pattern],
+            )
+        else:
+            rows = self.db.query("SELECT * FROM chats ORDER BY updated DESC, id DESC")
+        return [_chat(r) for r in rows]
+
+    def update_chat(self, chat_id: int, *, title: str | None = None, mode: Mode | None = None,
+                    collections: Sequence[str] | None = None) -> Chat:
+        self.chat(chat_id)
+        changes: dict[str, Any] = {"updated": time.time()}
+        if title is not None:
+            changes["title"] = title.strip() or "Untitled chat"
+        if mode is not None:
+            changes["mode"] = mode
+        if collections is not None:
+            changes["collections"] = json.dumps(list(collections))
+        with self.db.conn:
+            self.db["chats"].update(chat_id, changes)
+        return self.chat(chat_id)
+
+    def delete_chat(self, chat_id: int) -> None:
+        self.chat(chat_id)
+        with self.db.conn:
+            self.db.execute("DELETE FROM messages WHERE chat_id = ?", [chat_id])
+            self.db.execute("DELETE FROM chats WHERE id = ?", [chat_id])
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def add_message(self, chat_id: int, role: Role, content: str, *,
+                    status: MessageStatus = "complete", meta: dict[str, Any] | None = None,
+                    sources: Sequence[Source] = ()) -> Message:
+        """Append a message, committed (durably) before this returns."""
+        now = time.time()
+        with self.db.conn:
+            msg_id = self.db["messages"].insert(
+                {"chat_id": chat_id, "role": role, "content": content, "status": status,
+                 "created": now, "sources": _sources_json(sources), "meta": json.dumps(meta or {})}
+            ).last_pk
+            self.db["chats"].update(chat_id, {"updated": now})
+        return self.message(int(msg_id))
+
+    def finish_message(self, message_id: int, content: str, status: MessageStatus, *,
+                       meta: dict[str, Any] | None = None, sources: Sequence[Source] = ()) -> Message:
+        with self.db.conn:
+            self.db["messages"].update(
+                message_id,
+                {"content": content, "status": status, "sources": _sources_json(sources),
+                 "meta": json.dumps(meta or {})},
+            )
+        return self.message(message_id)
+
+    def update_content(self, message_id: int, content: str) -> None:
+        """Save streamed text so far (a kill keeps what was shown)."""
+        with self.db.conn:
+            self.db["messages"].update(message_id, {"content": content})
+
+    def message(self, message_id: int) -> Message:
+        rows = list(self.db.query("SELECT * FROM messages WHERE id = ?", [message_id]))
+        if not rows:
+            raise StoreError(f"There is no message {message_id}.")
+        return _message(rows[0])
+
+    def messages(self, chat_id: int) -> list[Message]:
+        rows = self.db.query("SELECT * FROM messages WHERE chat_id = ? ORDER BY id", [chat_id])
+        return [_message(r) for r in rows]
+
+    def truncate_after(self, chat_id: int, message_id: int, *, inclusive: bool) -> None:
+        """Delete the messages after (or from) ``message_id``: editing or regenerating a turn."""
+        op = ">=" if inclusive else ">"
+        with self.db.conn:
+            self.db.execute(f"DELETE FROM messages WHERE chat_id = ? AND id {op} ?", [chat_id, message_id])
+
+    def integrity_ok(self) -> bool:
+        return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+def _sources_json(sources: Sequence[Source]) -> str:
+    return json.dumps([s.__dict__ for s in sources])
+
+
+def _chat(row: dict[str, Any]) -> Chat:
+    return Chat(id=row["id"], title=row["title"], mode=row["mode"],
+                collections=list(json.loads(row["collections"] or "[]")),
+                created=row["created"], updated=row["updated"])
+
+
+def _message(row: dict[str, Any]) -> Message:
+    return Message(
+        id=row["id"], chat_id=row["chat_id"], role=row["role"], content=row["content"],
+        status=row["status"], created=row["created"],
+        sources=[Source(**s) for s in json.loads(row["sources"] or "[]")],
+        meta=dict(json.loads(row["meta"] or "{}")),
+    )

@@ -1,0 +1,166 @@
+"""The assistant flow with fakes: modes, grounding, persistence, citations, budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bastion.desktop.assistant import AnswerDelta, AnswerDone, Assistant, PassagesFound
+from bastion.desktop.grounding import NOT_FOUND_ANSWER, PASSAGES_HEADER, RetrievalPolicy
+from bastion.store.chats import ChatStore
+from tests.desktop.fakes import FakeEngine, FakeHit, FakeRetriever
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ChatStore:
+    return ChatStore(tmp_path / "bastion.db")
+
+
+def run(events) -> tuple[list, AnswerDone]:
+    collected = list(events)
+    done = collected[-1]
+    assert isinstance(done, AnswerDone)
+    return collected, done
+
+
+def test_model_mode_never_retrieves(store: ChatStore) -> None:
+    retriever = FakeRetriever([FakeHit("Paris is the capital of France.", "/d/a.txt")])
+    assistant = Assistant(FakeEngine("Hello there."), store, retriever)
+    chat = store.create_chat(mode="model", collections=["docs"])
+    events, done = run(assistant.ask(chat.id, "Hi?"))
+    assert retriever.queries == []
+    assert not any(isinstance(e, PassagesFound) for e in events)
+    assert done.message.content == "Hello there."
+    assert done.message.status == "complete"
+    assert done.message.meta["mode"] == "model"
+
+
+def test_docs_mode_cites_passages_and_stores_sources(store: ChatStore) -> None:
+    retriever = FakeRetriever([
+        FakeHit("The launch code is 7741.", "/d/codes.pdf", page=3),
+        FakeHit("Unrelated text about cats.", "/d/cats.txt", vector_score=0.1, bm25_score=None),
+    ])
+    engine = FakeEngine("The code is 7741 [1].")
+    assistant = Assistant(engine, store, retriever)
+    chat = store.create_chat(mode="docs", collections=["docs"])
+    events, done = run(assistant.ask(chat.id, "What is the launch code?"))
+    found = next(e for e in events if isinstance(e, PassagesFound))
+    assert [s.path for s in found.sources] == ["/d/codes.pdf"]  # the cat passage is below threshold
+    prompt_user = engine.prompts[0][-1]["content"]
+    assert PASSAGES_HEADER in prompt_user and "[1] (codes.pdf, page 3)" in prompt_user
+    assert prompt_user.endswith("Question: What is the launch code?")
+    sources = done.message.sources
+    assert len(sources) == 1 and sources[0].cited and sources[0].page == 3
+    assert done.message.meta["passages_below_threshold"] == 1
+    # Stored, and survives reopening.
+    again = store.messages(chat.id)
+    assert [m.role for m in again] == ["user", "assistant"]
+    assert again[1].sources[0].path == "/d/codes.pdf"
+
+
+def test_docs_mode_with_nothing_relevant_says_not_found_without_generating(store: ChatStore) -> None:
+    retriever = FakeRetriever([FakeHit("Cats sleep a lot.", "/d/cats.txt", vector_score=0.05, bm25_score=None)])
+    engine = FakeEngine()
+    assistant = Assistant(engine, store, retriever)
+    chat = store.create_chat(mode="docs", collections=["docs"])
+    _, done = run(assistant.ask(chat.id, "What is the GDP of Peru?"))
+    assert done.not_found and done.message.content == NOT_FOUND_ANSWER
+    assert engine.prompts == []
+
+
+def test_both_mode_answers_from_the_model_when_nothing_is_found(store: ChatStore) -> None:
+    engine = FakeEngine("Lima is the capital.")
+    assistant = Assistant(engine, store, FakeRetriever([]))
+    chat = store.create_chat(mode="both", collections=["docs"])
+    _, done = run(assistant.ask(chat.id, "What is the capital of Peru?"))
+    assert done.message.content == "Lima is the capital."
+    assert engine.prompts[0][-1]["content"] == "What is the capital of Peru?"
+
+
+def test_follow_up_retrieval_uses_the_previous_question(store: ChatStore) -> None:
+    retriever = FakeRetriever([FakeHit("Step one: open the valve. Step two: close it.", "/d/m.txt")])
+    assistant = Assistant(FakeEngine("Open the valve [1]."), store, retriever)
+    chat = store.create_chat(mode="docs", collections=["docs"])
+    run(assistant.ask(chat.id, "What are the steps of the valve procedure?"))
+    run(assistant.ask(chat.id, "and the second one?"))
+    assert retriever.queries[1][0] == "What are the steps of the valve procedure? and the second one?"
+    assert retriever.queries[1][1] == ("docs",)
+
+
+def test_lowest_ranked_passages_are_dropped_to_fit_the_budget(store: ChatStore) -> None:
+    long_text = "word " * 600  # ~750 fake tokens each
+    hits = [FakeHit(f"{long_text} passage {i}", f"/d/{i}.txt") for i in range(6)]
+    engine = FakeEngine("ok [1].", n_ctx=2048)
+    assistant = Assistant(engine, store, FakeRetriever(hits), policy=RetrievalPolicy(k=6))
+    chat = store.create_chat(mode="docs", collections=["docs"])
+    events, done = run(assistant.ask(chat.id, "question?"))
+    kept = next(e for e in events if isinstance(e, PassagesFound)).sources
+    assert 0 < len(kept) < 6
+    assert [s.path for s in kept] == [f"/d/{i}.txt" for i in range(len(kept))]  # best first kept
+    assert done.message.meta["passages_dropped_for_budget"] == 6 - len(kept)
+
+
+def test_user_message_is_committed_before_generation(store: ChatStore) -> None:
+    assistant = Assistant(FakeEngine("one two three four"), store)
+    chat = store.create_chat()
+    events = assistant.ask(chat.id, "Count to four")
+    first = next(events)  # the first delta: generation has started
+    assert isinstance(first, AnswerDelta)
+    stored = store.messages(chat.id)
+    assert stored[0].role == "user" and stored[0].content == "Count to four"
+    assert stored[1].status == "streaming"
+    events.close()  # the user pressed Stop
+    final = store.messages(chat.id)
+    assert final[1].status == "interrupted" and final[1].content == "one"
+
+
+def test_cancel_stores_an_interrupted_answer(store: ChatStore) -> None:
+    engine = FakeEngine("a b c d e f")
+    assistant = Assistant(engine, store)
+    chat = store.create_chat()
+    events = assistant.ask(chat.id, "letters")
+    next(events)
+    assistant.cancel()
+    rest = list(events)
+    done = rest[-1]
+    assert isinstance(done, AnswerDone) and done.message.status == "interrupted"
+
+
+def test_regenerate_replaces_the_last_answer(store: ChatStore) -> None:
+    engine = FakeEngine("first")
+    assistant = Assistant(engine, store)
+    chat = store.create_chat()
+    run(assistant.ask(chat.id, "q"))
+    engine.reply = "second"
+    run(assistant.regenerate(chat.id))
+    messages = store.messages(chat.id)
+    assert [(m.role, m.content) for m in messages] == [("user", "q"), ("assistant", "second")]
+
+
+def test_edit_and_resend_replaces_the_question_and_what_followed(store: ChatStore) -> None:
+    engine = FakeEngine("answer")
+    assistant = Assistant(engine, store)
+    chat = store.create_chat()
+    run(assistant.ask(chat.id, "first question"))
+    run(assistant.ask(chat.id, "second question"))
+    first_q = store.messages(chat.id)[0]
+    run(assistant.edit_and_resend(chat.id, first_q.id, "edited question"))
+    assert [m.content for m in store.messages(chat.id)] == ["edited question", "answer"]
+
+
+def test_chat_gets_a_title_from_its_first_question(store: ChatStore) -> None:
+    assistant = Assistant(FakeEngine("x"), store)
+    chat = store.create_chat()
+    run(assistant.ask(chat.id, "How do I renew a passport in Norway?"))
+    assert store.chat(chat.id).title == "How do I renew a passport in Norway?"
+
+
+def test_empty_question_is_refused(store: ChatStore) -> None:
+    from bastion.desktop.errors import BastionError
+
+    assistant = Assistant(FakeEngine(), store)
+    chat = store.create_chat()
+    with pytest.raises(BastionError, match="empty"):
+        list(assistant.ask(chat.id, "   "))
+    assert store.messages(chat.id) == []
