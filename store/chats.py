@@ -106,9 +106,9 @@ def _apply_migrations(db: sqlite_utils.Database) -> None:
 class ChatStore:
     """Chats and messages. Belongs to the thread that opened it."""
 
-    def __init__(self, path: Path | str, *, check_same_thread: bool = True):
+    def __init__(self, path: Path | str, *, check_same_thread: bool = True, timeout: float = 10.0):
         try:
-            conn = sqlite3.connect(str(path), timeout=10, check_same_thread=check_same_thread,
+            conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=check_same_thread,
                                    isolation_level=None)
             self.db = sqlite_utils.Database(conn)
             self.db.execute("PRAGMA journal_mode=WAL")

@@ -1,0 +1,98 @@
+"""Chat history: durable, searchable, honest about interrupted answers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bastion.desktop.chat_export import export_chat
+from bastion.store.chats import ChatStore, Source
+from bastion.store.errors import StoreError
+
+
+def test_chats_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "bastion.db"
+    store = ChatStore(path)
+    chat = store.create_chat("Taxes", mode="docs", collections=["finance"])
+    store.add_message(chat.id, "user", "What is due in April?")
+    store.add_message(chat.id, "assistant", "Form 7 [1].",
+                      sources=[Source(n=1, path="/f/forms.pdf", page=2, snippet="Form 7 is due", score=0.5, cited=True)],
+                      meta={"model": "m"})
+    store.close()
+
+    again = ChatStore(path)
+    [reopened] = again.chats()
+    assert (reopened.title, reopened.mode, reopened.collections) == ("Taxes", "docs", ["finance"])
+    messages = again.messages(chat.id)
+    assert [m.content for m in messages] == ["What is due in April?", "Form 7 [1]."]
+    assert messages[1].sources[0].page == 2 and messages[1].meta == {"model": "m"}
+    assert again.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert again.integrity_ok()
+
+
+def test_a_streaming_answer_left_by_a_crash_is_marked_interrupted(tmp_path: Path) -> None:
+    path = tmp_path / "bastion.db"
+    store = ChatStore(path)
+    chat = store.create_chat()
+    store.add_message(chat.id, "user", "q")
+    answer = store.add_message(chat.id, "assistant", "", status="streaming")
+    store.update_content(answer.id, "partial text")
+    store.db.conn.close()  # no finish_message: as if killed
+    again = ChatStore(path)
+    message = again.message(answer.id)
+    assert message.status == "interrupted" and message.content == "partial text"
+
+
+def test_rename_delete_and_search_by_title(tmp_path: Path) -> None:
+    store = ChatStore(tmp_path / "b.db")
+    a = store.create_chat("Budget 2026")
+    b = store.create_chat("Holiday plans")
+    store.create_chat("100% literal_match")
+    store.update_chat(b.id, title="Holiday plans (Norway)")
+    assert [c.title for c in store.chats("norway")] == ["Holiday plans (Norway)"]
+    assert [c.title for c in store.chats("%")] == ["100% literal_match"]
+    assert [c.title for c in store.chats("_")] == ["100% literal_match"]
+    store.add_message(a.id, "user", "x")
+    store.delete_chat(a.id)
+    assert all(c.id != a.id for c in store.chats())
+    with pytest.raises(StoreError, match="no chat"):
+        store.chat(a.id)
+
+
+def test_locked_database_gives_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    ChatStore(path).close()
+    blocker = sqlite3.connect(path)
+    blocker.execute("PRAGMA locking_mode=EXCLUSIVE")
+    blocker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(StoreError, match="another Bastion"):
+        store = ChatStore(path, timeout=0.2)
+        store.create_chat()
+    blocker.rollback()
+    blocker.close()
+
+
+def test_exports(tmp_path: Path) -> None:
+    store = ChatStore(tmp_path / "b.db")
+    chat = store.create_chat("Export me", mode="docs", collections=["c"])
+    store.add_message(chat.id, "user", "Q1?")
+    store.add_message(chat.id, "assistant", "A1 [1].",
+                      sources=[Source(n=1, path="/x/y.pdf", page=4, snippet="snip", score=0.1, cited=True)])
+    store.add_message(chat.id, "user", "Q2?")
+    store.add_message(chat.id, "assistant", "A2 partial", status="interrupted")
+    messages = store.messages(chat.id)
+
+    md = export_chat(chat, messages, "md")
+    assert md.startswith("# Export me") and "/x/y.pdf, page 4" in md and "(interrupted)" in md
+
+    data = json.loads(export_chat(chat, messages, "json"))
+    assert data["chat"]["title"] == "Export me" and len(data["messages"]) == 4
+
+    lines = export_chat(chat, messages, "jsonl", system_prompt="Be brief.").splitlines()
+    assert len(lines) == 1  # the interrupted answer is not training data
+    pair = json.loads(lines[0])["messages"]
+    assert [m["role"] for m in pair] == ["system", "user", "assistant"]
+    assert pair[2]["content"] == "A1 [1]."
