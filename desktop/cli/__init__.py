@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bastion.desktop.egress import guard_this_process  # after the offline env
     from bastion.desktop.errors import user_message  # noqa: PLC0415 - after offline env
+
+    guard_this_process()  # before any command runs: refuse and log non-loopback traffic
 
     parser = build_parser()
     args = parser.parse_args(argv)
