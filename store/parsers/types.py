@@ -12,11 +12,14 @@ ParseStatus = Literal["ok", "skipped", "failed", "crashed"]
 class PageText:
     """Text of one page (PDF page, slide, sheet) or of a whole page-less document.
 
-    ``page`` is 1-based where the format has pages or slides, otherwise None.
+    ``page`` is 1-based where the format has pages or slides, otherwise None. Sheets and
+    e-book chapters are numbered the same way. ``label`` names the location for people when the
+    number alone would mislead ("sheet Sales", "chapter Introduction"); None for PDF pages.
     """
 
     text: str
     page: int | None = None
+    label: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,108 @@
+"""Bytes to text: byte-order mark, then UTF-8, then charset detection; binary recognised."""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+from .verdicts import FileSkipped
+
+_BOMS = (
+    # UTF-32 first: its little-endian BOM starts with the UTF-16 one.
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_SAMPLE_BYTES = 64 * 1024
+_DETECT_BYTES = 256 * 1024
+# Bytes that do not occur in text: C0 controls other than tab, newlines, form feed, escape.
+_CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\f\x0b\x1b") + b"\x7f"
+
+
+@dataclass(frozen=True)
+class DecodedText:
+    """Text decoded from bytes, with the encoding used and whether bytes had to be replaced."""
+
+    text: str
+    encoding: str
+    lossy: bool
+
+
+def bom_encoding(data: bytes) -> tuple[str, int] | None:
+    """The encoding named by a byte-order mark and the mark's length, or None."""
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            return name, len(bom)
+    return None
+
+
+def looks_binary(sample: bytes) -> bool:
+    """True for bytes that are not text: NUL bytes, or more than 10 % control bytes."""
+    if not sample:
+        return False
+    if b"\x00" in sample:
+        return True
+    controls = len(sample) - len(sample.translate(None, _CONTROL))
+    return controls * 10 > len(sample)
+
+
+def _decode(data: bytes, encoding: str, *, final: bool) -> tuple[str, bool]:
+    # An incremental decoder so a prefix cut inside a multi-byte character is not "lossy".
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    text = decoder.decode(data, final=final)
+    return text, "\ufffd" in text
+
+
+def decode_text(data: bytes, *, truncated: bool = False) -> DecodedText:
+    """Decode the bytes of a text file.
+
+    Args:
+        data: The bytes (possibly only the first part of the file).
+        truncated: True when ``data`` is a prefix, so a multi-byte character cut at the end
+            is dropped rather than reported as damage.
+
+    Returns:
+        The decoded text.
+
+    Raises:
+        FileSkipped: The bytes are binary, not text.
+    """
+    final = not truncated
+    bom = bom_encoding(data)
+    if bom is not None:
+        name, size = bom
+        text, lossy = _decode(data[size:], name, final=final)
+        return DecodedText(text, name, lossy)
+    if looks_binary(data[:_SAMPLE_BYTES]):
+        raise FileSkipped("binary file (not text)")
+    try:
+        text = codecs.getincrementaldecoder("utf-8")(errors="strict").decode(data, final=final)
+        return DecodedText(text, "utf-8", False)
+    except UnicodeDecodeError:
+        pass
+    # Mostly UTF-8 with a few damaged bytes is still UTF-8; a legacy encoding produces far
+    # more invalid sequences than valid multi-byte ones.
+    replaced, _ = _decode(data, "utf-8", final=final)
+    errors = replaced.count("\ufffd")
+    multibyte = sum(1 for ch in replaced if ord(ch) > 0x7F) - errors
+    if errors <= multibyte:
+        return DecodedText(replaced, "utf-8", True)
+    detected = _detect_encoding(data[:_DETECT_BYTES])
+    if detected is None:
+        return DecodedText(replaced, "utf-8", True)
+    text, lossy = _decode(data, detected, final=final)
+    return DecodedText(text, detected, lossy)
+
+
+def _detect_encoding(sample: bytes) -> str | None:
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(sample).best()
+    if best is None:
+        return None
+    try:
+        return codecs.lookup(best.encoding).name
+    except LookupError:
+        return None
