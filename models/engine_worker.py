@@ -150,7 +150,9 @@ class LoadedModel:
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         if s.repeat_penalty != 1.0:
             lib.llama_sampler_chain_add(
-                chain, lib.llama_sampler_init_penalties(s.repeat_last_n, s.repeat_penalty, 0.0, 0.0)
+                chain, lib.llama_sampler_init_penalties(
+                    lib.llama_vocab_n_tokens(self.vocab), s.repeat_last_n, s.repeat_penalty, 0.0, 0.0
+                )
             )
         if s.temperature <= 0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
