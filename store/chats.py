@@ -9,6 +9,7 @@ kill during streaming leaves an honest record, never a half-true one.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -120,9 +121,19 @@ class ChatStore:
                 f"Could not open the chat history {path}: {error}. If another Bastion is running, "
                 "close it; if the file is damaged, move it aside and Bastion starts a new one."
             ) from error
-        # A previous run killed mid-answer left a streaming message: it was interrupted.
-        with self.db.conn:
-            self.db.execute("UPDATE messages SET status = 'interrupted' WHERE status = 'streaming'")
+        self._recover_interrupted()
+
+    def _recover_interrupted(self) -> None:
+        """A run killed mid-answer left a ``streaming`` message: mark it interrupted, unless
+        the process writing it is still alive (another Bastion window or command)."""
+        rows = list(self.db.query("SELECT id, meta FROM messages WHERE status = 'streaming'"))
+        dead = [r["id"] for r in rows if not _alive(json.loads(r["meta"] or "{}").get("writer_pid"))]
+        if dead:
+            with self.db.conn:
+                self.db.execute(
+                    f"UPDATE messages SET status = 'interrupted' WHERE id IN ({','.join('?' * len(dead))})",
+                    dead,
+                )
 
     def close(self) -> None:
         self.db.conn.close()
@@ -184,6 +195,8 @@ class ChatStore:
                     sources: Sequence[Source] = ()) -> Message:
         """Append a message, committed (durably) before this returns."""
         now = time.time()
+        if status == "streaming":
+            meta = {**(meta or {}), "writer_pid": os.getpid()}
         with self.db.conn:
             msg_id = self.db["messages"].insert(
                 {"chat_id": chat_id, "role": role, "content": content, "status": status,
@@ -225,6 +238,18 @@ class ChatStore:
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _sources_json(sources: Sequence[Source]) -> str:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,10 +43,22 @@ def test_a_streaming_answer_left_by_a_crash_is_marked_interrupted(tmp_path: Path
     store.add_message(chat.id, "user", "q")
     answer = store.add_message(chat.id, "assistant", "", status="streaming")
     store.update_content(answer.id, "partial text")
-    store.db.conn.close()  # no finish_message: as if killed
+    assert answer.meta["writer_pid"] == os.getpid()
+    # As if the writing process had been killed: no finish_message, and its pid is gone.
+    store.db["messages"].update(answer.id, {"meta": json.dumps({"writer_pid": _dead_pid()})})
+    # Another process opening the store meanwhile must not touch a live writer's message.
+    live = store.add_message(chat.id, "assistant", "", status="streaming")
+    store.db.conn.close()
     again = ChatStore(path)
     message = again.message(answer.id)
     assert message.status == "interrupted" and message.content == "partial text"
+    assert again.message(live.id).status == "streaming"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def test_rename_delete_and_search_by_title(tmp_path: Path) -> None:
