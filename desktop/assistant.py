@@ -25,7 +25,14 @@ from bastion.desktop.grounding import (
     retrieval_query,
     select_passages,
 )
-from bastion.models.engine_types import ChatDelta, ChatDone, ChatEvent, ChatStats, LoadInfo, Sampling
+from bastion.models.engine_types import (
+    ChatDelta,
+    ChatDone,
+    ChatEvent,
+    ChatStats,
+    LoadInfo,
+    Sampling,
+)
 from bastion.store.chats import Chat, ChatStore, Message, Source
 
 SAVE_EVERY_S = 0.5  # how often streamed text is written down, so a kill keeps what was shown

@@ -107,7 +107,7 @@ def select_passages(
     blocks = [format_passage(i + 1, h) for i, h in enumerate(relevant)]
     costs = count_tokens(blocks)
     used = 0
-    for hit, block, cost in zip(relevant, blocks, costs, strict=True):
+    for hit, _block, cost in zip(relevant, blocks, costs, strict=True):
         if used + cost > token_budget:
             grounding.dropped_for_budget += 1
             continue

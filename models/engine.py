@@ -11,6 +11,7 @@ thread (the GUI's Stop button).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import signal
@@ -112,10 +113,8 @@ class _Child:
 
     def stop(self, grace_s: float = 3.0) -> None:
         if self.process.is_alive():
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self.conn.send({"op": "shutdown"})
-            except (OSError, ValueError):
-                pass
             self.process.join(grace_s)
         if self.process.is_alive():
             self.process.kill()

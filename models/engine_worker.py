@@ -296,7 +296,7 @@ def serve(conn: Connection, cancel_flag: Any) -> None:
                 def emit(text: str, tokens: int) -> None:
                     conn.send({"type": "delta", "text": text, "tokens": tokens})
 
-                def cancelled() -> bool:
+                def cancelled(request_id: int = request_id) -> bool:
                     return bool(cancel_flag.value >= request_id)
 
                 stats = model.chat(

@@ -64,12 +64,12 @@ class Chat:
 
 
 def _migration_001_initial(db: sqlite_utils.Database) -> None:
-    db["chats"].create(  # type: ignore[union-attr]
+    db.table("chats").create(
         {"id": int, "title": str, "mode": str, "collections": str, "created": float, "updated": float},
         pk="id",
         not_null={"title", "mode", "collections", "created", "updated"},
     )
-    db["messages"].create(  # type: ignore[union-attr]
+    db.table("messages").create(
         {
             "id": int,
             "chat_id": int,
@@ -84,7 +84,7 @@ def _migration_001_initial(db: sqlite_utils.Database) -> None:
         foreign_keys=[("chat_id", "chats", "id")],
         not_null={"chat_id", "role", "content", "status", "created"},
     )
-    db["messages"].create_index(["chat_id", "id"])  # type: ignore[union-attr]
+    db.table("messages").create_index(["chat_id", "id"])
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
@@ -94,14 +94,14 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
 
 def _apply_migrations(db: sqlite_utils.Database) -> None:
     if "_migrations" not in db.table_names():
-        db["_migrations"].create({"name": str, "applied": float}, pk="name")  # type: ignore[union-attr]
-    done = {row["name"] for row in db["_migrations"].rows}
+        db.table("_migrations").create({"name": str, "applied": float}, pk="name")
+    done = {row["name"] for row in db.table("_migrations").rows}
     for name, migrate in MIGRATIONS:
         if name in done:
             continue
         with db.conn:  # one transaction per migration
             migrate(db)
-            db["_migrations"].insert({"name": name, "applied": time.time()})
+            db.table("_migrations").insert({"name": name, "applied": time.time()})
 
 
 class ChatStore:
@@ -144,11 +144,11 @@ class ChatStore:
                     collections: Sequence[str] = ()) -> Chat:
         now = time.time()
         with self.db.conn:
-            chat_id = self.db["chats"].insert(
+            chat_id = self.db.table("chats").insert(
                 {"title": title, "mode": mode, "collections": json.dumps(list(collections)),
                  "created": now, "updated": now}
             ).last_pk
-        return self.chat(int(chat_id))
+        return self.chat(_pk(chat_id))
 
     def chat(self, chat_id: int) -> Chat:
         rows = list(self.db.query("SELECT * FROM chats WHERE id = ?", [chat_id]))
@@ -179,7 +179,7 @@ class ChatStore:
         if collections is not None:
             changes["collections"] = json.dumps(list(collections))
         with self.db.conn:
-            self.db["chats"].update(chat_id, changes)
+            self.db.table("chats").update(chat_id, changes)
         return self.chat(chat_id)
 
     def delete_chat(self, chat_id: int) -> None:
@@ -198,17 +198,17 @@ class ChatStore:
         if status == "streaming":
             meta = {**(meta or {}), "writer_pid": os.getpid()}
         with self.db.conn:
-            msg_id = self.db["messages"].insert(
+            msg_id = self.db.table("messages").insert(
                 {"chat_id": chat_id, "role": role, "content": content, "status": status,
                  "created": now, "sources": _sources_json(sources), "meta": json.dumps(meta or {})}
             ).last_pk
-            self.db["chats"].update(chat_id, {"updated": now})
-        return self.message(int(msg_id))
+            self.db.table("chats").update(chat_id, {"updated": now})
+        return self.message(_pk(msg_id))
 
     def finish_message(self, message_id: int, content: str, status: MessageStatus, *,
                        meta: dict[str, Any] | None = None, sources: Sequence[Source] = ()) -> Message:
         with self.db.conn:
-            self.db["messages"].update(
+            self.db.table("messages").update(
                 message_id,
                 {"content": content, "status": status, "sources": _sources_json(sources),
                  "meta": json.dumps(meta or {})},
@@ -218,7 +218,7 @@ class ChatStore:
     def update_content(self, message_id: int, content: str) -> None:
         """Save streamed text so far (a kill keeps what was shown)."""
         with self.db.conn:
-            self.db["messages"].update(message_id, {"content": content})
+            self.db.table("messages").update(message_id, {"content": content})
 
     def message(self, message_id: int) -> Message:
         rows = list(self.db.query("SELECT * FROM messages WHERE id = ?", [message_id]))
@@ -238,6 +238,12 @@ class ChatStore:
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+def _pk(value: object) -> int:
+    if not isinstance(value, int):
+        raise StoreError("The chat history did not return a row id; the database may be damaged.")
+    return value
 
 
 def _alive(pid: object) -> bool:

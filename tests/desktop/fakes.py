@@ -6,7 +6,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bastion.models.engine_types import ChatDelta, ChatDone, ChatEvent, ChatStats, LoadInfo, Sampling
+from bastion.models.engine_types import (
+    ChatDelta,
+    ChatDone,
+    ChatEvent,
+    ChatStats,
+    LoadInfo,
+    Sampling,
+)
 
 
 class FakeEngine:
