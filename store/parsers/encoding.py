@@ -96,12 +96,45 @@ def decode_text(data: bytes, *, truncated: bool = False) -> DecodedText:
     return DecodedText(text, detected, lossy)
 
 
+# Encodings most legacy files are really in, in order of preference. charset-normalizer
+# judges short Western texts nearly equal in many code pages and sometimes picks an exotic one
+# (cp775 for French); a small bonus for these keeps the common answer.
+_COMMON = (
+    "cp1252",
+    "latin_1",
+    "iso8859_15",
+    "cp1250",
+    "cp1251",
+    "koi8_r",
+    "cp932",
+    "shift_jis",
+    "euc_jp",
+    "gb18030",
+    "gb2312",
+    "big5",
+    "euc_kr",
+    "cp949",
+    "utf_16",
+)
+_COMMON_BONUS = 0.1
+
+
 def _detect_encoding(sample: bytes) -> str | None:
     from charset_normalizer import from_bytes
 
-    best = from_bytes(sample).best()
-    if best is None:
+    def rank(match: object) -> tuple[float, int]:
+        encoding = str(getattr(match, "encoding", ""))
+        chaos = float(getattr(match, "chaos", 1.0))
+        common = encoding in _COMMON
+        return (
+            chaos - (_COMMON_BONUS if common else 0.0),
+            _COMMON.index(encoding) if common else len(_COMMON),
+        )
+
+    matches = list(from_bytes(sample))
+    if not matches:
         return None
+    best = min(matches, key=rank)
     try:
         return codecs.lookup(best.encoding).name
     except LookupError:

@@ -61,6 +61,7 @@ _SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")
 # Markers in the stream of pieces; resolved into newlines once the walk is done.
 _BREAK = "\x00B"
 _PARAGRAPH = "\x00P"
+_BREAK_RUNS = re.compile("(?:\x00B ?){2,}")
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ def _framing(name: str) -> tuple[str, str]:
         return _PARAGRAPH + "#" * level + " ", _PARAGRAPH
     if name == "li":
         return _BREAK + "- ", _BREAK
+    if name == "tr":
+        return _BREAK, _BREAK
     if name in _CELLS:
         return " | ", ""
     if name in _BLOCKS:
@@ -148,6 +151,8 @@ def _preserve(text: str) -> str:
 
 def _finish(joined: str) -> str:
     text = _SPACES.sub(" ", joined)
+    # Adjacent line-level elements (list items, table rows) each end and start a line: one break.
+    text = _BREAK_RUNS.sub(_BREAK, text)
     text = text.replace(_PARAGRAPH, "\n\n").replace(_BREAK, "\n")
     lines = [line.strip(" ") for line in text.split("\n")]
     # Cells leave "| a | b" at the start of a row; drop the leading separator.

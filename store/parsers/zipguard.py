@@ -24,26 +24,18 @@ _CHUNK = 1024 * 1024
 _OVERLAP = 4096
 # Only inspect ratios once the content is big enough to hurt; tiny files compress oddly.
 _RATIO_FLOOR_BYTES = 1024 * 1024
-# Members starting like this are images, fonts or embedded binaries, never XML parts.
-_BINARY_STARTS = (
-    b"\x89PNG",
-    b"\xff\xd8\xff",
-    b"GIF8",
-    b"BM",
-    b"II*\x00",
-    b"MM\x00*",
-    b"\x01\x00\x00\x00",
-    b"\xd7\xcd\xc6\x9a",
-    b"\xd0\xcf\x11\xe0",
-    b"PK\x03\x04",
-    b"RIFF",
-    b"OTTO",
-    b"\x00\x01\x00\x00",
-    b"wOFF",
-    b"wOF2",
-    b"%PDF",
-)
 _EBCDIC_XML = b"\x4c\x6f\xa7\x94"
+_WIDE_XML_STARTS = (
+    codecs.BOM_UTF32_LE,
+    codecs.BOM_UTF32_BE,
+    codecs.BOM_UTF16_LE,
+    codecs.BOM_UTF16_BE,
+    b"\x00\x00\x00<",
+    b"<\x00\x00\x00",
+    b"<\x00",
+    b"\x00<",
+    _EBCDIC_XML,
+)
 _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
 _ANY_DTD = re.compile(r"<!(DOCTYPE|ENTITY)")
 # EPUB 2 content documents carry a plain XHTML DOCTYPE; only an internal subset can declare
@@ -117,7 +109,7 @@ def _scan_member(
 ) -> None:
     with archive.open(member) as stream:
         first = stream.read(_CHUNK)
-        if first.startswith(_BINARY_STARTS):
+        if not _may_be_xml(first):
             return
         if first.startswith(_EBCDIC_XML):
             raise FileBroken(f"refused: {member.filename!r} is XML in an EBCDIC encoding")
@@ -130,6 +122,17 @@ def _scan_member(
                     f"({found.group(0).rstrip('[')}…), which can expand entities without limit "
                     "(billion laughs) or read other files (XXE)"
                 )
+
+
+def _may_be_xml(first: bytes) -> bool:
+    """False for members no XML parser would accept: they must start with markup.
+
+    Images, fonts and binary blobs are skipped (Mac printer settings embed a plist with a
+    DOCTYPE inside binary data; no library reads that member as XML).
+    """
+    if first.startswith(_WIDE_XML_STARTS):
+        return True
+    return first.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n").startswith(b"<")
 
 
 def _xml_encoding(first: bytes, name: str) -> str:

@@ -1,0 +1,188 @@
+"""Builders for test documents: every fixture is generated here, none comes from disk."""
+
+from __future__ import annotations
+
+import zipfile
+from email.message import EmailMessage
+from pathlib import Path
+
+
+def write_pdf(path: Path, pages: list[str], *, title: str | None = None) -> Path:
+    """A PDF with one line of text per page (empty strings make blank pages)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(path), pagesize=A4)
+    if title:
+        pdf.setTitle(title)
+    for text in pages:
+        if text:
+            pdf.drawString(72, 760, text)
+        else:
+            pdf.rect(72, 600, 200, 100, fill=1)  # an "image": ink but no text
+        pdf.showPage()
+    pdf.save()
+    return path
+
+
+def encrypt_pdf(
+    source: Path, target: Path, *, user_password: str, algorithm: str = "AES-256"
+) -> Path:
+    """A copy of ``source`` encrypted with pypdf."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(source))
+    writer.encrypt(user_password=user_password, owner_password="owner-secret", algorithm=algorithm)
+    with target.open("wb") as handle:
+        writer.write(handle)
+    return target
+
+
+def write_docx(path: Path) -> Path:
+    """A DOCX with a title, headings, paragraphs and a table, in that order."""
+    import docx
+
+    document = docx.Document()
+    document.core_properties.title = "Quarterly report"
+    document.add_heading("Quarterly report", level=0)
+    document.add_heading("Introduction", level=1)
+    document.add_paragraph("The first paragraph mentions aardvarks.")
+    document.add_paragraph("The second paragraph mentions zebras.")
+    document.add_heading("Numbers", level=2)
+    table = document.add_table(rows=2, cols=2)
+    table.cell(0, 0).text = "Region"
+    table.cell(0, 1).text = "Revenue"
+    table.cell(1, 0).text = "North"
+    table.cell(1, 1).text = "42"
+    document.add_paragraph("After the table.")
+    document.save(str(path))
+    return path
+
+
+def write_pptx(path: Path) -> Path:
+    """A three-slide deck; slide 2 has a table and speaker notes."""
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    for number in range(1, 4):
+        slide = deck.slides.add_slide(deck.slide_layouts[5])
+        slide.shapes.title.text = f"Slide title {number}"
+        box = slide.shapes.add_textbox(Inches(1), Inches(2), Inches(6), Inches(1))
+        box.text_frame.text = f"Body text on slide {number}"
+        if number == 2:
+            table = slide.shapes.add_table(2, 2, Inches(1), Inches(4), Inches(4), Inches(1)).table
+            table.cell(0, 0).text = "Key"
+            table.cell(0, 1).text = "Value"
+            table.cell(1, 0).text = "colour"
+            table.cell(1, 1).text = "teal"
+            slide.notes_slide.notes_text_frame.text = "Remember the teal."
+    deck.save(str(path))
+    return path
+
+
+def write_xlsx(path: Path) -> Path:
+    """Two sheets: Sales with numbers and a formula, and Notes with text."""
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    sales = workbook.active
+    sales.title = "Sales"
+    sales.append(["Region", "Amount"])
+    sales.append(["North", 10])
+    sales.append(["South", 32])
+    notes = workbook.create_sheet("Notes")
+    notes.append(["Budget approved by the board"])
+    workbook.save(str(path))
+    return path
+
+
+def write_odt(path: Path) -> Path:
+    """An ODT with a heading and two paragraphs."""
+    from odf.opendocument import OpenDocumentText
+    from odf.text import H, P
+
+    document = OpenDocumentText()
+    document.text.addElement(H(outlinelevel=1, text="Minutes"))
+    document.text.addElement(P(text="The committee met on Tuesday."))
+    document.text.addElement(P(text="Pelicans were discussed."))
+    document.save(str(path))
+    return path
+
+
+def write_epub(path: Path) -> Path:
+    """An EPUB with two chapters."""
+    from ebooklib import epub
+
+    book = epub.EpubBook()
+    book.set_identifier("test-book")
+    book.set_title("A Test Book")
+    book.set_language("en")
+    chapters = []
+    for number, body in (
+        (1, "The lighthouse keeper woke early."),
+        (2, "Storms came in the autumn."),
+    ):
+        chapter = epub.EpubHtml(
+            title=f"Chapter {number}", file_name=f"chap{number}.xhtml", lang="en"
+        )
+        chapter.content = f"<h1>Chapter {number}</h1><p>{body}</p>"
+        book.add_item(chapter)
+        chapters.append(chapter)
+    book.toc = chapters
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = ["nav", *chapters]
+    epub.write_epub(str(path), book)
+    return path
+
+
+def write_eml(path: Path, *, html: bool = False) -> Path:
+    """A mail with headers, a body (plain or HTML) and one attachment."""
+    message = EmailMessage()
+    message["From"] = "Alice <alice@example.org>"
+    message["To"] = "Bob <bob@example.org>"
+    message["Subject"] = "Budget meeting"
+    message["Date"] = "Tue, 04 Mar 2025 10:00:00 +0000"
+    if html:
+        message.set_content("<p>Meet at <b>noon</b>.</p><script>steal()</script>", subtype="html")
+    else:
+        message.set_content("Meet at noon in room 4.\n\nBring the figures.")
+    message.add_attachment(
+        b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename="figures.pdf"
+    )
+    path.write_bytes(bytes(message))
+    return path
+
+
+def write_zip(
+    path: Path, members: dict[str, bytes], *, compression: int = zipfile.ZIP_DEFLATED
+) -> Path:
+    """A zip archive with the given members."""
+    with zipfile.ZipFile(path, "w", compression=compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def docx_with_document_xml(path: Path, document_xml: bytes) -> Path:
+    """A minimal DOCX-shaped zip whose word/document.xml is exactly ``document_xml``."""
+    content_types = (
+        b'<?xml version="1.0" encoding="UTF-8"?>'
+        b'<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        b'<Default Extension="xml" ContentType="application/xml"/></Types>'
+    )
+    return write_zip(
+        path, {"[Content_Types].xml": content_types, "word/document.xml": document_xml}
+    )
+
+
+def zip_bomb_docx(path: Path, megabytes: int = 200) -> Path:
+    """A DOCX-shaped zip with a member of ``megabytes`` MB of zeros (about 1000:1)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", b"<Types/>")
+        with archive.open("word/document.xml", "w", force_zip64=True) as member:
+            block = b"\0" * (1024 * 1024)
+            for _ in range(megabytes):
+                member.write(block)
+    return path

@@ -1,0 +1,58 @@
+"""Parse functions that misbehave on purpose, for ParsePool tests (run inside the workers).
+
+``by_name`` dispatches on the file name so one run can mix hostile and normal files.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from bastion.store.parsers import PageText, ParsedDocument, ParseOutcome, parse_file
+
+
+def hang(path: Path, **limits: int) -> ParseOutcome:
+    """Never returns (until the pool kills the worker)."""
+    while True:
+        time.sleep(3600)
+
+
+def crash(path: Path, **limits: int) -> ParseOutcome:
+    """Dies the way a C library does on a bad input."""
+    os.abort()
+
+
+def oom(path: Path, **limits: int) -> ParseOutcome:
+    """Allocates far beyond any sane memory cap."""
+    hog = [bytearray(256 * 1024 * 1024) for _ in range(64)]
+    return ParseOutcome(status="ok", reason=str(len(hog)))
+
+
+def raises(path: Path, **limits: int) -> ParseOutcome:
+    """A parser bug that escapes as an exception."""
+    raise RuntimeError("deliberate parser bug")
+
+
+def modules(path: Path, **limits: int) -> ParseOutcome:
+    """Reports which heavy modules the worker has imported (spawn must stay cheap)."""
+    heavy = sorted(
+        name
+        for name in ("torch", "transformers", "sentence_transformers", "PySide6", "llama_cpp")
+        if name in sys.modules
+    )
+    text = " ".join(heavy) or "none"
+    return ParseOutcome(status="ok", document=ParsedDocument(pages=[PageText(text)], kind="text"))
+
+
+def by_name(path: Path, **limits: int) -> ParseOutcome:
+    """Hang, crash or exhaust memory when the file name says so; parse normally otherwise."""
+    name = path.name
+    if name.startswith("hang"):
+        return hang(path)
+    if name.startswith("crash"):
+        return crash(path)
+    if name.startswith("oom"):
+        return oom(path)
+    return parse_file(path, **limits)
