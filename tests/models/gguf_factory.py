@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from bastion.models.gguf_file import read_gguf_info
 from gguf import GGUFValueType, GGUFWriter
+
+from bastion.models.gguf_file import read_gguf_info
 
 DEFAULT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"

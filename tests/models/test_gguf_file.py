@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from bastion.models.errors import InvalidModelFile, ModelNotFound
 from bastion.models.gguf_file import (
     MAX_STRING_BYTES,
