@@ -24,6 +24,8 @@ _CHUNK = 1024 * 1024
 _OVERLAP = 4096
 # Only inspect ratios once the content is big enough to hurt; tiny files compress oddly.
 _RATIO_FLOOR_BYTES = 1024 * 1024
+_ASCII = bytes(range(128))
+_ASCII_TEXT = _ASCII.decode("ascii")
 _EBCDIC_XML = b"\x4c\x6f\xa7\x94"
 _WIDE_XML_STARTS = (
     codecs.BOM_UTF32_LE,
@@ -148,7 +150,8 @@ def _xml_encoding(first: bytes, name: str) -> str:
         return "latin-1"
     label = declared.group(1).decode("ascii")
     try:
-        same_ascii = "<!DOCTYPE".encode(label) == b"<!DOCTYPE"
+        # Every ASCII byte must mean the same character (UTF-7, for one, turns "+ADw-" into "<").
+        same_ascii = _ASCII.decode(label) == _ASCII_TEXT
     except (LookupError, UnicodeError):
         same_ascii = False
     if not same_ascii:
