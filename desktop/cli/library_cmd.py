@@ -1,0 +1,192 @@
+"""``bastion library add|sync|watch|status|remove`` and ``bastion search``.
+
+Thin: every command calls ``bastion.desktop.library``. Long work reports progress on stderr
+(files/s, chunks/s, ETA); Ctrl-C stops cleanly and the next sync resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from bastion.desktop import library as use_case
+from bastion.store.library_types import CollectionStatus, SearchHit, SyncProgress
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``library`` command group and the top-level ``search`` command."""
+    library = subparsers.add_parser("library", help="index folders of documents for search and answers")
+    commands = library.add_subparsers(dest="library_command", metavar="ACTION", required=True)
+
+    add = commands.add_parser("add", help="create a collection over folders (or add folders to it) and index them")
+    add.add_argument("name", help="collection name")
+    add.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="folders to index")
+    add.add_argument("--embedder", type=Path, metavar="FOLDER",
+                     help="a local sentence-transformers folder (default: all-MiniLM-L6-v2)")
+    add.add_argument("--no-sync", action="store_true", help="only record the folders; index later")
+    add.set_defaults(func=run_add)
+
+    sync = commands.add_parser("sync", help="bring collections up to date with their folders")
+    sync.add_argument("name", nargs="?", help="one collection (default: all)")
+    sync.set_defaults(func=run_sync)
+
+    watch = commands.add_parser("watch", help="keep collections in sync as files change (Ctrl-C stops)")
+    watch.add_argument("name", nargs="?", help="one collection (default: all)")
+    watch.add_argument("--reconcile", type=float, default=use_case.RECONCILE_INTERVAL_S, metavar="SECONDS",
+                       help="full re-check interval (default: %(default)s)")
+    watch.set_defaults(func=run_watch)
+
+    status = commands.add_parser("status", help="documents per state, and why some are not indexed")
+    status.add_argument("name", nargs="?", help="one collection (default: all)")
+    status.set_defaults(func=run_status)
+
+    remove = commands.add_parser("remove", help="forget a collection (your files are not touched)")
+    remove.add_argument("name", help="collection name")
+    remove.set_defaults(func=run_remove)
+
+    search = subparsers.add_parser("search", help="search your documents (no model needed)")
+    search.add_argument("query", help="what to look for (quote it)")
+    search.add_argument("--collection", action="append", default=[], metavar="NAME",
+                        help="search only this collection (repeatable)")
+    search.add_argument("-k", type=int, default=10, metavar="N", help="how many results (default: 10)")
+    search.set_defaults(func=run_search)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """``library add NAME PATH...``."""
+    with use_case.open_library() as library:
+        use_case.add_collection(library, args.name, args.paths, args.embedder)
+        print(f"Collection {args.name!r}: {', '.join(library.collection(args.name).roots)}", file=sys.stderr)
+        if args.no_sync:
+            return 0
+        return _sync(library.sync(args.name), sys.stderr)
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    """``library sync [NAME]``."""
+    with use_case.open_library() as library:
+        return _sync(library.sync(args.name), sys.stderr)
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    """``library watch [NAME]``: sync, then follow changes until Ctrl-C."""
+    with use_case.open_library() as library:
+        printer = ProgressPrinter(sys.stderr)
+        events = use_case.watch(library, args.name, reconcile_s=args.reconcile)
+        print("Watching for changes (Ctrl-C stops).", file=sys.stderr)
+        try:
+            for event in events:
+                if isinstance(event, SyncProgress):
+                    printer.show(event)
+        except KeyboardInterrupt:
+            events.close()
+            print("\nStopped watching; the next sync resumes where this one stopped.", file=sys.stderr)
+            return 130
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """``library status [NAME]``."""
+    with use_case.open_library() as library:
+        statuses = library.status(args.name)
+        if not statuses:
+            print("No collections yet. Create one with: bastion library add NAME FOLDER")
+        for status in statuses:
+            print(format_status(status))
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    """``library remove NAME``."""
+    with use_case.open_library() as library:
+        library.remove_collection(args.name)
+    print(f"Removed collection {args.name!r} (your files are untouched).", file=sys.stderr)
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """``search QUERY [--collection NAME] [-k N]``."""
+    with use_case.open_library() as library:
+        hits = library.search(args.query, args.collection or None, args.k)
+        print(format_hits(hits))
+        t = library.last_timings
+        print(f"[{len(hits)} results; search {t.get('search_ms', 0):.0f} ms, "
+              f"query embedding {t.get('embed_ms', 0):.0f} ms]", file=sys.stderr)
+    return 0
+
+
+def _sync(events: Iterable[SyncProgress], err: TextIO) -> int:
+    printer = ProgressPrinter(err)
+    iterator = iter(events)
+    try:
+        for event in iterator:
+            printer.show(event)
+    except KeyboardInterrupt:
+        close = getattr(iterator, "close", None)
+        if close:
+            close()
+        print("\nStopped; the next sync resumes where this one stopped.", file=err)
+        return 130
+    return 0
+
+
+class ProgressPrinter:
+    """One refreshing progress line on a terminal; a line every few seconds otherwise."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.last = 0.0
+
+    def show(self, event: SyncProgress) -> None:
+        """Print ``event`` if enough time passed (always for a collection's last event)."""
+        now = time.monotonic()
+        if event.phase == "done":
+            end = "\n" if self.tty else ""
+            counts = ", ".join(f"{n} {s}" for s, n in event.counts.items() if n)
+            print(f"{end}{event.collection}: {event.files_done} files, {event.chunks} chunks in "
+                  f"{event.elapsed_s:.1f} s ({event.chunks_per_s:.1f} chunks/s) — {counts or 'empty'}"
+                  + (" (stopped)" if event.cancelled else ""), file=self.out)
+            return
+        if event.phase != "index" or now - self.last < (0.3 if self.tty else 5.0):
+            return
+        self.last = now
+        eta = f"{event.eta_s:.0f} s" if event.eta_s is not None else "?"
+        line = (f"{event.collection}: {event.files_done}/{event.files_total} files · "
+                f"{event.files_per_s:.1f} files/s · {event.chunks} chunks · "
+                f"{event.chunks_per_s:.1f} chunks/s · ETA {eta}")
+        if self.tty:
+            current = (event.current or "")[-40:]
+            print(f"\r{line} · {current}".ljust(120)[:160], end="", file=self.out, flush=True)
+        else:
+            print(line, file=self.out, flush=True)
+
+
+def format_status(status: CollectionStatus) -> str:
+    """A collection's status as text: folders, counts per state, reasons for the rest."""
+    lines = [f"{status.name}  ({', '.join(status.roots)})"]
+    counts = "  ".join(f"{state}: {n}" for state, n in status.counts.items() if n) or "no documents yet"
+    lines.append(f"  {counts}  ·  chunks: {status.chunks}")
+    if status.stale:
+        lines.append("  The embedding model or chunking changed: the next sync rebuilds this collection.")
+    for failure in status.failures:
+        lines.append(f"  [{failure.state}] {failure.path}: {failure.reason}")
+    return "\n".join(lines)
+
+
+def format_hits(hits: list[SearchHit]) -> str:
+    """Search results: rank, file, page, score and a one-line snippet."""
+    if not hits:
+        return "No results."
+    lines = []
+    for n, hit in enumerate(hits, start=1):
+        where = hit.path + (f", page {hit.page}" if hit.page is not None else "")
+        snippet = " ".join(hit.text.split())
+        snippet = snippet[:157] + "…" if len(snippet) > 160 else snippet
+        lines.append(f"{n:2}. {where}  (score {hit.score:.4f})")
+        lines.append(f"    {snippet}")
+    return "\n".join(lines)

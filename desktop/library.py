@@ -1,0 +1,142 @@
+"""The document library use case, shared by the CLI and the window.
+
+Opens ``library.db`` in the data folder with the default embedder (all-MiniLM-L6-v2 from its
+package, or a collection's own model folder) and parses every file in sandboxed worker processes.
+Watch mode treats file-system events as hints and a periodic full sync as the truth.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bastion.desktop.paths import DataPaths, data_paths
+from bastion.store.embedder import Embedder, SentenceTransformerEmbedder, default_embedder_folder
+from bastion.store.library import Library
+from bastion.store.library_types import SyncProgress
+from bastion.store.sync import ParsePoolLike
+
+# Seconds between full reconcile syncs in watch mode (events are only hints).
+RECONCILE_INTERVAL_S = 300.0
+# Quiet time after the last file-system event before syncing (editors write in bursts).
+DEBOUNCE_S = 1.0
+
+
+def default_embedder(folder: Path | None) -> Embedder:
+    """The embedder of ``folder``, or the embedded default model when None."""
+    return SentenceTransformerEmbedder(folder or default_embedder_folder())
+
+
+def default_parse_pool() -> ParsePoolLike:
+    """One sandboxed parse worker: 60 s and 1 GB per file (the embedder needs the other core)."""
+    from bastion.store.parse_worker import ParsePool
+
+    return ParsePool(workers=1, timeout_s=60.0, memory_mb=1024)
+
+
+def open_library(
+    paths: DataPaths | None = None,
+    embedder_factory: Callable[[Path | None], Embedder] = default_embedder,
+    parse_pool_factory: Callable[[], ParsePoolLike] = default_parse_pool,
+) -> Library:
+    """Open the user's library (``library.db`` in the data folder).
+
+    The returned ``Library`` belongs to the calling thread; its ``search(query, collections, k)``
+    is what the assistant retrieves with.
+    """
+    paths = paths or data_paths()
+    return Library(paths.library_db, embedder_factory, parse_pool_factory)
+
+
+def add_collection(
+    library: Library, name: str, folders: Sequence[Path], embedder_folder: Path | None = None
+) -> None:
+    """Create collection ``name`` over ``folders``, or add the folders to it if it exists."""
+    known = {c.name for c in library.collections()}
+    if name in known:
+        for folder in folders:
+            library.add_folder(name, folder)
+        if embedder_folder is not None:
+            library.set_embedder(name, embedder_folder)
+    else:
+        library.add_collection(name, folders, embedder_folder)
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """Watch mode is waiting: ``reason`` says why the next sync will run."""
+
+    reason: str
+    changed_paths: int = 0
+
+
+class _ChangeFlag:
+    """Set by watchdog's thread, read by the owner thread: paths changed since the last sync."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._last = 0.0
+
+    def note(self) -> None:
+        with self._lock:
+            self._count += 1
+            self._last = time.monotonic()
+
+    def take_if_quiet(self, quiet_s: float) -> int:
+        with self._lock:
+            if self._count and time.monotonic() - self._last >= quiet_s:
+                count, self._count = self._count, 0
+                return count
+            return 0
+
+
+def watch(
+    library: Library,
+    name: str | None = None,
+    cancel: Callable[[], bool] | threading.Event | None = None,
+    reconcile_s: float = RECONCILE_INTERVAL_S,
+    debounce_s: float = DEBOUNCE_S,
+) -> Iterator[SyncProgress | WatchEvent]:
+    """Keep collections in sync: sync now, then on every change (within seconds) and periodically.
+
+    A generator in the library's thread: yields sync progress and ``WatchEvent`` while idle;
+    ``cancel`` (or closing the generator) stops it.
+    """
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    should_stop = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+    flag = _ChangeFlag()
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if event.event_type not in ("opened", "closed_no_write"):
+                flag.note()
+
+    infos = [library.collection(name)] if name else library.collections()
+    observer: Any = Observer()
+    for info in infos:
+        for root in info.roots:
+            if Path(root).is_dir():
+                observer.schedule(Handler(), root, recursive=True)
+    observer.daemon = True
+    observer.start()
+    try:
+        next_reconcile = 0.0  # a full sync first
+        while not should_stop():
+            changed = flag.take_if_quiet(debounce_s)
+            if changed or time.monotonic() >= next_reconcile:
+                yield WatchEvent("changes" if changed else "reconcile", changed)
+                yield from library.sync(name, cancel=should_stop)
+                next_reconcile = time.monotonic() + reconcile_s
+            else:
+                time.sleep(0.2)
+                yield WatchEvent("idle")
+    finally:
+        observer.stop()
+        observer.join(timeout=5)

@@ -1,0 +1,376 @@
+"""The document library: collections of folders, incremental sync and hybrid search.
+
+``Library`` owns one connection to ``library.db`` and belongs to the thread that created it (the
+sync pipeline opens its own helper connection). Embedders and parse pools are injected as
+factories, so tests run with fakes and the application with the real, sandboxed parts.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .chunking import CHUNKER_VERSION
+from .db import open_library_db, write_transaction
+from .embedder import Embedder, check_embedder_folder
+from .errors import StoreError
+from .library_types import (
+    DOCUMENT_STATES,
+    CollectionInfo,
+    CollectionStatus,
+    DocumentInfo,
+    DocumentState,
+    Failure,
+    SearchHit,
+    SyncProgress,
+)
+from .reconcile import WorkItem, ensure_identity, reconcile, recover_interrupted
+from .scan import FileStat
+from .search import CANDIDATES, bm25_candidates, load_hits, rrf_fuse
+from .sync import ParsePoolLike, Pipeline
+from .vector_index import VectorIndex
+
+EmbedderFactory = Callable[[Path | None], Embedder]
+ParsePoolFactory = Callable[[], ParsePoolLike]
+SearchMode = Literal["hybrid", "bm25", "vector"]
+
+# A file rewritten while it was read is read again, up to this many passes in one sync.
+_MAX_PASSES = 3
+
+
+class Library:
+    """Collections of folders indexed into ``library.db``.
+
+    Args:
+        db_path: The ``library.db`` file (its folder must exist).
+        embedder_factory: Builds the embedder of a folder (None: the default model). Called at
+            most once per folder; the embedder must compute ``id`` without loading the model.
+        parse_pool_factory: Builds a parse pool for one sync run (closed after it).
+    """
+
+    def __init__(
+        self, db_path: Path, embedder_factory: EmbedderFactory, parse_pool_factory: ParsePoolFactory
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.db = open_library_db(self.db_path)
+        self._embedder_factory = embedder_factory
+        self._parse_pool_factory = parse_pool_factory
+        self._embedders: dict[str | None, Embedder] = {}
+        self._vectors = VectorIndex()
+        self.last_timings: dict[str, float] = {}
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.db.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- collections --------------------------------------------------------------------
+
+    def add_collection(
+        self, name: str, paths: Sequence[Path | str], embedder_folder: Path | None = None
+    ) -> CollectionInfo:
+        """Create collection ``name`` over folders ``paths`` (indexed by the next sync).
+
+        Raises:
+            StoreError: the name is taken or empty, a folder does not exist, or the embedder
+                folder is refused.
+        """
+        name = name.strip()
+        if not name:
+            raise StoreError("A collection needs a name.")
+        if self._collection_row(name) is not None:
+            raise StoreError(f"A collection named {name!r} exists already. Choose another name.")
+        roots = [_checked_root(p) for p in paths]
+        folder = str(check_embedder_folder(embedder_folder)) if embedder_folder else None
+        with write_transaction(self.db):
+            cursor = self.db.conn.execute(
+                "INSERT INTO collections (name, embedder_folder, created) VALUES (?, ?, ?)",
+                [name, folder, time.time()],
+            )
+            for root in roots:
+                self._insert_folder(int(cursor.lastrowid or 0), root)
+        return self.collection(name)
+
+    def add_folder(self, name: str, path: Path | str) -> CollectionInfo:
+        """Add a folder to an existing collection."""
+        row = self._require(name)
+        root = _checked_root(path)
+        with write_transaction(self.db):
+            self._insert_folder(row[0], root)
+        return self.collection(name)
+
+    def set_embedder(self, name: str, embedder_folder: Path | None) -> CollectionInfo:
+        """Choose another embedder for a collection; the next sync rebuilds it."""
+        row = self._require(name)
+        folder = str(check_embedder_folder(embedder_folder)) if embedder_folder else None
+        with write_transaction(self.db):
+            self.db.execute("UPDATE collections SET embedder_folder = ? WHERE id = ?", [folder, row[0]])
+        return self.collection(name)
+
+    def remove_collection(self, name: str) -> None:
+        """Forget a collection and its index (the files themselves are untouched)."""
+        row = self._require(name)
+        with write_transaction(self.db):
+            self.db.execute("DELETE FROM collections WHERE id = ?", [row[0]])
+        self._vectors.invalidate(row[0])
+
+    def collections(self) -> list[CollectionInfo]:
+        """All collections, by name."""
+        rows = self.db.execute("SELECT name FROM collections ORDER BY name").fetchall()
+        return [self.collection(r[0]) for r in rows]
+
+    def collection(self, name: str) -> CollectionInfo:
+        """One collection by name (StoreError if there is none)."""
+        row = self._require(name)
+        roots = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT root FROM folders WHERE collection_id = ? ORDER BY id", [row[0]]
+            ).fetchall()
+        ]
+        return CollectionInfo(
+            id=row[0], name=row[1], roots=roots, embedder_folder=row[2], embedder_id=row[3],
+            dimension=row[4], chunker_version=row[5], created=row[7],
+        )
+
+    def status(self, name: str | None = None) -> list[CollectionStatus]:
+        """Counts per document state, chunk totals and failures with reasons."""
+        infos = [self.collection(name)] if name else self.collections()
+        result = []
+        for info in infos:
+            counts: dict[str, int] = dict.fromkeys(DOCUMENT_STATES, 0)
+            for state, count in self.db.execute(
+                "SELECT state, COUNT(*) FROM documents WHERE collection_id = ? GROUP BY state",
+                [info.id],
+            ).fetchall():
+                counts[state] = count
+            chunks = self.db.execute(
+                "SELECT COALESCE(SUM(chunk_count), 0) FROM documents WHERE collection_id = ?",
+                [info.id],
+            ).fetchone()[0]
+            failures = [
+                Failure(path=r[0], state=r[1], reason=r[2])
+                for r in self.db.execute(
+                    "SELECT path, state, reason FROM documents WHERE collection_id = ? AND state "
+                    "IN ('failed', 'quarantined', 'skipped', 'unavailable') ORDER BY state, path",
+                    [info.id],
+                ).fetchall()
+            ]
+            stale = info.embedder_id is not None and (
+                info.chunker_version != CHUNKER_VERSION
+                or info.embedder_id != self._embedder(info.embedder_folder).id
+            )
+            result.append(
+                CollectionStatus(info.name, info.roots, counts, int(chunks), failures, info.embedder_id, stale)
+            )
+        return result
+
+    def documents(
+        self, name: str, states: Sequence[DocumentState] | None = None
+    ) -> list[DocumentInfo]:
+        """The documents of a collection (optionally only those in ``states``), by path."""
+        row = self._require(name)
+        sql = (
+            "SELECT id, path, state, reason, attempts, size, mtime_ns, sha256, kind, pages, "
+            "chunk_count, indexed_at FROM documents WHERE collection_id = ?"
+        )
+        params: list[object] = [row[0]]
+        if states:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            params.extend(states)
+        return [
+            DocumentInfo(
+                id=r[0], collection=name, path=r[1], state=r[2], reason=r[3], attempts=r[4],
+                size=r[5], mtime_ns=r[6], sha256=r[7], kind=r[8], pages=r[9], chunk_count=r[10],
+                indexed_at=r[11],
+            )
+            for r in self.db.execute(sql + " ORDER BY path", params).fetchall()
+        ]
+
+    # ---- sync ---------------------------------------------------------------------------
+
+    def sync(
+        self, name: str | None = None, cancel: Callable[[], bool] | threading.Event | None = None
+    ) -> Iterator[SyncProgress]:
+        """Bring one collection (or all) up to date with the disk.
+
+        A generator: each yield is a progress event and a point where ``cancel`` is checked
+        (closing the generator stops as cleanly). Work already committed is never redone.
+        """
+        should_stop = _cancel_callable(cancel)
+        names = [name] if name else [c.name for c in self.collections()]
+        for collection_name in names:
+            info = self.collection(collection_name)
+            stopped = yield from self._sync_one(info, should_stop)
+            if stopped:
+                return
+
+    def _sync_one(
+        self, info: CollectionInfo, should_stop: Callable[[], bool]
+    ) -> Generator[SyncProgress, None, bool]:
+        started = time.monotonic()
+        recover_interrupted(self.db, info.id)
+        embedder = self._embedder(info.embedder_folder)
+        if ensure_identity(self.db, info.id, embedder.id, CHUNKER_VERSION):
+            self._vectors.invalidate(info.id)
+        yield SyncProgress(info.name, "scan", 0, 0, 0, 0.0, 0.0, None, elapsed_s=0.0)
+        work = reconcile(self.db, info.id)
+        files = chunks = 0
+        cancelled = False
+        for _ in range(_MAX_PASSES):
+            if not work or cancelled:
+                break
+            with write_transaction(self.db):
+                self.db.execute(
+                    "UPDATE collections SET dimension = ? WHERE id = ?", [embedder.dimension, info.id]
+                )
+            pool = self._parse_pool_factory()
+            try:
+                pipeline = Pipeline(
+                    self.db, self.db_path, (info.id, info.name), work, embedder, pool, should_stop
+                )
+                for event in pipeline.run():
+                    cancelled = cancelled or event.cancelled
+                    yield event
+            finally:
+                pool.close()
+            files += pipeline.files_done
+            chunks += pipeline.chunks_done
+            work = [_restat(item) for item in pipeline.requeue]
+        elapsed = time.monotonic() - started
+        yield SyncProgress(
+            info.name, "done", files, files, chunks, files / elapsed if elapsed else 0.0,
+            chunks / elapsed if elapsed else 0.0, 0.0, elapsed_s=elapsed,
+            counts=self.status(info.name)[0].counts, cancelled=cancelled,
+        )
+        return cancelled
+
+    # ---- search -------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        collections: Sequence[str] | None = None,
+        k: int = 10,
+        mode: SearchMode = "hybrid",
+    ) -> list[SearchHit]:
+        """Hybrid search: BM25 and vector candidates (~50 each) fused by RRF, deduplicated.
+
+        Args:
+            query: Free text (never interpreted as FTS syntax).
+            collections: Names to search (None: all).
+            k: How many hits to return.
+            mode: "hybrid", or one component alone (for measurements).
+
+        Returns:
+            Up to ``k`` hits, best first. ``last_timings`` holds the query embedding time
+            (``embed_ms``) apart from the search itself (``search_ms``).
+        """
+        infos = [self.collection(n) for n in collections] if collections else self.collections()
+        t0 = time.perf_counter()
+        bm25 = bm25_candidates(self.db, query, [i.id for i in infos]) if mode != "vector" else []
+        t1 = time.perf_counter()
+        embed_s = 0.0
+        vector: list[tuple[int, float]] = []
+        if mode != "bm25" and query.strip():
+            vector, embed_s = self._vector_candidates(query, infos)
+        t2 = time.perf_counter()
+        hits = load_hits(self.db, rrf_fuse(bm25, vector), k)
+        t3 = time.perf_counter()
+        self.last_timings = {
+            "bm25_ms": (t1 - t0) * 1000,
+            "embed_ms": embed_s * 1000,
+            "vector_ms": (t2 - t1 - embed_s) * 1000,
+            "search_ms": (t3 - t0 - embed_s) * 1000,
+        }
+        return hits
+
+    def _vector_candidates(
+        self, query: str, infos: Sequence[CollectionInfo]
+    ) -> tuple[list[tuple[int, float]], float]:
+        found: list[tuple[int, float]] = []
+        query_vectors: dict[str, np.ndarray] = {}
+        embed_s = 0.0
+        for info in infos:
+            row = self.db.execute(
+                "SELECT embedder_id, dimension, chunker_version, generation FROM collections "
+                "WHERE id = ?",
+                [info.id],
+            ).fetchone()
+            embedder = self._embedder(info.embedder_folder)
+            # Never compare vectors of two models: a collection awaiting its rebuild is BM25-only.
+            if row is None or row[0] != embedder.id or row[1] is None:
+                continue
+            if embedder.id not in query_vectors:
+                t = time.perf_counter()
+                query_vectors[embedder.id] = embedder.embed([query])[0]
+                embed_s += time.perf_counter() - t
+            found += self._vectors.search(
+                self.db, info.id, row[3], row[1], query_vectors[embedder.id], CANDIDATES
+            )
+        found.sort(key=lambda pair: -pair[1])
+        return found[:CANDIDATES], embed_s
+
+    # ---- internals ----------------------------------------------------------------------
+
+    def _embedder(self, folder: str | None) -> Embedder:
+        if folder not in self._embedders:
+            self._embedders[folder] = self._embedder_factory(Path(folder) if folder else None)
+        return self._embedders[folder]
+
+    def _collection_row(self, name: str) -> tuple[object, ...] | None:
+        row = self.db.execute(
+            "SELECT id, name, embedder_folder, embedder_id, dimension, chunker_version, "
+            "generation, created FROM collections WHERE name = ?",
+            [name],
+        ).fetchone()
+        return tuple(row) if row else None
+
+    def _require(self, name: str) -> tuple[int, str, str | None, str | None, int | None, str | None, int, float]:
+        row = self._collection_row(name)
+        if row is None:
+            known = ", ".join(c[0] for c in self.db.execute("SELECT name FROM collections").fetchall())
+            hint = f" Known: {known}." if known else " Create one with `bastion library add`."
+            raise StoreError(f"There is no collection named {name!r}.{hint}")
+        return row  # type: ignore[return-value]
+
+    def _insert_folder(self, collection_id: int, root: str) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO folders (collection_id, root, root_bytes) VALUES (?, ?, ?)",
+            [collection_id, os.fsencode(root).decode("utf-8", "replace"), os.fsencode(root)],
+        )
+
+
+def _checked_root(path: Path | str) -> str:
+    root = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(root):
+        raise StoreError(f"The folder {root} does not exist or is not a folder. Check the path.")
+    return root
+
+
+def _cancel_callable(cancel: Callable[[], bool] | threading.Event | None) -> Callable[[], bool]:
+    if cancel is None:
+        return lambda: False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set
+    return cancel
+
+
+def _restat(item: WorkItem) -> WorkItem:
+    try:
+        st = os.stat(item.path)
+        stat = FileStat(st.st_size, st.st_mtime_ns)
+    except OSError:
+        stat = item.stat
+    return WorkItem(item.doc_id, item.path, item.display, None, "pending", stat)

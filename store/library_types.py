@@ -1,0 +1,118 @@
+"""Records the library hands out: collections, documents, status, sync progress, search hits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DocumentState = Literal[
+    "pending", "in_progress", "indexed", "skipped", "failed", "quarantined", "unavailable"
+]
+DOCUMENT_STATES: tuple[DocumentState, ...] = (
+    "pending", "in_progress", "indexed", "skipped", "failed", "quarantined", "unavailable",
+)
+
+# A document that crashed the parser (or the app while it was being parsed) this many times is
+# quarantined instead of being retried forever.
+MAX_CRASHES = 3
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A named set of folders indexed with one embedder and one chunker version."""
+
+    id: int
+    name: str
+    roots: list[str]
+    embedder_folder: str | None
+    embedder_id: str | None
+    dimension: int | None
+    chunker_version: str | None
+    created: float
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One file of a collection and where it stands."""
+
+    id: int
+    collection: str
+    path: str
+    state: DocumentState
+    reason: str
+    attempts: int
+    size: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    kind: str | None
+    pages: int | None
+    chunk_count: int
+    indexed_at: float | None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A document that did not get indexed, and why (in words a person can act on)."""
+
+    path: str
+    state: DocumentState
+    reason: str
+
+
+@dataclass(frozen=True)
+class CollectionStatus:
+    """Counts per state and the failures of one collection."""
+
+    name: str
+    roots: list[str]
+    counts: dict[str, int]
+    chunks: int
+    failures: list[Failure]
+    embedder_id: str | None
+    stale: bool = False  # the embedder or chunker changed: the next sync rebuilds it
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """A progress event of ``Library.sync``; every event is also a cancel point.
+
+    ``phase``: "scan" (walking folders), "index" (parsing/embedding), "done" (``finished``).
+    """
+
+    collection: str
+    phase: Literal["scan", "index", "done"]
+    files_done: int
+    files_total: int
+    chunks: int
+    files_per_s: float
+    chunks_per_s: float
+    eta_s: float | None
+    current: str | None = None
+    elapsed_s: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A chunk found by ``Library.search``, with both component scores.
+
+    ``bm25_rank``/``vector_rank`` are 1-based ranks in each candidate list (None: not a
+    candidate there); ``bm25_score`` is FTS5's bm25 (lower is better, negated so higher is
+    better); ``vector_score`` is the cosine similarity.
+    """
+
+    chunk_id: int
+    text: str
+    path: str
+    page: int | None
+    char_start: int
+    char_end: int
+    heading: str | None
+    collection: str
+    document_id: int
+    score: float
+    bm25_score: float | None = None
+    bm25_rank: int | None = None
+    vector_score: float | None = None
+    vector_rank: int | None = None

@@ -1,0 +1,175 @@
+"""Named, transactional migrations of ``library.db``, recorded in ``_migrations``.
+
+Each migration is a small function registered in order (as in simonw/llm's
+``embeddings_migrations.py``). A migration runs with its ``_migrations`` row in one transaction,
+so a crash leaves it either fully applied or not at all. Never edit an applied migration; add one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration, named after the function."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def applied_migrations(db: sqlite_utils.Database) -> set[str]:
+    """Names of the migrations already applied to ``db``."""
+    if "_migrations" not in db.table_names():
+        return set()
+    return {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction.
+
+    Returns:
+        The names applied by this call.
+    """
+    done = applied_migrations(db)
+    if len(done) == len(MIGRATIONS):
+        return []
+    applied: list[str] = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        # IMMEDIATE: two processes starting at once must not both run the same migration.
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+            )
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
+                db.conn.execute("COMMIT")  # the other process got there first
+                continue
+            fn(db)
+            db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, time.time()])
+            db.conn.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+        applied.append(name)
+    return applied
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """Collections, folders, documents, chunks (+ FTS5 kept in sync by triggers), embeddings."""
+    db.execute(
+        """
+        CREATE TABLE collections (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            embedder_folder TEXT,          -- NULL: the embedded default model
+            embedder_id TEXT,              -- index identity, set by the first sync
+            dimension INTEGER,
+            chunker_version TEXT,
+            generation INTEGER NOT NULL DEFAULT 0,  -- bumped by every change to its chunks
+            created REAL NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE folders (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            root TEXT NOT NULL,            -- for display
+            root_bytes BLOB NOT NULL,      -- os.fsencode(): file names need not be UTF-8
+            UNIQUE (collection_id, root_bytes)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            path_bytes BLOB NOT NULL,
+            size INTEGER,
+            mtime_ns INTEGER,
+            sha256 TEXT,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'in_progress', 'indexed', 'skipped',
+                                                 'failed', 'quarantined', 'unavailable')),
+            prior_state TEXT,              -- the state to restore when a vanished root returns
+            reason TEXT NOT NULL DEFAULT '',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            kind TEXT,
+            title TEXT,
+            pages INTEGER,
+            chunk_count INTEGER NOT NULL DEFAULT 0,
+            indexed_at REAL,
+            updated_at REAL NOT NULL,
+            UNIQUE (folder_id, path_bytes)
+        )
+        """
+    )
+    db.execute("CREATE INDEX documents_collection_state ON documents (collection_id, state)")
+    db.execute(
+        """
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            ordinal INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            page INTEGER,
+            char_start INTEGER NOT NULL,
+            char_end INTEGER NOT NULL,
+            heading TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX chunks_document ON chunks (document_id, ordinal)")
+    db.execute(
+        """
+        CREATE TABLE embeddings (
+            chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+            vector BLOB NOT NULL           -- little-endian float32, L2-normalised
+        )
+        """
+    )
+    # Porter stemming on unicode61 words: English queries match inflected forms.
+    db.execute(
+        """
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, heading, content='chunks', content_rowid='id',
+            tokenize='porter unicode61 remove_diacritics 2'
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts (rowid, text, heading) VALUES (new.id, new.text, new.heading);
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts (chunks_fts, rowid, text, heading)
+                VALUES ('delete', old.id, old.text, old.heading);
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER chunks_au AFTER UPDATE ON chunks BEGIN
+            INSERT INTO chunks_fts (chunks_fts, rowid, text, heading)
+                VALUES ('delete', old.id, old.text, old.heading);
+            INSERT INTO chunks_fts (rowid, text, heading) VALUES (new.id, new.text, new.heading);
+        END
+        """
+    )

@@ -1,0 +1,118 @@
+"""Walking a root folder with ``os.scandir``: stat only, never a file's contents.
+
+Files are read only under the root the user chose: a symbolic link is followed only when it
+resolves inside the root, symlinked folders are not descended (their target is inside the root
+already, or refused), and folder loops (bind mounts) are cut by (device, inode).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FileStat:
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class ScanResult:
+    """What one root holds right now.
+
+    ``files``: regular files by path (``str`` with surrogate escapes for non-UTF-8 names).
+    ``refused``: entries that are not indexable, with the reason (symlink out, FIFO, ...).
+    ``unreadable``: folders that could not be listed; documents under them are kept, not deleted.
+    ``available``: False when the root itself is missing (unplugged drive).
+    """
+
+    root: str
+    available: bool = True
+    files: dict[str, FileStat] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def display_path(path: str) -> str:
+    """``path`` for people and for SQLite TEXT: undecodable bytes become U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+def scan_root(root: str) -> ScanResult:
+    """List the regular files under ``root`` with their size and mtime_ns."""
+    result = ScanResult(root=root)
+    try:
+        root_stat = os.stat(root)
+    except OSError:
+        result.available = False
+        return result
+    if not stat.S_ISDIR(root_stat.st_mode):
+        result.available = False
+        return result
+    real_root = os.path.realpath(root)
+    seen_dirs = {(root_stat.st_dev, root_stat.st_ino)}
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    _visit(entry, real_root, result, stack, seen_dirs)
+        except OSError:
+            result.unreadable.append(folder)
+    return result
+
+
+def _visit(
+    entry: os.DirEntry[str],
+    real_root: str,
+    result: ScanResult,
+    stack: list[str],
+    seen_dirs: set[tuple[int, int]],
+) -> None:
+    try:
+        if entry.is_symlink():
+            _visit_link(entry, real_root, result)
+            return
+        st = entry.stat(follow_symlinks=False)
+    except OSError as error:
+        result.refused[entry.path] = f"Cannot read its details ({error.strerror or error})."
+        return
+    if stat.S_ISDIR(st.st_mode):
+        key = (st.st_dev, st.st_ino)
+        if key not in seen_dirs:  # a bind-mount loop would otherwise never end
+            seen_dirs.add(key)
+            stack.append(entry.path)
+    elif stat.S_ISREG(st.st_mode):
+        result.files[entry.path] = FileStat(st.st_size, st.st_mtime_ns)
+    else:
+        result.refused[entry.path] = "Not a regular file (a pipe, socket or device); not indexed."
+
+
+def _visit_link(entry: os.DirEntry[str], real_root: str, result: ScanResult) -> None:
+    try:
+        target = os.path.realpath(entry.path, strict=True)
+    except OSError as error:
+        if "loop" in str(error).lower() or getattr(error, "errno", None) == 40:
+            result.refused[entry.path] = "A symbolic link loop; not followed."
+        else:
+            result.refused[entry.path] = "A symbolic link to something that does not exist."
+        return
+    if os.path.commonpath([real_root, target]) != real_root:
+        result.refused[entry.path] = (
+            "A symbolic link to a place outside the chosen folder; not followed. "
+            "Add that place as a folder of its own to index it."
+        )
+        return
+    try:
+        st = os.stat(target)
+    except OSError as error:
+        result.refused[entry.path] = f"Cannot read its details ({error.strerror or error})."
+        return
+    if stat.S_ISREG(st.st_mode):
+        result.files[entry.path] = FileStat(st.st_size, st.st_mtime_ns)
+    elif not stat.S_ISDIR(st.st_mode):
+        result.refused[entry.path] = "Not a regular file (a pipe, socket or device); not indexed."
+    # A symlinked folder inside the root is indexed through its real path already.

@@ -1,0 +1,160 @@
+"""Hybrid search: FTS5 BM25 and exact vector candidates fused by reciprocal rank fusion.
+
+The user's words never reach FTS5 as syntax: they are split into words, each quoted, and
+OR-ed (BM25 then ranks documents matching more and rarer words first).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from .library_types import SearchHit
+
+RRF_K = 60
+CANDIDATES = 50
+_MAX_TERMS = 32
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+# Only dropped when the query has other words: they match nearly every chunk and slow BM25.
+STOPWORDS = frozenset(
+    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "too", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your"]
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A chunk's place in the fused list."""
+
+    chunk_id: int
+    score: float
+    bm25_score: float | None = None
+    bm25_rank: int | None = None
+    vector_score: float | None = None
+    vector_rank: int | None = None
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 MATCH expression for free text: quoted words joined by OR, or None if no words."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    kept = [w for w in words if w not in STOPWORDS] or words
+    unique = list(dict.fromkeys(kept))[:_MAX_TERMS]
+    if not unique:
+        return None
+    # Double quotes make each word a string literal; \w+ cannot contain a quote to escape.
+    return " OR ".join(f'"{w}"' for w in unique)
+
+
+def bm25_candidates(
+    db: sqlite_utils.Database,
+    query: str,
+    collection_ids: Sequence[int],
+    limit: int = CANDIDATES,
+) -> list[tuple[int, float]]:
+    """Top ``limit`` chunks by BM25: (chunk id, score where higher is better)."""
+    match = fts_query(query)
+    if match is None or not collection_ids:
+        return []
+    marks = ",".join("?" * len(collection_ids))
+    # bm25() weights: chunk text 1.0, its heading 0.5. FTS5 returns lower-is-better scores.
+    rows = db.execute(
+        f"""
+        SELECT f.rowid, bm25(chunks_fts, 1.0, 0.5) AS s
+        FROM chunks_fts f
+        JOIN chunks c ON c.id = f.rowid
+        JOIN documents d ON d.id = c.document_id
+        WHERE chunks_fts MATCH ? AND d.collection_id IN ({marks}) AND d.state != 'unavailable'
+        ORDER BY s LIMIT ?
+        """,
+        [match, *collection_ids, limit],
+    ).fetchall()
+    return [(int(r[0]), -float(r[1])) for r in rows]
+
+
+def rrf_fuse(
+    bm25: Sequence[tuple[int, float]],
+    vector: Sequence[tuple[int, float]],
+    k: int = RRF_K,
+    bm25_weight: float = 1.0,
+    vector_weight: float = 1.0,
+) -> list[Candidate]:
+    """Reciprocal rank fusion: score = sum of weight / (k + rank) over the lists a chunk is in."""
+    fields: dict[int, dict[str, float | int]] = {}
+    for rank, (chunk_id, score) in enumerate(bm25, start=1):
+        entry = fields.setdefault(chunk_id, {"score": 0.0})
+        entry["score"] = float(entry["score"]) + bm25_weight / (k + rank)
+        entry["bm25_score"], entry["bm25_rank"] = score, rank
+    for rank, (chunk_id, score) in enumerate(vector, start=1):
+        entry = fields.setdefault(chunk_id, {"score": 0.0})
+        entry["score"] = float(entry["score"]) + vector_weight / (k + rank)
+        entry["vector_score"], entry["vector_rank"] = score, rank
+    fused = [
+        Candidate(
+            chunk_id=cid,
+            score=float(f["score"]),
+            bm25_score=_opt_float(f.get("bm25_score")),
+            bm25_rank=_opt_int(f.get("bm25_rank")),
+            vector_score=_opt_float(f.get("vector_score")),
+            vector_rank=_opt_int(f.get("vector_rank")),
+        )
+        for cid, f in fields.items()
+    ]
+    # Ties (same fused score) go to the better best-rank, then the lower id: stable results.
+    fused.sort(key=lambda c: (-c.score, min(c.bm25_rank or 10**9, c.vector_rank or 10**9), c.chunk_id))
+    return fused
+
+
+def load_hits(db: sqlite_utils.Database, fused: Sequence[Candidate], k: int) -> list[SearchHit]:
+    """The top ``k`` fused candidates as hits, dropping chunks that overlap a better hit."""
+    if not fused or k <= 0:
+        return []
+    ids = [c.chunk_id for c in fused]
+    marks = ",".join("?" * len(ids))
+    rows = db.execute(
+        f"""
+        SELECT c.id, c.text, c.page, c.char_start, c.char_end, c.heading, d.id, d.path, co.name
+        FROM chunks c JOIN documents d ON d.id = c.document_id
+        JOIN collections co ON co.id = d.collection_id
+        WHERE c.id IN ({marks})
+        """,
+        ids,
+    ).fetchall()
+    by_id = {r[0]: r for r in rows}
+    hits: list[SearchHit] = []
+    for cand in fused:
+        row = by_id.get(cand.chunk_id)
+        if row is None:  # removed since the candidates were taken
+            continue
+        hit = SearchHit(
+            chunk_id=row[0], text=row[1], page=row[2], char_start=row[3], char_end=row[4],
+            heading=row[5], document_id=row[6], path=row[7], collection=row[8],
+            score=cand.score, bm25_score=cand.bm25_score, bm25_rank=cand.bm25_rank,
+            vector_score=cand.vector_score, vector_rank=cand.vector_rank,
+        )
+        if any(_overlaps(hit, kept) for kept in hits):
+            continue
+        hits.append(hit)
+        if len(hits) == k:
+            break
+    return hits
+
+
+def _overlaps(a: SearchHit, b: SearchHit) -> bool:
+    """Same document, same page and intersecting character ranges (chunk overlap)."""
+    return (
+        a.document_id == b.document_id
+        and a.page == b.page
+        and a.char_start < b.char_end
+        and b.char_start < a.char_end
+    )
+
+
+def _opt_float(value: float | int | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _opt_int(value: float | int | None) -> int | None:
+    return None if value is None else int(value)
