@@ -12,7 +12,16 @@ import warnings as python_warnings
 from dataclasses import replace
 from pathlib import Path
 
-from . import markup, office, pdf, spreadsheets, text  # noqa: F401 - modules register parsers
+from . import (  # noqa: F401 - importing a parser module registers it
+    ebook,
+    mail,
+    markup,
+    office,
+    opendoc,
+    pdf,
+    spreadsheets,
+    text,
+)
 from .detect import TEXT_KINDS, detect_kind, zip_kind
 from .fsread import open_regular_file, read_bytes, read_head
 from .limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS, PageCollector, ParseLimits

@@ -9,7 +9,16 @@ import pytest
 
 from bastion.store.parsers import ParseOutcome, parse_file
 
-from .document_factory import encrypt_pdf, write_docx, write_pdf, write_pptx, write_xlsx
+from .document_factory import (
+    encrypt_pdf,
+    write_docx,
+    write_eml,
+    write_epub,
+    write_odt,
+    write_pdf,
+    write_pptx,
+    write_xlsx,
+)
 
 
 def ok_text(outcome: ParseOutcome) -> str:
@@ -72,9 +81,7 @@ def test_shift_jis_is_detected(tmp_path: Path) -> None:
 
 def test_invalid_utf8_is_decoded_with_replacement_and_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "broken.txt"
-    path.write_bytes(
-        "Grüße aus Köln, schöne Stadt. ".encode() + b"\xff\xfe\xfa" + b" Ende."
-    )
+    path.write_bytes("Grüße aus Köln, schöne Stadt. ".encode() + b"\xff\xfe\xfa" + b" Ende.")
     outcome = parse_file(path)
     text = ok_text(outcome)
     assert text.startswith("Grüße aus Köln") and text.endswith("Ende.")
@@ -383,3 +390,42 @@ def test_csv_rows_and_sniffed_delimiter(tmp_path: Path) -> None:
     path = tmp_path / "table.csv"
     path.write_text('name;city\n"Smith; John";Paris\nDoe;Berlin\n')
     assert ok_text(parse_file(path)) == "name | city\nSmith; John | Paris\nDoe | Berlin"
+
+
+# -- OpenDocument, EPUB, mail ----------------------------------------------------------------------
+
+
+def test_odt_heading_and_paragraphs(tmp_path: Path) -> None:
+    outcome = parse_file(write_odt(tmp_path / "minutes.odt"))
+    assert (
+        ok_text(outcome) == "# Minutes\n\nThe committee met on Tuesday.\n\nPelicans were discussed."
+    )
+    assert outcome.document is not None and outcome.document.kind == "odt"
+
+
+def test_epub_chapters_are_pages_in_reading_order(tmp_path: Path) -> None:
+    outcome = parse_file(write_epub(tmp_path / "book.epub"))
+    assert outcome.document is not None, outcome.reason
+    pages = outcome.document.pages
+    assert [(page.page, page.label) for page in pages] == [
+        (1, "chapter Chapter 1"),
+        (2, "chapter Chapter 2"),
+    ]
+    assert pages[0].text == "# Chapter 1\n\nThe lighthouse keeper woke early."
+    assert outcome.document.title == "A Test Book"
+
+
+def test_eml_headers_body_and_attachment_names(tmp_path: Path) -> None:
+    outcome = parse_file(write_eml(tmp_path / "mail.eml"))
+    assert ok_text(outcome) == (
+        "From: Alice <alice@example.org>\nTo: Bob <bob@example.org>\nSubject: Budget meeting\n"
+        "Date: Tue, 04 Mar 2025 10:00:00 +0000\n\nMeet at noon in room 4.\n\nBring the figures.\n\n"
+        "Attachments: figures.pdf"
+    )
+    assert outcome.document is not None and outcome.document.title == "Budget meeting"
+
+
+def test_eml_html_body_is_converted_without_scripts(tmp_path: Path) -> None:
+    text = ok_text(parse_file(write_eml(tmp_path / "html.eml", html=True)))
+    assert "Meet at noon." in text
+    assert "steal" not in text
