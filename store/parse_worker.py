@@ -301,6 +301,7 @@ class ParsePool:
                 ParseOutcome(
                     status="failed",
                     reason=f"parsing took longer than {self.timeout_s:g} s (timeout)",
+                    parse_seconds=self.timeout_s,
                 ),
             )
         elif not slot.ready and now > slot.started_at + self.start_timeout_s:

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,9 @@ def worker_main(conn: Connection, parse_function: str, memory_mb: int, started: 
         if message is None:
             return
         task_id, path, max_bytes, max_chars = message
+        begun = time.perf_counter()
         outcome, restart = _run(function, path, max_bytes, max_chars, memory_mb)
+        outcome = replace(outcome, parse_seconds=time.perf_counter() - begun)
         try:
             conn.send(("done", task_id, outcome, restart))
         except MemoryError:

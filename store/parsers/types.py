@@ -44,3 +44,5 @@ class ParseOutcome:
     reason: str = ""
     document: ParsedDocument | None = None
     warnings: list[str] = field(default_factory=list)
+    # Wall-clock seconds spent on the file in the worker (set by ParsePool; None in-process).
+    parse_seconds: float | None = None

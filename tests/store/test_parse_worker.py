@@ -42,6 +42,7 @@ def test_parse_returns_the_same_outcome_as_in_process(tmp_path: Path) -> None:
             (2, "Second page"),
         ]
         assert len(pool.startup_seconds) == 1
+        assert outcome.parse_seconds is not None and outcome.parse_seconds >= 0
 
 
 def test_parse_many_yields_every_path_once(tmp_path: Path) -> None:
