@@ -19,10 +19,10 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, LlamaFileType
 
+from .bounded_reader import U32, U64, BoundedReader, Truncated
 from .errors import InvalidModelFile, ModelNotFound
 
 MAX_TENSORS = 100_000
@@ -31,24 +31,22 @@ MAX_STRING_BYTES = 16 * 1024 * 1024  # chat templates can be long; nothing legit
 MAX_KEY_BYTES = 64 * 1024
 MAX_ARRAY_ITEMS = 1 << 24  # vocabularies reach ~260k tokens; 16M leaves room for growth
 MAX_KEPT_STRING_BYTES = 64 * 1024  # longer values (except templates) are summarised, not kept
+MAX_KEPT_TOTAL_BYTES = 32 * 1024 * 1024  # all kept strings together: memory stays bounded
 MAX_NAME_BYTES = 64  # GGML_MAX_NAME: llama.cpp refuses tensor names this long
 MAX_DIMS = 4  # GGML_MAX_DIMS
 INT64_MAX = (1 << 63) - 1
 DEFAULT_ALIGNMENT = 32
 
-_CHUNK = 1 << 20
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
 _SCALARS: dict[int, struct.Struct] = {
     GGUFValueType.UINT8: struct.Struct("<B"),
     GGUFValueType.INT8: struct.Struct("<b"),
     GGUFValueType.UINT16: struct.Struct("<H"),
     GGUFValueType.INT16: struct.Struct("<h"),
-    GGUFValueType.UINT32: _U32,
+    GGUFValueType.UINT32: U32,
     GGUFValueType.INT32: struct.Struct("<i"),
     GGUFValueType.FLOAT32: struct.Struct("<f"),
     GGUFValueType.BOOL: struct.Struct("<B"),
-    GGUFValueType.UINT64: _U64,
+    GGUFValueType.UINT64: U64,
     GGUFValueType.INT64: struct.Struct("<q"),
     GGUFValueType.FLOAT64: struct.Struct("<d"),
 }
@@ -116,99 +114,16 @@ class GGUFInfo:
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict, compare=False, hash=False)
 
 
-class _Truncated(Exception):
-    """The header ran past the end of the file (converted to a user message at the top)."""
-
-
-class _Reader:
-    """Little-endian reads over our own buffer: cheap per-field reads, cheap skips."""
-
-    def __init__(self, file: BinaryIO, size: int) -> None:
-        self._file = file
-        self.size = size
-        self._buf = b""
-        self._base = 0  # file offset of _buf[0]
-        self._pos = 0  # index into _buf
-
-    def tell(self) -> int:
-        return self._base + self._pos
-
-    def remaining(self) -> int:
-        return self.size - self.tell()
-
-    def _ensure(self, n: int) -> None:
-        if len(self._buf) - self._pos >= n:
-            return
-        if n > self.remaining():
-            raise _Truncated
-        rest = self._buf[self._pos :]
-        self._base = self.tell()
-        self._file.seek(self._base + len(rest))
-        want = max(n, _CHUNK) - len(rest)
-        self._buf = rest + self._file.read(want)
-        self._pos = 0
-        if len(self._buf) < n:  # the file shrank while we read it
-            raise _Truncated
-
-    def take(self, n: int) -> bytes:
-        self._ensure(n)
-        data = self._buf[self._pos : self._pos + n]
-        self._pos += n
-        return data
-
-    def unpack(self, fmt: struct.Struct) -> int | float:
-        self._ensure(fmt.size)
-        (value,) = fmt.unpack_from(self._buf, self._pos)
-        self._pos += fmt.size
-        return value  # type: ignore[no-any-return]
-
-    def u32(self) -> int:
-        return int(self.unpack(_U32))
-
-    def u64(self) -> int:
-        return int(self.unpack(_U64))
-
-    def skip(self, n: int) -> None:
-        if n > self.remaining():
-            raise _Truncated
-        if len(self._buf) - self._pos >= n:
-            self._pos += n
-        else:
-            self._base, self._buf, self._pos = self.tell() + n, b"", 0
-
-    def skip_strings(self, count: int, limit: int) -> int | None:
-        """Skip ``count`` length-prefixed strings; return an offending length if one is > limit."""
-        while count:
-            buf, pos, end = self._buf, self._pos, len(self._buf)
-            # Fast path: walk the strings already in the buffer without method calls.
-            while count and pos + 8 <= end:
-                n = _U64.unpack_from(buf, pos)[0]
-                if n > limit:
-                    self._pos = pos
-                    return int(n)
-                if pos + 8 + n > end:
-                    break
-                pos += 8 + n
-                count -= 1
-            self._pos = pos
-            if count:
-                n = self.u64()
-                if n > limit:
-                    return n
-                self.skip(n)
-                count -= 1
-        return None
-
-
 class _Parser:
     """One pass over the header; raises InvalidModelFile with a message naming the file."""
 
-    def __init__(self, path: Path, reader: _Reader) -> None:
+    def __init__(self, path: Path, reader: BoundedReader) -> None:
         self.path = path
         self.r = reader
         self.values: dict[str, MetadataValue] = {}
         self.types: dict[str, int] = {}
         self.template_bytes: bytes | None = None
+        self.kept_bytes = 0
 
     def fail(self, what: str) -> InvalidModelFile:
         return InvalidModelFile(f"{self.path.name} {what}")
@@ -255,7 +170,10 @@ class _Parser:
         if n > MAX_STRING_BYTES:
             raise self.damaged(f"has a {n:,}-byte value for {key!r} "
                                f"(the most Bastion accepts is {MAX_STRING_BYTES:,})")
-        if key.startswith(_TEMPLATE_KEY) or n <= MAX_KEPT_STRING_BYTES:
+        keep = key == _TEMPLATE_KEY or (
+            n <= MAX_KEPT_STRING_BYTES and self.kept_bytes + n <= MAX_KEPT_TOTAL_BYTES)
+        if keep:
+            self.kept_bytes += n
             raw = self.r.take(n)
             if key == _TEMPLATE_KEY:
                 self.template_bytes = raw
@@ -482,10 +400,10 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         if st.st_size == 0:
             raise InvalidModelFile(f"{path.name} is empty (0 bytes): the download or copy did "
                                    "not complete. Copy the model file again.")
-        parser = _Parser(path, _Reader(file, st.st_size))
+        parser = _Parser(path, BoundedReader(file, st.st_size))
         try:
             return parser.parse()
-        except _Truncated:
+        except Truncated:
             raise InvalidModelFile(
                 f"{path.name} ends inside its header (it is {st.st_size:,} bytes long): the "
                 "download or copy was cut short, or it is not a model file; copy it again."

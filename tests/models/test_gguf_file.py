@@ -293,3 +293,12 @@ def test_copy_with_metadata_can_drop_the_template(smollm2_path: Path, tmp_path: 
     copy = factory.copy_with_metadata(smollm2_path, tmp_path / "bare.gguf",
                                       drop={"tokenizer.chat_template"})
     assert read_gguf_info(copy).chat_template is None
+
+
+def test_long_strings_are_summarised_but_templates_kept(tmp_path: Path) -> None:
+    template = "{# long #}" + "x" * 200_000
+    path = factory.write_tiny_gguf(tmp_path / "long.gguf", chat_template=template,
+                                   kv={"general.description": "d" * 100_000})
+    info = read_gguf_info(path)
+    assert info.metadata["general.description"] == ValueSummary("string", 100_000)
+    assert info.chat_template == template
