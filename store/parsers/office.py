@@ -41,10 +41,13 @@ def parse_docx(source: ParseInput) -> None:
         raise _open_failed(source.extension or "docx", error) from None
     title = document.core_properties.title
     source.title = title.strip() if title and title.strip() else None
+    styles = _StyleNames(document)
     blocks: list[str] = []
     size = 0
     for item in document.iter_inner_content():
-        block = _table_text(item) if isinstance(item, Table) else _paragraph_text(item)
+        block = (
+            _xml_table_text(item._tbl) if isinstance(item, Table) else _paragraph_text(item, styles)
+        )
         if not block:
             continue
         blocks.append(block)
@@ -54,20 +57,62 @@ def parse_docx(source: ParseInput) -> None:
     source.collector.add("\n\n".join(blocks))
 
 
-def _paragraph_text(paragraph: Any) -> str:
+class _StyleNames:
+    """Paragraph style id -> name, looked up once per id.
+
+    python-docx resolves ``paragraph.style`` with a search of the styles part every time,
+    which made an 870-page handbook take half a minute.
+    """
+
+    def __init__(self, document: Any) -> None:
+        self._document = document
+        self._names: dict[str | None, str] = {}
+
+    def name(self, paragraph: Any) -> str:
+        style_id = paragraph._p.style
+        if style_id not in self._names:
+            try:
+                style = paragraph.style
+                self._names[style_id] = str(style.name) if style is not None else ""
+            except (KeyError, AttributeError, ValueError):
+                self._names[style_id] = ""
+        return self._names[style_id]
+
+
+def _paragraph_text(paragraph: Any, styles: _StyleNames) -> str:
     text = str(paragraph.text).strip()
     if not text:
         return ""
-    try:
-        style = paragraph.style.name if paragraph.style is not None else ""
-    except (KeyError, AttributeError, ValueError):
-        style = ""
+    style = styles.name(paragraph)
     if style == "Title":
         return "# " + text
-    found = _HEADING_STYLE.match(style or "")
+    found = _HEADING_STYLE.match(style)
     if found:
         return "#" * min(int(found.group(1)), 6) + " " + text
     return text
+
+
+def _xml_table_text(table: Any) -> str:
+    """Rows of a Word table as ``a | b``, read from the XML.
+
+    python-docx's cell grid raises on irregular tables (rows with fewer cells than the grid);
+    the XML rows and cells are always there. Nested tables are flattened into their cell.
+    """
+    from docx.oxml.ns import qn
+
+    rows: list[str] = []
+    for row in table.iterchildren(qn("w:tr")):
+        cells = []
+        for cell in row.iterchildren(qn("w:tc")):
+            paragraphs = [
+                "".join(t.text or "" for t in p.iter(qn("w:t"))) for p in cell.iter(qn("w:p"))
+            ]
+            cells.append(" ".join(" ".join(paragraphs).split()))
+        while cells and not cells[-1]:
+            cells.pop()
+        if any(cells):
+            rows.append(" | ".join(cells))
+    return "\n".join(rows)
 
 
 def _table_text(table: Any) -> str:
@@ -143,8 +188,48 @@ def _shape_texts(shape: Any) -> Iterator[str]:
     if getattr(shape, "has_table", False) and shape.has_table:
         yield _table_text(shape.table)
         return
+    if getattr(shape, "has_chart", False) and shape.has_chart:
+        yield from _chart_texts(shape.chart)
+    description = _alt_text(shape)
+    if description:
+        yield f"Image: {description}"
     if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
         paragraphs = [str(p.text) for p in shape.text_frame.paragraphs]
         text = "\n".join(p.strip() for p in paragraphs if p.strip())
         if text:
             yield text
+
+
+def _alt_text(shape: Any) -> str:
+    # The "descr" of a picture is often the only text about it (and what a screen reader says).
+    properties = shape._element.find(
+        ".//{http://schemas.openxmlformats.org/presentationml/2006/main}cNvPr"
+    )
+    if properties is None:
+        return ""
+    return " ".join(str(properties.get("descr") or "").split())
+
+
+def _chart_texts(chart: Any) -> Iterator[str]:
+    lines: list[str] = []
+    try:
+        if chart.has_title and chart.chart_title.has_text_frame:
+            title = " ".join(chart.chart_title.text_frame.text.split())
+            if title:
+                lines.append(f"Chart: {title}")
+        for plot in chart.plots:
+            categories = [str(category) for category in plot.categories]
+            for series in plot.series:
+                values = list(series.values)
+                pairs = [
+                    f"{categories[i] if i < len(categories) else i + 1}: {value:g}"
+                    if isinstance(value, (int, float))
+                    else f"{categories[i] if i < len(categories) else i + 1}: {value}"
+                    for i, value in enumerate(values)
+                    if value is not None
+                ]
+                lines.append(f"{series.name}: " + "; ".join(pairs))
+    except (KeyError, AttributeError, ValueError, TypeError, IndexError):
+        pass  # a chart with a broken data part loses its data, not the slide
+    if lines:
+        yield "\n".join(lines)
