@@ -58,7 +58,11 @@ class FunctionParsePool:
     def parse_many(self, paths: Iterable[Path]) -> Iterator[tuple[Path, ParseOutcome]]:
         """Parse each path in turn."""
         for path in paths:
-            yield path, self._parse(path)
+            try:
+                outcome = self._parse(path)
+            except Exception as error:  # like a worker: a bad file costs that file only
+                outcome = ParseOutcome("failed", f"The parser failed on it ({error}).")
+            yield path, outcome
 
     def close(self) -> None:
         """Nothing to stop."""
@@ -94,6 +98,20 @@ class _Buffered:
 
 
 _DONE = object()
+
+
+def sqlite_text(text: str | None) -> str | None:
+    """``text`` safe for SQLite: lone surrogates (undecodable file names) become "?".
+
+    One code point for one, so chunk offsets into the page text stay right.
+    """
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def sha256_file(path: str) -> tuple[str, FileStat]:
@@ -235,12 +253,16 @@ class Pipeline:
                     item.doc_id, "quarantined",
                     f"It crashed the parser {crashes} times ({outcome.reason}); it is no longer "
                     "tried. Replace or repair the file to index it again.",
+                    parsed=parsed,
+                    reset_attempts=False,
                 )
             else:
                 self._set_state(
                     item.doc_id, "pending",
                     f"It crashed the parser ({outcome.reason}); attempt {crashes} of "
                     f"{MAX_CRASHES}, retried at the next sync.",
+                    parsed=parsed,
+                    reset_attempts=False,
                 )
         elif outcome.status != "ok" or not parsed.chunks:
             state = "failed" if outcome.status == "failed" else "skipped"
@@ -257,6 +279,7 @@ class Pipeline:
         state: str,
         reason: str,
         parsed: _Parsed | None = None,
+        reset_attempts: bool = True,
     ) -> None:
         now = time.time()
         with write_transaction(self.db):
@@ -265,15 +288,15 @@ class Pipeline:
                 doc = parsed.outcome.document
                 self.db.execute(
                     "UPDATE documents SET size = ?, mtime_ns = ?, sha256 = ?, kind = ?, pages = ?, "
-                    "title = ?, attempts = 0 WHERE id = ?",
+                    "title = ? WHERE id = ?",
                     [parsed.stat.size, parsed.stat.mtime_ns, parsed.sha,
                      doc.kind if doc else None, len(doc.pages) if doc else None,
-                     doc.title if doc else None, doc_id],
+                     sqlite_text(doc.title if doc else None), doc_id],
                 )
             self.db.execute(
-                "UPDATE documents SET state = ?, reason = ?, chunk_count = 0, updated_at = ? "
-                "WHERE id = ?",
-                [state, reason, now, doc_id],
+                "UPDATE documents SET state = ?, reason = ?, chunk_count = 0, updated_at = ?, "
+                "attempts = CASE WHEN ? THEN 0 ELSE attempts END WHERE id = ?",
+                [state, sqlite_text(reason), now, reset_attempts, doc_id],
             )
             self._bump()
         self.claimed.discard(doc_id)
@@ -291,8 +314,8 @@ class Pipeline:
                 "INSERT INTO chunks (id, document_id, ordinal, text, page, char_start, char_end, "
                 "heading) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (first + i, parsed.item.doc_id, c.ordinal, c.text, c.page, c.char_start,
-                     c.char_end, c.heading)
+                    (first + i, parsed.item.doc_id, c.ordinal, sqlite_text(c.text), c.page,
+                     c.char_start, c.char_end, sqlite_text(c.heading))
                     for i, c in enumerate(parsed.chunks)
                 ],
             )
@@ -308,9 +331,9 @@ class Pipeline:
                 WHERE id = ?
                 """,
                 [
-                    "; ".join(parsed.outcome.warnings)[:500], parsed.stat.size,
+                    sqlite_text("; ".join(parsed.outcome.warnings)[:500]), parsed.stat.size,
                     parsed.stat.mtime_ns, parsed.sha, doc.kind if doc else None,
-                    doc.title if doc else None, len(doc.pages) if doc else None,
+                    sqlite_text(doc.title if doc else None), len(doc.pages) if doc else None,
                     len(parsed.chunks), now, now, parsed.item.doc_id,
                 ],
             )
@@ -338,7 +361,7 @@ class Pipeline:
                 self.db.execute(
                     "UPDATE documents SET state = 'failed', reason = ?, chunk_count = 0, "
                     "sha256 = NULL, updated_at = ? WHERE id = ?",
-                    [event.reason, now, item.doc_id],
+                    [sqlite_text(event.reason), now, item.doc_id],
                 )
                 self._bump()
         self.files_done += 1

@@ -75,3 +75,28 @@ def parse_text_file(path: Path) -> ParseOutcome:
 
 def text_pool() -> FunctionParsePool:
     return FunctionParsePool(parse_text_file)
+
+
+class CountingParser:
+    """``parse_text_file`` that records what it parsed, with optional hooks per file name."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.hooks: dict[str, object] = {}
+
+    def __call__(self, path: Path) -> ParseOutcome:
+        self.calls.append(path.name)
+        hook = self.hooks.get(path.name)
+        if callable(hook):
+            result = hook(path)
+            if isinstance(result, ParseOutcome):
+                return result
+        return parse_text_file(path)
+
+    def pool(self) -> FunctionParsePool:
+        return FunctionParsePool(self)
+
+
+def drain(events) -> list:  # type: ignore[no-untyped-def]
+    """Run a sync generator to the end; its events."""
+    return list(events)
