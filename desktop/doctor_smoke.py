@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bastion.desktop.doctor import CheckResult
+from bastion.desktop.paths import DataPaths, ensure_private_dir
 
 # A small sample folder; each file holds one fact a search must find in that file.
 SAMPLE_FILES = {
@@ -86,15 +87,35 @@ def check_engine_answers() -> CheckResult:
 
 
 def check_library_search(workdir: Path) -> CheckResult:
-    """Index the sample folder into a fresh library and find the right file."""
+    """Index the sample folder into a fresh library (its own data folder) and find the file."""
     name = "smoke: index and search"
     try:
-        import bastion.desktop.library  # noqa: F401 - presence is what is checked here
+        from bastion.desktop.library import add_collection, open_library
     except ImportError:
         return CheckResult(name, "unavailable",
                            "the document library (bastion.desktop.library) is not in this build")
-    write_sample_folder(workdir / "sample")
-    return CheckResult(name, "unavailable", "doctor does not yet drive the document library")
+    paths = DataPaths(ensure_private_dir(workdir / "home"))
+    sample = write_sample_folder(workdir / "sample")
+    question, expected = SAMPLE_QUERY
+    started = time.perf_counter()
+    try:
+        with open_library(paths) as library:
+            add_collection(library, "doctor-sample", [sample])
+            progress = None
+            for event in library.sync("doctor-sample"):
+                progress = event
+            hits = library.search(question, ["doctor-sample"], k=3)
+    except Exception as error:  # any failure of indexing or search is this check's failure
+        return CheckResult(name, "fail", f"{type(error).__name__}: {error}",
+                           "run `bastion doctor` again; if it repeats, reinstall from the bundle")
+    seconds = time.perf_counter() - started
+    files = progress.files_done if progress is not None else 0
+    if not hits or Path(hits[0].path).name != expected:
+        found = Path(hits[0].path).name if hits else "nothing"
+        return CheckResult(name, "fail", f"searching the sample found {found}, not {expected}",
+                           "reinstall sentence-transformers and the embedder from the bundle")
+    return CheckResult(name, "pass", f"indexed {files} sample files and found {expected} first "
+                                     f"in {seconds:.1f} s")
 
 
 def smoke_checks() -> Iterator[CheckResult]:

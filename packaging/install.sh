@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
         --quick) doctor_args="--quick"; shift ;;
         --no-compile) compile="--no-compile"; shift ;;
         --find-links) extra_links="$extra_links --find-links $2"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done

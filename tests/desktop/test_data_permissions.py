@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import sqlite_utils
+
 from bastion.desktop.paths import data_paths
 
 

