@@ -1,0 +1,161 @@
+"""Hybrid search: safe FTS queries, top-1 correctness, RRF ordering, collection filter, dedup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bastion.store.library import Library
+from bastion.store.search import Candidate, fts_query, load_hits, rrf_fuse
+from bastion.store.vector_index import top_k
+
+from .fakes import CountingParser, HashingEmbedder, drain
+
+FILLER = "Meetings were held and minutes were recorded by the committee secretary. "
+
+
+@pytest.fixture
+def library(tmp_path: Path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for i in range(12):
+        (a / f"report{i}.txt").write_text(f"# Report {i}\n\n" + FILLER * 8 + f"Item {i} noted.\n")
+    (a / "needle.txt").write_text(
+        "# Needle\n\n" + FILLER * 3 + "\n\nThe zirconium sprocket tolerance is 0.02 millimetres.\n\n"
+        + FILLER * 3
+    )
+    (b / "other.txt").write_text("Zirconium appears here too, in collection b, with sprocket notes.\n")
+    parser = CountingParser()
+    lib = Library(tmp_path / "library.db", lambda folder: HashingEmbedder(), parser.pool)
+    lib.add_collection("a", [a])
+    lib.add_collection("b", [b])
+    drain(lib.sync())
+    yield lib
+    lib.close()
+
+
+@pytest.mark.parametrize(
+    "query",
+    ['zirconium" OR "x', "NEAR(a b)", "col:value", "a AND OR NOT", "*", "(((", "title:^x", "'\";--"],
+)
+def test_fts_syntax_in_queries_is_inert(library: Library, query: str) -> None:
+    library.search(query, mode="bm25")  # must not raise an FTS5 syntax error
+
+
+def test_fts_query_quotes_words_and_drops_stopwords() -> None:
+    assert fts_query('What is the "zirconium" tolerance?') == '"zirconium" OR "tolerance"'
+    assert fts_query("the") == '"the"'  # only stopwords: keep them
+    assert fts_query("  ?!  ") is None
+
+
+def test_known_phrase_is_top1_for_bm25_and_hybrid(library: Library) -> None:
+    for mode in ("bm25", "hybrid"):
+        hits = library.search("zirconium sprocket tolerance", collections=["a"], k=3, mode=mode)  # type: ignore[arg-type]
+        assert hits[0].path.endswith("needle.txt"), mode
+        assert "zirconium sprocket" in hits[0].text
+    top = library.search("zirconium sprocket tolerance", collections=["a"], k=1)[0]
+    assert top.bm25_rank == 1 and top.bm25_score is not None and top.bm25_score > 0
+    assert top.vector_rank is not None and top.vector_score is not None
+    assert top.heading == "Needle" and top.page is None
+    assert top.char_end > top.char_start
+
+
+def test_hits_point_into_the_file(library: Library) -> None:
+    hit = library.search("zirconium", collections=["a"], k=1)[0]
+    text = Path(hit.path).read_text()
+    assert text[hit.char_start : hit.char_end] == hit.text
+
+
+def test_collection_filter(library: Library) -> None:
+    assert {h.collection for h in library.search("zirconium sprocket", k=10)} == {"a", "b"}
+    only_b = library.search("zirconium sprocket", collections=["b"], k=10)
+    assert only_b and {h.collection for h in only_b} == {"b"}
+
+
+def test_rrf_orders_by_fused_rank() -> None:
+    bm25 = [(1, 9.0), (2, 8.0), (3, 7.0)]
+    vector = [(3, 0.9), (4, 0.8), (1, 0.7)]
+    fused = rrf_fuse(bm25, vector, k=60)
+    # 1: 1/61 + 1/63; 3: 1/63 + 1/61 (tie, broken by best rank then id); 2: 1/62; 4: 1/62.
+    assert [c.chunk_id for c in fused] == [1, 3, 2, 4]
+    assert fused[0].score == pytest.approx(1 / 61 + 1 / 63)
+    assert fused[0].bm25_rank == 1 and fused[0].vector_rank == 3
+    assert fused[2].vector_rank is None and fused[3].bm25_rank is None
+    weighted = rrf_fuse(bm25, vector, bm25_weight=0.1)
+    assert weighted[0].chunk_id == 3
+
+
+def test_overlapping_chunks_of_one_document_are_deduplicated(library: Library) -> None:
+    doc = library.db.execute("SELECT id FROM documents LIMIT 1").fetchone()[0]
+    library.db.execute("DELETE FROM chunks WHERE document_id = ?", [doc])
+    library.db.conn.executemany(
+        "INSERT INTO chunks (id, document_id, ordinal, text, page, char_start, char_end) "
+        "VALUES (?, ?, ?, ?, 1, ?, ?)",
+        [(9001, doc, 0, "aaa", 0, 100), (9002, doc, 1, "bbb", 80, 180), (9003, doc, 2, "ccc", 180, 260)],
+    )
+    fused = [Candidate(9002, 0.3), Candidate(9001, 0.2), Candidate(9003, 0.1)]
+    hits = load_hits(library.db, fused, k=10)
+    assert [h.chunk_id for h in hits] == [9002, 9003]
+
+
+def test_top_k_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((500, 16)).astype(np.float32)
+    query = rng.standard_normal(16).astype(np.float32)
+    ids = np.arange(1000, 1500, dtype=np.int64)
+    got = top_k(ids, matrix, query, 10)
+    expected = np.argsort(-(matrix @ query))[:10] + 1000
+    assert [g[0] for g in got] == list(expected)
+
+
+def test_empty_query_and_empty_library(tmp_path: Path) -> None:
+    lib = Library(tmp_path / "x.db", lambda folder: HashingEmbedder(), CountingParser().pool)
+    assert lib.search("anything") == []
+    assert lib.search("") == []
+    lib.close()
+
+
+def test_timings_separate_query_embedding(library: Library) -> None:
+    library.search("zirconium")
+    assert set(library.last_timings) >= {"embed_ms", "search_ms", "bm25_ms", "vector_ms"}
+
+
+@pytest.mark.slow
+def test_real_minilm_end_to_end(tmp_path: Path, minilm_path: Path) -> None:
+    from bastion.store.embedder import SentenceTransformerEmbedder
+
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "cats.txt").write_text("Cats are small domesticated felines that purr and catch mice.")
+    (root / "rockets.txt").write_text("Rockets burn propellant to reach orbit around the Earth.")
+    (root / "bread.txt").write_text("Bakers knead dough, let it rise, and bake loaves of bread.")
+    embedder = SentenceTransformerEmbedder(minilm_path)
+    lib = Library(tmp_path / "library.db", lambda folder: embedder, CountingParser().pool)
+    lib.add_collection("docs", [root])
+    drain(lib.sync())
+    hits = lib.search("kitten pets", k=3, mode="vector")
+    assert hits[0].path.endswith("cats.txt")
+    vectors = lib.db.execute("SELECT vector FROM embeddings").fetchall()
+    norms = [np.linalg.norm(np.frombuffer(v[0], dtype="<f4")) for v in vectors]
+    assert len(vectors[0][0]) == 384 * 4 and all(abs(n - 1) < 1e-4 for n in norms)
+    lib.close()
+
+
+def test_refuses_pickle_only_model_folder(tmp_path: Path) -> None:
+    from bastion.store.embedder import EmbedderError, SentenceTransformerEmbedder
+
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(EmbedderError, match="safetensors"):
+        SentenceTransformerEmbedder(folder)
+
+
+def test_default_embedder_folder_has_safetensors() -> None:
+    from bastion.store.embedder import default_embedder_folder
+
+    assert (default_embedder_folder() / "model.safetensors").is_file()
