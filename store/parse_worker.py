@@ -30,6 +30,8 @@ from .parsers.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS
 from .parsers.types import ParseOutcome
 
 CRASHED_REASON = "the parser crashed on this file"
+# Parsers stop and keep what they have at this fraction of the timeout; the kill is the backstop.
+_SOFT_BUDGET_FRACTION = 0.75
 # How often the parent wakes up while waiting, to check deadlines and liveness.
 _POLL_S = 0.25
 _MAX_START_FAILURES = 3
@@ -65,7 +67,9 @@ class ParsePool:
 
     Args:
         workers: Number of worker processes (1–8; 2 is plenty on a laptop).
-        timeout_s: Wall-clock limit per file.
+        timeout_s: Wall-clock limit per file. At 75 % of it parsers stop and keep the pages read
+            so far (with a warning), so a slow but valid file is partly indexed; at 100 % the
+            worker is killed and the file fails.
         memory_mb: Address-space cap per worker (Linux ``RLIMIT_AS``).
         max_bytes: Files larger than this are skipped as too large.
         max_chars: Characters kept per document.
@@ -96,6 +100,7 @@ class ParsePool:
         self.max_chars = max_chars
         self.parse_function = parse_function
         self.start_timeout_s = start_timeout_s
+        self._budget = timeout_s * _SOFT_BUDGET_FRACTION
         #: Seconds from start() to "ready" for every worker started so far (for benchmarks).
         self.startup_seconds: list[float] = []
         self._context = multiprocessing.get_context("spawn")
@@ -235,7 +240,9 @@ class ParsePool:
             task = _Task(next(self._ids), Path(path))
             assert slot.conn is not None
             try:
-                slot.conn.send((task.task_id, task.path, self.max_bytes, self.max_chars))
+                slot.conn.send(
+                    (task.task_id, task.path, self.max_bytes, self.max_chars, self._budget)
+                )
             except (OSError, ValueError):
                 # The worker died while idle: the file goes to the next ready worker.
                 self._restart(slot)

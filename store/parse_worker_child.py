@@ -26,7 +26,7 @@ ParseFunction = Callable[..., ParseOutcome]
 # Messages (plain tuples of plain data):
 #   child -> parent: ("ready", pid, startup_seconds) once, then
 #                    ("done", task_id, ParseOutcome, restart_after) per task.
-#   parent -> child: (task_id, path, max_bytes, max_chars) per task; None to stop.
+#   parent -> child: (task_id, path, max_bytes, max_chars, time_budget_s) per task; None to stop.
 
 
 def out_of_memory_reason(memory_mb: int) -> str:
@@ -78,7 +78,8 @@ def worker_main(conn: Connection, parse_function: str, memory_mb: int, started: 
 
     Args:
         conn: The child end of the pipe to the pool.
-        parse_function: ``"module:function"`` to call as ``f(path, max_bytes=, max_chars=)``.
+        parse_function: ``"module:function"`` to call as
+            ``f(path, max_bytes=, max_chars=, time_budget_s=)``.
         memory_mb: Address-space cap for this process (Linux/macOS).
         started: ``time.time()`` in the parent when the process was started.
     """
@@ -95,9 +96,10 @@ def worker_main(conn: Connection, parse_function: str, memory_mb: int, started: 
             return
         if message is None:
             return
-        task_id, path, max_bytes, max_chars = message
+        task_id, path, max_bytes, max_chars, time_budget_s = message
         begun = time.perf_counter()
-        outcome, restart = _run(function, path, max_bytes, max_chars, memory_mb)
+        limits = {"max_bytes": max_bytes, "max_chars": max_chars, "time_budget_s": time_budget_s}
+        outcome, restart = _run(function, path, limits, memory_mb)
         outcome = replace(outcome, parse_seconds=time.perf_counter() - begun)
         try:
             conn.send(("done", task_id, outcome, restart))
@@ -115,12 +117,12 @@ def _failed(reason: str) -> ParseOutcome:
 
 
 def _run(
-    function: ParseFunction, path: Path, max_bytes: int, max_chars: int, memory_mb: int
+    function: ParseFunction, path: Path, limits: dict[str, Any], memory_mb: int
 ) -> tuple[ParseOutcome, bool]:
     from .parsers import OUT_OF_MEMORY_REASON
 
     try:
-        outcome: Any = function(path, max_bytes=max_bytes, max_chars=max_chars)
+        outcome: Any = function(path, **limits)
     except MemoryError:
         return _failed(out_of_memory_reason(memory_mb)), True
     except Exception as error:

@@ -8,6 +8,7 @@ runs it in spawned worker processes with a timeout and a memory cap.
 from __future__ import annotations
 
 import os
+import time
 import warnings as python_warnings
 from dataclasses import replace
 from pathlib import Path
@@ -52,6 +53,7 @@ def parse_file(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_chars: int = DEFAULT_MAX_CHARS,
     limits: ParseLimits | None = None,
+    time_budget_s: float | None = None,
 ) -> ParseOutcome:
     """Parse one file into text with page spans.
 
@@ -60,6 +62,9 @@ def parse_file(
         max_bytes: Larger files are skipped as too large.
         max_chars: At most this many characters are kept, with a warning when cut.
         limits: Full set of caps; ``max_bytes``/``max_chars`` override its fields.
+        time_budget_s: Stop after this many seconds and keep the pages read so far, with a
+            warning (ParsePool sets it below its hard timeout so slow, valid files are
+            partly indexed rather than lost).
 
     Returns:
         ``ok`` with the document, or ``skipped``/``failed`` with a reason. Never raises for a
@@ -70,6 +75,8 @@ def parse_file(
         base = replace(base, max_bytes=max_bytes)
     if max_chars != DEFAULT_MAX_CHARS or limits is None:
         base = replace(base, max_chars=max_chars)
+    if time_budget_s is not None:
+        base = replace(base, time_budget_s=time_budget_s)
     try:
         return _parse(Path(path), base)
     except FileSkipped as verdict:
@@ -91,6 +98,7 @@ def parse_file(
 
 
 def _parse(path: Path, limits: ParseLimits) -> ParseOutcome:
+    started = time.monotonic()
     extension = _extension(path)
     fd, info = open_regular_file(path, limits.max_bytes)
     try:
@@ -113,7 +121,10 @@ def _parse(path: Path, limits: ParseLimits) -> ParseOutcome:
         data=content.data,
         extension=extension,
         limits=limits,
-        collector=PageCollector(max_chars=limits.max_chars),
+        collector=PageCollector(
+            max_chars=limits.max_chars,
+            deadline=None if limits.time_budget_s is None else started + limits.time_budget_s,
+        ),
         truncated=content.truncated,
     )
     if content.truncated:
@@ -142,7 +153,16 @@ def _finish(source: ParseInput, kind: str) -> ParseOutcome:
         found_warnings.append(
             f"only the first {source.limits.max_chars:,} characters are indexed; the rest was left out"
         )
+    if source.collector.out_of_time:
+        found_warnings.append(
+            f"parsing stopped at the time limit ({source.limits.time_budget_s:g} s); only the "
+            f"first part of the document is indexed ({len(pages)} pages or sections)"
+        )
     if not pages:
+        if source.collector.out_of_time:
+            raise FileBroken(
+                f"parsing took longer than {source.limits.time_budget_s:g} s before any text was found"
+            )
         raise FileSkipped("no text found in the file")
     title = None
     if source.title:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from .types import PageText
@@ -20,6 +21,8 @@ class ParseLimits:
         zip_max_total_bytes: Cap on the declared uncompressed size of a zip-based document.
         zip_max_ratio: Overall uncompressed/compressed ratio above which a zip is a bomb.
         zip_max_members: Cap on the number of files inside a zip-based document.
+        time_budget_s: After this many seconds a parser stops and keeps the pages it has
+            (with a warning); None for no budget. The worker's hard timeout stays the backstop.
     """
 
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -27,6 +30,7 @@ class ParseLimits:
     zip_max_total_bytes: int = 200 * 1024 * 1024
     zip_max_ratio: float = 100.0
     zip_max_members: int = 10_000
+    time_budget_s: float | None = None
 
 
 @dataclass
@@ -38,14 +42,22 @@ class PageCollector:
     """
 
     max_chars: int
+    deadline: float | None = None
     pages: list[PageText] = field(default_factory=list)
     total_chars: int = 0
     truncated: bool = False
+    out_of_time: bool = False
 
     @property
     def full(self) -> bool:
         """True once the character budget is spent."""
         return self.total_chars >= self.max_chars
+
+    def over_time(self) -> bool:
+        """True (and remembered) once the time budget is spent."""
+        if self.deadline is not None and not self.out_of_time and time.monotonic() > self.deadline:
+            self.out_of_time = True
+        return self.out_of_time
 
     def add(self, text: str, page: int | None = None, label: str | None = None) -> bool:
         """Add one page of text, cut to the remaining budget.
@@ -62,4 +74,4 @@ class PageCollector:
             self.truncated = True
         self.pages.append(PageText(text=text, page=page, label=label))
         self.total_chars += len(text)
-        return not self.full
+        return not self.full and not self.over_time()

@@ -52,7 +52,9 @@ def parse_docx(source: ParseInput) -> None:
             continue
         blocks.append(block)
         size += len(block) + 2
-        if size >= source.collector.max_chars:
+        if size >= source.collector.max_chars or (
+            len(blocks) % 256 == 0 and source.collector.over_time()
+        ):
             break
     source.collector.add("\n\n".join(blocks))
 

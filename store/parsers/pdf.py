@@ -49,6 +49,9 @@ def parse_pdf(source: ParseInput) -> None:
     empty = 0
     failed = 0
     for number in range(1, count + 1):
+        # The first page is always attempted; the hard timeout covers a page that never ends.
+        if number > 1 and source.collector.over_time():
+            break
         try:
             text = pages[number - 1].extract_text() or ""
         except RecursionError:
@@ -63,7 +66,7 @@ def parse_pdf(source: ParseInput) -> None:
             continue
         if not source.collector.add(text, page=number):
             break
-    if not source.collector.pages:
+    if not source.collector.pages and not source.collector.out_of_time:
         if failed and failed + empty == count:
             raise FileBroken(f"not a valid PDF (none of its {count} pages could be read)")
         raise FileSkipped("no text layer (scanned?); text in images is not recognised")

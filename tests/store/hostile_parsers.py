@@ -9,33 +9,34 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bastion.store.parsers import PageText, ParsedDocument, ParseOutcome, parse_file
 
 
-def hang(path: Path, **limits: int) -> ParseOutcome:
+def hang(path: Path, **limits: Any) -> ParseOutcome:
     """Never returns (until the pool kills the worker)."""
     while True:
         time.sleep(3600)
 
 
-def crash(path: Path, **limits: int) -> ParseOutcome:
+def crash(path: Path, **limits: Any) -> ParseOutcome:
     """Dies the way a C library does on a bad input."""
     os.abort()
 
 
-def oom(path: Path, **limits: int) -> ParseOutcome:
+def oom(path: Path, **limits: Any) -> ParseOutcome:
     """Allocates far beyond any sane memory cap."""
     hog = [bytearray(256 * 1024 * 1024) for _ in range(64)]
     return ParseOutcome(status="ok", reason=str(len(hog)))
 
 
-def raises(path: Path, **limits: int) -> ParseOutcome:
+def raises(path: Path, **limits: Any) -> ParseOutcome:
     """A parser bug that escapes as an exception."""
     raise RuntimeError("deliberate parser bug")
 
 
-def modules(path: Path, **limits: int) -> ParseOutcome:
+def modules(path: Path, **limits: Any) -> ParseOutcome:
     """Reports which heavy modules the worker has imported (spawn must stay cheap)."""
     heavy = sorted(
         name
@@ -46,7 +47,7 @@ def modules(path: Path, **limits: int) -> ParseOutcome:
     return ParseOutcome(status="ok", document=ParsedDocument(pages=[PageText(text)], kind="text"))
 
 
-def by_name(path: Path, **limits: int) -> ParseOutcome:
+def by_name(path: Path, **limits: Any) -> ParseOutcome:
     """Hang, crash or exhaust memory when the file name says so; parse normally otherwise."""
     name = path.name
     if name.startswith("hang"):

@@ -279,6 +279,13 @@ def test_pdf_pages_are_numbered_from_one(three_page_pdf: Path) -> None:
     assert outcome.document.title == "The report"
 
 
+def test_time_budget_keeps_the_pages_read_so_far(three_page_pdf: Path) -> None:
+    outcome = parse_file(three_page_pdf, time_budget_s=0)
+    assert outcome.document is not None
+    assert [page.page for page in outcome.document.pages] == [1]
+    assert any("parsing stopped at the time limit (0 s)" in w for w in outcome.warnings)
+
+
 def test_pdf_with_user_password_is_skipped(three_page_pdf: Path, tmp_path: Path) -> None:
     locked = encrypt_pdf(three_page_pdf, tmp_path / "locked.pdf", user_password="secret")
     assert parse_file(locked) == ParseOutcome(
