@@ -17,6 +17,7 @@ from . import (  # noqa: F401 - importing a parser module registers it
     ebook,
     mail,
     markup,
+    notebook,
     office,
     opendoc,
     pdf,

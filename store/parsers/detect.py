@@ -18,7 +18,7 @@ _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 # Kinds whose content is a zip archive; detection confirms the members before parsing.
 ZIP_KINDS = frozenset({"docx", "pptx", "xlsx", "odt", "ods", "odp", "epub"})
 # Kinds decoded as text before parsing; only these may be read partially.
-TEXT_KINDS = frozenset({"text", "markdown", "rst", "html", "xml", "csv", "eml"})
+TEXT_KINDS = frozenset({"text", "markdown", "rst", "html", "xml", "csv", "eml", "ipynb"})
 
 _SOURCE_CODE = (
     "py pyi pyw c h cc cpp cxx hpp hh hxx cs java kt kts scala go rs rb php pl pm lua r jl "
@@ -27,7 +27,7 @@ _SOURCE_CODE = (
     "graphql gql asm s v sv vhd vhdl f f90 pas d nim zig cu cuh"
 )
 _PLAIN = (
-    "txt text log json jsonl ndjson ipynb yaml yml toml ini cfg conf properties env "
+    "txt text log json jsonl ndjson yaml yml toml ini cfg conf properties env "
     "tex bib sty org adoc asciidoc textile wiki mediawiki srt vtt tsv diff patch "
     "css scss less sass dockerfile makefile cmake mk"
 )
@@ -49,6 +49,7 @@ EXTENSION_KINDS: dict[str, str] = {
     "svg": "xml",
     "csv": "csv",
     "eml": "eml",
+    "ipynb": "ipynb",
     "pdf": "pdf",
     "docx": "docx",
     "docm": "docx",

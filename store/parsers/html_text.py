@@ -3,6 +3,8 @@
 Drops what a reader never sees: script, style, noscript, template, and hidden elements
 (``hidden``, ``aria-hidden="true"``, inline ``display:none``/``visibility:hidden``). Hidden text
 is a classic way to plant instructions for a model in a page a person thinks is harmless.
+Page chrome (nav, buttons, form controls, ``role="navigation"``) goes too: it is not content
+and would crowd search results.
 """
 
 from __future__ import annotations
@@ -11,8 +13,24 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+# Never shown, or page chrome rather than content (menus, buttons, form controls).
 _DROPPED = frozenset(
-    {"script", "style", "noscript", "template", "head", "iframe", "object", "svg", "canvas"}
+    {
+        "script",
+        "style",
+        "noscript",
+        "template",
+        "head",
+        "iframe",
+        "object",
+        "svg",
+        "canvas",
+        "nav",
+        "button",
+        "select",
+        "textarea",
+        "input",
+    }
 )
 _BLOCKS = frozenset(
     [
@@ -74,6 +92,8 @@ class HtmlText:
 
 def _is_hidden(attrs: dict[str, Any]) -> bool:
     if "hidden" in attrs:
+        return True
+    if str(attrs.get("role", "")).strip().lower() in ("navigation", "search"):
         return True
     if str(attrs.get("aria-hidden", "")).strip().lower() == "true":
         return True

@@ -436,3 +436,38 @@ def test_eml_html_body_is_converted_without_scripts(tmp_path: Path) -> None:
     text = ok_text(parse_file(write_eml(tmp_path / "html.eml", html=True)))
     assert "Meet at noon." in text
     assert "steal" not in text
+
+
+def test_html_navigation_and_buttons_are_not_content(tmp_path: Path) -> None:
+    path = tmp_path / "chrome.html"
+    path.write_text(
+        "<body><nav>Home About</nav><div role='navigation'>Menu</div><button>move to sidebar</button>"
+        "<form><select><option>English</option></select></form><p>Article body.</p></body>"
+    )
+    assert ok_text(parse_file(path)) == "Article body."
+
+
+def test_notebook_cells_without_json_or_outputs(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "analysis.ipynb"
+    notebook = {
+        "metadata": {"language_info": {"name": "python"}},
+        "nbformat": 4,
+        "cells": [
+            {"cell_type": "markdown", "source": ["# Analysis\n", "Some prose."]},
+            {"cell_type": "code", "source": "print(1)", "outputs": [{"text": "OUTPUT-BLOB"}]},
+        ],
+    }
+    path.write_text(json.dumps(notebook))
+    outcome = parse_file(path)
+    assert ok_text(outcome) == "# Analysis\nSome prose.\n\n```python\nprint(1)\n```"
+    assert outcome.document is not None and outcome.document.title == "Analysis"
+
+
+def test_broken_notebook_is_indexed_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "broken.ipynb"
+    path.write_text('{"cells": [ unfinished')
+    outcome = parse_file(path)
+    assert ok_text(outcome) == '{"cells": [ unfinished'
+    assert outcome.warnings == ["the notebook is not valid JSON; indexed as plain text"]
