@@ -40,16 +40,21 @@ def default_parse_pool() -> ParsePoolLike:
 
 def open_library(
     paths: DataPaths | None = None,
-    embedder_factory: Callable[[Path | None], Embedder] = default_embedder,
-    parse_pool_factory: Callable[[], ParsePoolLike] = default_parse_pool,
+    embedder_factory: Callable[[Path | None], Embedder] | None = None,
+    parse_pool_factory: Callable[[], ParsePoolLike] | None = None,
 ) -> Library:
     """Open the user's library (``library.db`` in the data folder).
 
     The returned ``Library`` belongs to the calling thread; its ``search(query, collections, k)``
-    is what the assistant retrieves with.
+    is what the assistant retrieves with. Factories default to ``default_embedder`` and
+    ``default_parse_pool`` (looked up at call time, so tests can swap them).
     """
     paths = paths or data_paths()
-    return Library(paths.library_db, embedder_factory, parse_pool_factory)
+    return Library(
+        paths.library_db,
+        embedder_factory or default_embedder,
+        parse_pool_factory or default_parse_pool,
+    )
 
 
 def add_collection(

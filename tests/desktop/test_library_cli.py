@@ -1,0 +1,140 @@
+"""``bastion library …`` and ``bastion search`` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bastion.desktop import library as use_case
+from bastion.desktop.cli import main
+from bastion.store.library_types import SyncProgress
+from tests.store.fakes import CountingParser, HashingEmbedder
+
+
+@pytest.fixture
+def fake_parts(monkeypatch: pytest.MonkeyPatch) -> CountingParser:
+    parser = CountingParser()
+    embedder = HashingEmbedder()
+    monkeypatch.setattr(use_case, "default_embedder", lambda folder: embedder)
+    monkeypatch.setattr(use_case, "default_parse_pool", parser.pool)
+    return parser
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "notes"
+    root.mkdir()
+    (root / "boats.txt").write_text("# Boats\n\nCatamarans have two hulls and sail fast.\n")
+    (root / "soup.txt").write_text("# Soup\n\nMinestrone is an Italian vegetable soup.\n")
+    (root / "blob.txt").write_bytes(b"\x00\x00binary")
+    return root
+
+
+def test_add_status_search_remove(fake_parts: CountingParser, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["library", "add", "notes", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "notes: 3 files" in err and "chunks/s" in err
+
+    assert main(["library", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "indexed: 2" in out and "skipped: 1" in out
+    assert "blob.txt" in out and "binary" in out
+
+    assert main(["search", "catamaran hulls", "-k", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "boats.txt" in captured.out and "score" in captured.out and "Catamarans" in captured.out
+    assert "query embedding" in captured.err
+
+    assert main(["search", "minestrone", "--collection", "notes"]) == 0
+    assert "soup.txt" in capsys.readouterr().out
+
+    assert main(["library", "sync", "notes"]) == 0
+    assert "notes: 0 files" in capsys.readouterr().err
+
+    assert main(["library", "remove", "notes"]) == 0
+    capsys.readouterr()
+    assert main(["library", "status"]) == 0
+    assert "No collections" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_messages(fake_parts: CountingParser, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["library", "sync", "nope"]) == 1
+    assert "no collection named 'nope'" in capsys.readouterr().err
+    assert main(["library", "add", "x", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["search", "x", "--collection", "nope"]) == 1
+
+
+def test_ctrl_c_stops_cleanly_and_next_sync_resumes(
+    fake_parts: CountingParser, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(20):
+        (root / f"f{i:02}.txt").write_text(f"File {i} text. " * 30)
+    # Ctrl-C lands in the main thread, between two progress events.
+    original = use_case.Library.sync
+
+    def sync_with_ctrl_c(self, name=None, cancel=None):  # type: ignore[no-untyped-def]
+        for event in original(self, name, cancel):
+            yield event
+            if event.files_done >= 5:
+                raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(use_case.Library, "sync", sync_with_ctrl_c)
+        assert main(["library", "add", "many", str(root)]) == 130
+    assert "resumes" in capsys.readouterr().err
+    with use_case.open_library() as library:
+        states = [d.state for d in library.documents("many")]
+        assert "in_progress" not in states and 5 <= states.count("indexed") < 20
+    assert main(["library", "sync"]) == 0
+    with use_case.open_library() as library:
+        assert {d.state for d in library.documents("many")} == {"indexed"}
+
+
+def test_watch_picks_up_a_change_within_seconds(fake_parts: CountingParser, folder: Path) -> None:
+    with use_case.open_library() as library:
+        use_case.add_collection(library, "notes", [folder])
+        stop = threading.Event()
+        events = use_case.watch(library, "notes", cancel=stop, reconcile_s=3600, debounce_s=0.3)
+        syncs = 0
+        written_at = None
+        for event in events:
+            if isinstance(event, SyncProgress) and event.phase == "done":
+                syncs += 1
+                if syncs == 1:
+                    (folder / "new.txt").write_text("Fresh note about hovercraft.")
+                    written_at = time.monotonic()
+                elif library.search("hovercraft", k=1, mode="bm25"):
+                    break
+            if written_at and time.monotonic() - written_at > 20:
+                pytest.fail("the change was not picked up within 20 s")
+        stop.set()
+        events.close()
+        assert library.search("hovercraft", k=1)[0].path.endswith("new.txt")
+        assert time.monotonic() - written_at < 20  # type: ignore[operator]
+
+
+@pytest.mark.slow
+def test_real_parse_workers_with_pdf_and_docx(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.store.document_factory import write_docx, write_pdf
+
+    embedder = HashingEmbedder()
+    monkeypatch.setattr(use_case, "default_embedder", lambda folder: embedder)
+    root = tmp_path / "office"
+    root.mkdir()
+    write_pdf(root / "manual.pdf", ["Page one is about turbines.", "Page two covers propellers.", "Page three: rudders."])
+    write_docx(root / "memo.docx")
+    (root / "bad.pdf").write_bytes(b"%PDF-1.4 truncated garbage")
+    assert main(["library", "add", "office", str(root)]) == 0
+    with use_case.open_library() as library:
+        states = {Path(d.path).name: d for d in library.documents("office")}
+        assert states["manual.pdf"].state == "indexed" and states["manual.pdf"].pages == 3
+        assert states["memo.docx"].state == "indexed"
+        assert states["bad.pdf"].state in {"failed", "skipped"} and states["bad.pdf"].reason
+        hit = library.search("propellers", k=1)[0]
+        assert hit.path.endswith("manual.pdf") and hit.page == 2
