@@ -59,15 +59,23 @@ class App:
             self._library = open_library(self.paths)
         return self._library
 
-    def engine(self, model: str | None = None) -> Engine:
-        """The engine with ``model`` (or the settings' default) loaded."""
+    def engine(self, model: str | None = None, *, reload: bool = False) -> Engine:
+        """The engine with ``model`` (or the settings' default) loaded.
+
+        ``reload`` loads it again even if it is loaded (new context size, threads or GPU layers).
+        """
         if self._engine is None:
             self._engine = Engine()
         wanted = resolve_model_path(model or self.settings.default_model, self.paths.models_dir)
         info = self._engine.info
-        if info is None or info.path != wanted:
+        if reload or info is None or info.path != wanted:
             self._engine.load(wanted, self.settings.load_options())
         return self._engine
+
+    def unload_model(self) -> None:
+        """Free the loaded model (the next ``engine()`` call loads one again)."""
+        if self._engine is not None:
+            self._engine.unload()
 
     def loaded_model(self) -> LoadInfo | None:
         return self._engine.info if self._engine else None

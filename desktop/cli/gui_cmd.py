@@ -1,0 +1,50 @@
+"""``bastion gui`` (and ``bastion`` alone): open the window, or say how to use the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+NO_DISPLAY_MESSAGE = """\
+bastion: there is no display to open the window on (no DISPLAY or WAYLAND_DISPLAY).
+Use Bastion in the terminal instead:
+  bastion chat                     an interactive chat
+  bastion ask "your question"      one answer, with its sources
+  bastion library add NAME FOLDER  index a folder, then: bastion ask --collection NAME "…"
+See `bastion --help` for everything else."""
+
+HEADLESS_PLATFORMS = {"offscreen", "minimal", "vnc", "eglfs", "linuxfb"}
+
+
+def register(subparsers: Any) -> None:
+    gui = subparsers.add_parser("gui", help="open the window (the default with no command)")
+    gui.add_argument("--no-model", action="store_true",
+                     help="do not load the default model at start-up")
+    gui.set_defaults(func=run_gui)
+
+
+def display_available(environ: dict[str, str] | None = None, platform: str | None = None) -> bool:
+    """Whether Qt can show a window here, decided before Qt is imported (Qt aborts otherwise)."""
+    env = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    qpa = env.get("QT_QPA_PLATFORM", "").split(":")[0].strip().lower()
+    if qpa in HEADLESS_PLATFORMS:
+        return True
+    if platform.startswith("linux") or "bsd" in platform:
+        return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+    return True  # Windows and macOS always have a window server for a logged-in user
+
+
+def run_gui(args: argparse.Namespace) -> int:
+    if not display_available():
+        print(NO_DISPLAY_MESSAGE, file=sys.stderr)
+        return 1
+    try:
+        from bastion.desktop.gui.application import run
+    except ImportError as error:
+        print(f"bastion: the window cannot start ({error}). Use `bastion chat` or `bastion ask` "
+              "in the terminal instead.", file=sys.stderr)
+        return 1
+    return run(load_model=not getattr(args, "no_model", False))

@@ -1,0 +1,433 @@
+"""The chat page: chats on the left; on the right the conversation, its mode and collections,
+and the question box. Answers stream from the core thread one token at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QKeyEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bastion.desktop.assistant import AnswerDelta, AnswerDone, PassagesFound
+from bastion.desktop.grounding import Mode
+from bastion.desktop.gui import core_tasks
+from bastion.desktop.gui.backend import Backend
+from bastion.desktop.gui.chat_list_model import ChatListModel, MessageItem, MessageListModel
+from bastion.desktop.gui.chat_sidebar import ChatSidebar
+from bastion.desktop.gui.message_list_view import MessageListView
+from bastion.desktop.gui.sources_view import open_source
+from bastion.desktop.gui.workers import Job
+from bastion.store.chats import Chat, Source
+
+MODE_LABELS: dict[Mode, str] = {
+    "model": "Model only",
+    "docs": "Documents only",
+    "both": "Model + documents",
+}
+
+
+class ChatView(QWidget):
+    """Chats and answers, driven through the backend's core thread."""
+
+    status_message = Signal(str)
+    answer_finished = Signal(dict)  # the stored answer's meta (timings, model)
+    busy_changed = Signal(bool)
+
+    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.backend = backend
+        self.chats = ChatListModel()
+        self.messages = MessageListModel()
+        self.chat: Chat | None = None
+        self.collection_names: list[str] = []
+        self.answer_job: Job | None = None
+        self._stream_chat: int | None = None
+        self._stream_text = ""
+        self._edit_id: int | None = None
+        self.opener: Any = None  # injected by tests; None = the desktop's default application
+        self._build()
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.sidebar = ChatSidebar(self.chats)
+        self.sidebar.chat_selected.connect(self.open_chat)
+        self.sidebar.new_requested.connect(self.new_chat)
+        self.sidebar.rename_requested.connect(lambda chat, title: self.rename_chat(chat.id, title))
+        self.sidebar.delete_requested.connect(lambda chat: self.delete_chat(chat.id))
+        self.sidebar.search_changed.connect(self.search_chats)
+        splitter.addWidget(self.sidebar)
+
+        right = QWidget()
+        column = QVBoxLayout(right)
+        column.setContentsMargins(4, 8, 8, 8)
+        column.setSpacing(6)
+        header = QHBoxLayout()
+        self.title = QLabel("")
+        self.title.setObjectName("chatTitle")
+        header.addWidget(self.title, 1)
+        header.addWidget(QLabel("Answer from:"))
+        self.mode = QComboBox()
+        self.mode.setObjectName("modeCombo")
+        for mode, label in MODE_LABELS.items():
+            self.mode.addItem(label, mode)
+        self.mode.activated.connect(lambda _i: self.set_mode(self.mode.currentData()))
+        header.addWidget(self.mode)
+        self.collections_button = QToolButton()
+        self.collections_button.setObjectName("collectionsButton")
+        self.collections_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.collections_menu = QMenu(self.collections_button)
+        self.collections_button.setMenu(self.collections_menu)
+        header.addWidget(self.collections_button)
+        column.addLayout(header)
+
+        self.message_list = MessageListView(self.messages)
+        self.message_list.copy_requested.connect(self.copy_message)
+        self.message_list.regenerate_requested.connect(lambda _row: self.regenerate())
+        self.message_list.edit_requested.connect(self.start_edit)
+        self.message_list.link_clicked.connect(self._link_clicked)
+        self.message_list.source_activated.connect(self.open_source)
+        column.addWidget(self.message_list, 1)
+
+        self.edit_banner = QWidget()
+        banner = QHBoxLayout(self.edit_banner)
+        banner.setContentsMargins(0, 0, 0, 0)
+        banner.addWidget(QLabel("Editing a question: Send replaces it and everything after it."), 1)
+        cancel_edit = QPushButton("Cancel edit")
+        cancel_edit.clicked.connect(self.cancel_edit)
+        banner.addWidget(cancel_edit)
+        self.edit_banner.setVisible(False)
+        column.addWidget(self.edit_banner)
+
+        composer = QHBoxLayout()
+        self.input = QPlainTextEdit()
+        self.input.setObjectName("questionInput")
+        self.input.setPlaceholderText("Ask a question (Enter sends, Shift+Enter adds a line)")
+        self.input.setFixedHeight(72)
+        self.input.installEventFilter(self)
+        composer.addWidget(self.input, 1)
+        buttons = QVBoxLayout()
+        self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("sendButton")
+        self.send_button.setDefault(True)
+        self.send_button.clicked.connect(self.send)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("stopButton")
+        self.stop_button.clicked.connect(self.stop)
+        self.stop_button.setEnabled(False)
+        buttons.addWidget(self.send_button)
+        buttons.addWidget(self.stop_button)
+        composer.addLayout(buttons)
+        column.addLayout(composer)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([220, 780])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+        self._show_chat_settings()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.input and event.type() == QEvent.Type.KeyPress:
+            key = QKeyEvent(event)  # type: ignore[call-overload]
+            if key.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+                    key.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+                self.send()
+                return True
+        return super().eventFilter(watched, event)
+
+    # -- chats -----------------------------------------------------------------------------
+
+    def show_chats(self, chats: Sequence[Chat]) -> None:
+        """First paint: the stored chats; opens the newest, or a new chat when there is none."""
+        self.chats.set_chats(chats)
+        if chats:
+            self.sidebar.select(chats[0].id)
+            self.open_chat(chats[0])
+        else:
+            self.new_chat()
+
+    def search_chats(self, text: str) -> None:
+        self.backend.run(self.backend.core, partial(core_tasks.list_chats, search=text),
+                         "search the chats", on_result=self._show_search)
+
+    def _show_search(self, chats: list[Chat]) -> None:
+        self.chats.set_chats(chats)
+        if self.chat is not None:
+            self.sidebar.select(self.chat.id)
+
+    def new_chat(self) -> None:
+        mode: Mode = self.chat.mode if self.chat else "model"
+        collections = self.chat.collections if self.chat else []
+        self.backend.run(self.backend.core,
+                         partial(core_tasks.create_chat, mode=mode, collections=collections),
+                         "start a new chat", on_result=self._chat_created)
+
+    def _chat_created(self, chat: Chat) -> None:
+        self.chats.upsert(chat)
+        self.sidebar.select(chat.id)
+        self._show(chat, [])
+
+    def open_chat(self, chat: Chat) -> None:
+        self.backend.run(self.backend.core, partial(core_tasks.chat_messages, chat_id=chat.id),
+                         "open the chat", on_result=lambda synced: self._show(synced.chat,
+                                                                              synced.messages))
+
+    def _show(self, chat: Chat, messages: Sequence[Any]) -> None:
+        self.chat = chat
+        self.cancel_edit()
+        self.messages.set_messages(chat.id, messages)
+        if self._stream_chat == chat.id:  # back on the chat that is answering
+            row = self.messages.last_row("assistant")
+            if row is not None:
+                self.messages.update(row, text=self._stream_text, status="streaming")
+        self._show_chat_settings()
+        self.input.setFocus()
+
+    def rename_chat(self, chat_id: int, title: str) -> None:
+        self.backend.run(self.backend.core, partial(core_tasks.update_chat, chat_id=chat_id,
+                                                    title=title),
+                         "rename the chat", on_result=self._chat_updated)
+
+    def delete_chat(self, chat_id: int) -> None:
+        if chat_id == self._stream_chat:
+            self.status_message.emit("Stop the answer before deleting its chat.")
+            return
+        self.backend.run(self.backend.core, partial(core_tasks.delete_chat, chat_id=chat_id),
+                         "delete the chat", on_result=self._chat_deleted)
+
+    def _chat_deleted(self, chat_id: int) -> None:
+        self.chats.remove(chat_id)
+        if self.chat is not None and self.chat.id == chat_id:
+            self.chat = None
+            if self.chats.rowCount():
+                first = self.chats.chat(0)
+                self.sidebar.select(first.id)
+                self.open_chat(first)
+            else:
+                self.messages.set_messages(None, [])
+                self.new_chat()
+
+    def _chat_updated(self, chat: Chat) -> None:
+        row = self.chats.row_of(chat.id)
+        if row is not None:
+            self.chats.upsert(chat)
+            self.sidebar.select(chat.id)
+        if self.chat is not None and self.chat.id == chat.id:
+            self.chat = chat
+            self._show_chat_settings()
+
+    # -- mode and collections --------------------------------------------------------------
+
+    def set_collection_names(self, names: Sequence[str]) -> None:
+        """The collections that exist (from the Library page)."""
+        self.collection_names = list(names)
+        self._show_chat_settings()
+
+    def set_mode(self, mode: Mode) -> None:
+        if self.chat is not None and mode != self.chat.mode:
+            self.backend.run(self.backend.core,
+                             partial(core_tasks.update_chat, chat_id=self.chat.id, mode=mode),
+                             "change the chat's mode", on_result=self._chat_updated)
+
+    def set_collections(self, names: Sequence[str]) -> None:
+        if self.chat is not None:
+            self.backend.run(self.backend.core, partial(core_tasks.update_chat, chat_id=self.chat.id,
+                                                        collections=list(names)),
+                             "choose the collections", on_result=self._chat_updated)
+
+    def _show_chat_settings(self) -> None:
+        chat = self.chat
+        self.title.setText(chat.title if chat else "")
+        self.mode.setEnabled(chat is not None)
+        if chat is not None:
+            self.mode.setCurrentIndex(self.mode.findData(chat.mode))
+        chosen = set(chat.collections) if chat else set()
+        self.collections_menu.clear()
+        for name in sorted(set(self.collection_names) | chosen):
+            action = QAction(name, self.collections_menu)
+            action.setCheckable(True)
+            action.setChecked(name in chosen)
+            action.toggled.connect(partial(self._collection_toggled, name))
+            self.collections_menu.addAction(action)
+        if not self.collections_menu.actions():
+            empty = QAction("No collections yet: add a folder on the Library page",
+                            self.collections_menu)
+            empty.setEnabled(False)
+            self.collections_menu.addAction(empty)
+        label = ", ".join(sorted(chosen)) if chosen else "none"
+        self.collections_button.setText(f"Collections: {label}")
+        self.collections_button.setEnabled(chat is not None and chat.mode != "model")
+        if chat is not None and chat.mode != "model" and not chosen:
+            self.message_list.set_placeholder("Choose a collection to search (Collections ▾), or "
+                                              "switch to “Model only”.")
+        else:
+            self.message_list.set_placeholder("Ask a question to start.")
+
+    def _collection_toggled(self, name: str, checked: bool) -> None:
+        chosen = set(self.chat.collections) if self.chat else set()
+        (chosen.add if checked else chosen.discard)(name)
+        self.set_collections(sorted(chosen))
+
+    # -- answering -------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self.answer_job is not None
+
+    def send(self) -> None:
+        """Ask the question in the box (or resend an edited one)."""
+        text = self.input.toPlainText().strip()
+        if not text or self.busy or self.chat is None:
+            return
+        self.input.clear()
+        if self._edit_id is not None:
+            row = next((i for i, m in enumerate(self.messages.items()) if m.id == self._edit_id), None)
+            message_id = self._edit_id
+            self.cancel_edit()
+            if row is not None:
+                self.messages.remove_from(row)
+            self._start("edit", text, message_id)
+        else:
+            self._start("ask", text)
+
+    def regenerate(self) -> None:
+        """Answer the chat's last question again."""
+        row = self.messages.last_row("user")
+        if self.busy or self.chat is None or row is None:
+            return
+        self.messages.remove_from(row + 1)
+        self._start("regenerate")
+
+    def _start(self, kind: core_tasks.AnswerKind, text: str = "", message_id: int | None = None) -> None:
+        assert self.chat is not None
+        if kind != "regenerate":
+            self.messages.append(MessageItem("user", text))
+        self.messages.append(MessageItem("assistant", "", "streaming",
+                                         note="Searching your documents…"
+                                         if self.chat.mode != "model" else ""))
+        self._stream_chat, self._stream_text = self.chat.id, ""
+        self.message_list.scroll_to_bottom()
+        self.answer_job = self.backend.run(
+            self.backend.core,
+            partial(core_tasks.answer, chat_id=self.chat.id, kind=kind, text=text,
+                    message_id=message_id),
+            "answer the question",
+            on_yield=self._on_event, on_error=self._on_error, on_finished=self._on_finished)
+        self._set_busy(True)
+
+    def stop(self) -> None:
+        """Stop the answer; what was generated is kept, marked as stopped."""
+        if self.answer_job is not None:
+            self.answer_job.cancel()
+            self.status_message.emit("Stopping…")
+
+    def _stream_row(self) -> int | None:
+        if self.messages.chat_id != self._stream_chat:
+            return None  # another chat is on screen; the answer is still stored
+        row = self.messages.last_row("assistant")
+        return row if row is not None and self.messages.item(row).status == "streaming" else None
+
+    def _on_event(self, event: object) -> None:
+        row = self._stream_row()
+        if isinstance(event, AnswerDelta):
+            self._stream_text += event.text
+            if row is not None:
+                if self.messages.item(row).note:
+                    self.messages.update(row, note="")
+                self.messages.append_text(row, event.text)
+        elif isinstance(event, PassagesFound) and row is not None:
+            found = len(event.sources)
+            note = (f"Found {found} relevant passage{'s' if found != 1 else ''} "
+                    f"in {event.retrieval_ms:.0f} ms; answering…" if found
+                    else "No relevant passages found.")
+            self.messages.update(row, sources=list(event.sources), note=note)
+        elif isinstance(event, core_tasks.ModelLoading):
+            self.status_message.emit(f"Loading {event.name}…")
+            if row is not None:
+                self.messages.update(row, note="Loading the model…")
+        elif isinstance(event, AnswerDone):
+            if row is not None:
+                self.messages.update(row, **vars(MessageItem.of(event.message)))
+            self.answer_finished.emit(dict(event.message.meta))
+        elif isinstance(event, core_tasks.ChatSynced):
+            self._chat_updated(event.chat)
+            if self.messages.chat_id == event.chat.id:
+                self.messages.sync(event.messages)
+
+    def _on_error(self, error: BaseException) -> bool:
+        row = self._stream_row()
+        if row is not None:
+            self.messages.update(row, status="failed", note="")
+        chat_id = self._stream_chat
+        if chat_id is not None and self.messages.chat_id == chat_id:
+            # What was stored (the question, any partial answer) is the truth.
+            self.backend.run(self.backend.core, partial(core_tasks.chat_messages, chat_id=chat_id),
+                             "reload the chat", on_result=self._resync)
+        return True  # and show the dialog
+
+    def _resync(self, synced: core_tasks.ChatSynced) -> None:
+        if self.messages.chat_id == synced.chat.id:
+            self.messages.sync(synced.messages)
+
+    def _on_finished(self) -> None:
+        self.answer_job = None
+        self._stream_chat = None
+        self._set_busy(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.send_button.setEnabled(not busy)
+        self.stop_button.setEnabled(busy)
+        self.message_list.set_actions_enabled(not busy)
+        self.busy_changed.emit(busy)
+
+    # -- message actions -------------------------------------------------------------------
+
+    def copy_message(self, row: int) -> None:
+        QGuiApplication.clipboard().setText(self.messages.item(row).text)
+        self.status_message.emit("Copied.")
+
+    def start_edit(self, row: int) -> None:
+        item = self.messages.item(row)
+        if self.busy or item.role != "user" or item.id is None:
+            return
+        self._edit_id = item.id
+        self.input.setPlainText(item.text)
+        self.edit_banner.setVisible(True)
+        self.input.setFocus()
+
+    def cancel_edit(self) -> None:
+        if self._edit_id is not None:
+            self.input.clear()
+        self._edit_id = None
+        self.edit_banner.setVisible(False)
+
+    def open_source(self, source: Source) -> None:
+        try:
+            if self.opener is not None:
+                open_source(source, self.opener)
+            else:
+                open_source(source)
+        except Exception as error:
+            self.backend.reporter.report(error, "open the source")
+
+    def _link_clicked(self, url: QUrl) -> None:
+        # Links in answers are never followed automatically: a model or a document wrote them.
+        QGuiApplication.clipboard().setText(url.toString())
+        self.status_message.emit(f"Link copied, not opened: {url.toString()}")

@@ -1,0 +1,259 @@
+"""Jobs that run in the window's background threads, over the same use cases as the CLI.
+
+Every function here takes ``(context, job)`` first and runs in a worker thread (see
+``workers.py``): the core thread's context is a ``CoreSession`` (the ``App`` that owns the engine
+and the chat database), the library thread's is a ``Library`` with its own connection, and the
+files thread's is a model ``Catalog``. Nothing here imports Qt; results are plain records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from bastion.desktop.app import App
+from bastion.desktop.assistant import AnswerDone, AssistantEvent
+from bastion.desktop.grounding import Mode
+from bastion.desktop.settings import Settings
+from bastion.models.engine_types import LoadInfo
+from bastion.store.chats import Chat, Message
+
+AnswerKind = Literal["ask", "regenerate", "edit"]
+
+
+class JobLike(Protocol):
+    """What a task needs from its ``Job``: a cancel flag, a gentle canceller and progress."""
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    def set_canceller(self, canceller: Any) -> None: ...
+
+    def report(self, value: object) -> None: ...
+
+
+@dataclass
+class CoreSession:
+    """The core thread's context: the ``App`` plus which model the window has chosen.
+
+    ``active_model`` is a model spec (id or path; None = the settings' default). A load that
+    fails leaves it unchanged, so the previous model stays the one answers come from.
+    """
+
+    app: App
+    active_model: str | None = None
+
+
+@dataclass(frozen=True)
+class CoreSnapshot:
+    """What the window needs at start-up, read in the core thread."""
+
+    settings: Settings
+    chats: list[Chat]
+    home: Path
+    log_dir: Path
+
+
+@dataclass(frozen=True)
+class ModelLoading:
+    """A load started (shown as "Loading model…")."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ChatSynced:
+    """The chat as stored after an answer, so the window learns the new messages' ids."""
+
+    chat: Chat
+    messages: list[Message] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ByteProgress:
+    """Bytes done of a copy or hash (throttled)."""
+
+    done: int
+    total: int
+
+
+# -- core thread ---------------------------------------------------------------------------------
+
+
+def snapshot(session: CoreSession, job: JobLike) -> CoreSnapshot:
+    """Settings, chats and folders for the first paint."""
+    app = session.app
+    return CoreSnapshot(dataclasses.replace(app.settings), app.chats.chats(), app.paths.home,
+                        app.paths.logs_dir)
+
+
+def load_model(session: CoreSession, job: JobLike, spec: str | None = None, *,
+               keep_active: bool = False, reload: bool = False) -> Iterator[ModelLoading]:
+    """Load ``spec`` (None: the active model, else the settings' default) and make it active.
+
+    On failure the previous model stays loaded and active (the engine swaps only once the new
+    one has loaded); the error reaches the window as the job's ``errored`` signal.
+    """
+    wanted = spec if spec is not None else session.active_model
+    yield ModelLoading(Path(wanted).name if wanted else "the default model")
+    info = session.app.engine(wanted, reload=reload).info
+    if not keep_active:
+        session.active_model = wanted
+    return info
+
+
+def unload_model(session: CoreSession, job: JobLike) -> None:
+    """Free the loaded model's memory (the next question loads it again)."""
+    session.app.unload_model()
+
+
+def loaded_model(session: CoreSession, job: JobLike) -> LoadInfo | None:
+    return session.app.loaded_model()
+
+
+def list_chats(session: CoreSession, job: JobLike, search: str | None = None) -> list[Chat]:
+    return session.app.chats.chats(search or None)
+
+
+def create_chat(session: CoreSession, job: JobLike, mode: Mode = "model",
+                collections: Sequence[str] = ()) -> Chat:
+    return session.app.chats.create_chat(mode=mode, collections=collections)
+
+
+def update_chat(session: CoreSession, job: JobLike, chat_id: int, *, title: str | None = None,
+                mode: Mode | None = None, collections: Sequence[str] | None = None) -> Chat:
+    return session.app.chats.update_chat(chat_id, title=title, mode=mode, collections=collections)
+
+
+def delete_chat(session: CoreSession, job: JobLike, chat_id: int) -> int:
+    session.app.chats.delete_chat(chat_id)
+    return chat_id
+
+
+def chat_messages(session: CoreSession, job: JobLike, chat_id: int) -> ChatSynced:
+    chats = session.app.chats
+    return ChatSynced(chats.chat(chat_id), chats.messages(chat_id))
+
+
+def answer(session: CoreSession, job: JobLike, chat_id: int, kind: AnswerKind,
+           text: str = "", message_id: int | None = None
+           ) -> Iterator[AssistantEvent | ChatSynced | ModelLoading]:
+    """Stream an answer (ask, regenerate or edit-and-resend), then the chat as stored.
+
+    Stop reaches the engine through the job's canceller; the assistant then stores what was
+    generated as an interrupted answer and ends normally.
+    """
+    app = session.app
+    chat = app.chats.chat(chat_id)
+    if app.loaded_model() is None:
+        yield ModelLoading(Path(session.active_model).name if session.active_model
+                           else "the default model")
+    assistant = app.assistant(session.active_model, retrieval=chat.mode != "model")
+    job.set_canceller(assistant.cancel)
+    if kind == "ask":
+        events = assistant.ask(chat_id, text)
+    elif kind == "regenerate":
+        events = assistant.regenerate(chat_id)
+    else:
+        if message_id is None:
+            raise ValueError("edit needs the id of the question to replace")
+        events = assistant.edit_and_resend(chat_id, message_id, text)
+    done: AnswerDone | None = None
+    for event in events:
+        if isinstance(event, AnswerDone):
+            done = event
+        yield event
+    yield ChatSynced(app.chats.chat(chat_id), app.chats.messages(chat_id))
+    return done
+
+
+def save_settings(session: CoreSession, job: JobLike, settings: Settings
+                  ) -> Iterator[ModelLoading]:
+    """Persist ``settings`` and apply them: sampling and the system prompt at once (every
+    answer reads them), context, threads and GPU layers by reloading the loaded model."""
+    app = session.app
+    reload = settings.load_options() != app.settings.load_options()
+    settings.save(app.paths.settings_file)
+    app.settings = dataclasses.replace(settings)
+    info = app.loaded_model()
+    if reload and info is not None:
+        yield from load_model(session, job, str(info.path), keep_active=True, reload=True)
+    return app.loaded_model()
+
+
+def set_default_model(session: CoreSession, job: JobLike, spec: str | None) -> Settings:
+    """Make ``spec`` (a catalog id; None = the embedded model) the model Bastion starts with."""
+    app = session.app
+    app.settings.default_model = spec
+    app.settings.save(app.paths.settings_file)
+    return dataclasses.replace(app.settings)
+
+
+# -- files thread (model catalog) --------------------------------------------------------------
+
+
+class Throttle:
+    """Passes progress on at most every ``interval_s`` (and always the last step)."""
+
+    def __init__(self, job: JobLike, interval_s: float = 0.1) -> None:
+        self.job = job
+        self.interval_s = interval_s
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - self._last >= self.interval_s:
+            self._last = now
+            self.job.report(ByteProgress(done, total))
+
+
+def catalog_entries(catalog: Any, job: JobLike, hash_files: bool = False) -> list[Any]:
+    """Every model with its metadata; ``hash_files`` computes missing SHA-256 values."""
+    return list(catalog.entries(hash_files=hash_files, progress=Throttle(job) if hash_files else None))
+
+
+def verify_model(catalog: Any, job: JobLike, entry_id: str) -> Any:
+    return catalog.verify(entry_id, Throttle(job))
+
+
+def import_model_file(catalog: Any, job: JobLike, source: Path) -> Any:
+    """Copy ``source`` into the models folder, verified, reporting ``ByteProgress``."""
+    from bastion.models.model_import import import_model
+
+    return import_model(source, catalog.models_dir, progress=Throttle(job))
+
+
+# -- library thread ----------------------------------------------------------------------------
+
+
+def library_status(library: Any, job: JobLike) -> list[Any]:
+    """Status (counts, failures) of every collection."""
+    return list(library.status())
+
+
+def add_folder(library: Any, job: JobLike, name: str, folder: Path) -> str:
+    """Create collection ``name`` over ``folder``, or add ``folder`` to it."""
+    from bastion.desktop.library import add_collection
+
+    add_collection(library, name, [folder])
+    return name
+
+
+def remove_collection(library: Any, job: JobLike, name: str) -> str:
+    library.remove_collection(name)
+    return name
+
+
+def sync_collection(library: Any, job: Any, name: str | None) -> Iterator[Any]:
+    """Index a collection; each progress event is a cancel point (pause and cancel stop here;
+    committed work is kept, so the next sync resumes where this one stopped)."""
+    return library.sync(name, cancel=lambda: job.cancelled)
+
+
+def collection_documents(library: Any, job: JobLike, name: str, failures_only: bool) -> list[Any]:
+    states = ["failed", "quarantined", "skipped", "unavailable"] if failures_only else None
+    return list(library.documents(name, states))

@@ -1,0 +1,318 @@
+"""The library page: collections of folders, live indexing progress, and every file's state.
+
+Indexing runs in the library thread, one collection at a time. Pause and Cancel both stop the
+run at its next progress event (work already committed is kept, so nothing is redone); Pause
+offers Resume, Cancel leaves the remaining files for the next Sync.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bastion.desktop.gui import core_tasks
+from bastion.desktop.gui.backend import Backend
+from bastion.desktop.gui.library_models import CollectionsModel, DocumentsModel
+from bastion.desktop.gui.workers import Job
+from bastion.store.library_types import SyncProgress
+
+
+class AddFolderDialog(QDialog):
+    """Choose a folder's collection: a new one (named after the folder) or an existing one."""
+
+    NEW = "＋ New collection"
+
+    def __init__(self, folder: Path, existing: list[str], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Add a folder")
+        form = QFormLayout(self)
+        form.addRow("Folder:", QLabel(str(folder)))
+        self.target = QComboBox()
+        self.target.addItem(self.NEW)
+        self.target.addItems(existing)
+        form.addRow("Add to:", self.target)
+        self.name = QLineEdit(folder.name or "Documents")
+        form.addRow("New collection name:", self.name)
+        self.target.currentIndexChanged.connect(lambda i: self.name.setEnabled(i == 0))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def collection(self) -> str:
+        return self.name.text().strip() if self.target.currentIndex() == 0 else self.target.currentText()
+
+
+class LibraryView(QWidget):
+    """Collections, their progress and their files."""
+
+    collections_changed = Signal(list)
+    status_text = Signal(str)
+
+    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.backend = backend
+        self.model = CollectionsModel()
+        self.documents = DocumentsModel()
+        self.sync_job: Job | None = None
+        self.syncing: str | None = None
+        self._queue: list[str] = []
+        self._stop_as: dict[str, str] = {}
+        self._build()
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        actions = QHBoxLayout()
+        self.buttons: dict[str, QPushButton] = {}
+        for key, text, slot in (
+            ("add", "Add folder…", self._ask_add),
+            ("sync", "Sync", lambda: self._on_selected(self.sync)),
+            ("pause", "Pause", self.pause),
+            ("resume", "Resume", lambda: self._on_selected(self.sync)),
+            ("cancel", "Cancel", self.cancel),
+            ("remove", "Remove…", lambda: self._on_selected(self._ask_remove)),
+        ):
+            button = QPushButton(text)
+            button.setObjectName(f"library_{key}")
+            button.clicked.connect(slot)
+            actions.addWidget(button)
+            self.buttons[key] = button
+        actions.addStretch(1)
+        layout.addLayout(actions)
+
+        splitter = QSplitter()
+        splitter.setOrientation(splitter.orientation().Vertical)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.selectionModel().currentRowChanged.connect(lambda *_: self._selection_changed())
+        splitter.addWidget(self.table)
+
+        lower = QWidget()
+        column = QVBoxLayout(lower)
+        column.setContentsMargins(0, 0, 0, 0)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.progress_label = QLabel("")
+        column.addWidget(self.progress_label)
+        column.addWidget(self.progress)
+        header = QHBoxLayout()
+        self.documents_label = QLabel("Files")
+        self.failures_only = QCheckBox("Only files that were not indexed")
+        self.failures_only.toggled.connect(lambda _on: self.refresh_documents())
+        header.addWidget(self.documents_label, 1)
+        header.addWidget(self.failures_only)
+        column.addLayout(header)
+        self.documents_table = QTableView()
+        self.documents_table.setModel(self.documents)
+        self.documents_table.verticalHeader().setVisible(False)
+        self.documents_table.horizontalHeader().setStretchLastSection(True)
+        self.documents_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        column.addWidget(self.documents_table, 1)
+        splitter.addWidget(lower)
+        layout.addWidget(splitter, 1)
+        self._update_buttons()
+
+    # -- status ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.backend.run(self.backend.library, core_tasks.library_status,
+                         "read the library", on_result=self._statuses)
+
+    def _statuses(self, statuses: list) -> None:
+        self.model.set_statuses(statuses)
+        self.collections_changed.emit(self.model.names())
+        if self.selected() is None and self.model.rowCount():
+            self.select(self.model.names()[0])
+        self._update_buttons()
+        self.refresh_documents()
+        self._summary()
+
+    def selected(self) -> str | None:
+        index = self.table.currentIndex()
+        return self.model.names()[index.row()] if index.isValid() else None
+
+    def select(self, name: str) -> None:
+        row = self.model.row_of(name)
+        if row is not None:
+            self.table.selectionModel().setCurrentIndex(
+                self.model.index(row, 0),
+                QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+
+    def _on_selected(self, action: object) -> None:
+        name = self.selected()
+        if name is not None:
+            action(name)  # type: ignore[operator]
+
+    def _selection_changed(self) -> None:
+        self._update_buttons()
+        self.refresh_documents()
+
+    def refresh_documents(self) -> None:
+        name = self.selected()
+        if name is None:
+            self.documents.set_documents([])
+            self.documents_label.setText("Files")
+            return
+        only = self.failures_only.isChecked()
+        self.documents_label.setText(f"Files of {name}" + (" that were not indexed" if only else ""))
+        self.backend.run(self.backend.library,
+                         partial(core_tasks.collection_documents, name=name, failures_only=only),
+                         "list the collection's files",
+                         on_result=lambda docs, n=name: self._documents(n, docs),
+                         on_error=lambda _e: False)  # the collection was removed meanwhile
+
+    def _documents(self, name: str, docs: list) -> None:
+        if name == self.selected():
+            self.documents.set_documents(docs)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def _ask_add(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of documents")
+        if not folder:
+            return
+        dialog = AddFolderDialog(Path(folder), self.model.names(), self)
+        if dialog.exec() == QDialog.DialogCode.Accepted and dialog.collection():
+            self.add_folder(Path(folder), dialog.collection())
+
+    def add_folder(self, folder: Path, collection: str) -> None:
+        """Add ``folder`` to ``collection`` (created if new) and index it."""
+        self.backend.run(self.backend.library,
+                         partial(core_tasks.add_folder, name=collection, folder=folder),
+                         "add the folder", on_result=self._added)
+
+    def _added(self, name: str) -> None:
+        self.refresh()
+        self.sync(name)
+
+    def sync(self, name: str) -> None:
+        """Index ``name`` now, or after the collection being indexed."""
+        if name == self.syncing or name in self._queue:
+            return
+        self._queue.append(name)
+        self.model.set_run(name, "queued")
+        self._next()
+
+    def _next(self) -> None:
+        if self.sync_job is not None or not self._queue:
+            self._update_buttons()
+            return
+        name = self._queue.pop(0)
+        self.syncing = name
+        self.model.set_run(name, "indexing")
+        self.progress.setVisible(True)
+        self.progress.setRange(0, 0)
+        self.sync_job = self.backend.run(
+            self.backend.library, partial(core_tasks.sync_collection, name=name),
+            f"index {name}", on_yield=self._progress, on_finished=self._sync_finished)
+        self._update_buttons()
+
+    def _progress(self, event: object) -> None:
+        if not isinstance(event, SyncProgress):
+            return
+        self.model.set_progress(event)
+        if event.phase == "index" and event.files_total:
+            self.progress.setRange(0, event.files_total)
+            self.progress.setValue(event.files_done)
+        current = f" — {Path(event.current).name}" if event.current else ""
+        self.progress_label.setText(
+            f"Indexing {event.collection}: {event.files_done} of {event.files_total} files"
+            f"{current}" if event.phase == "index" else f"Scanning {event.collection}…")
+        self._summary()
+
+    def _sync_finished(self) -> None:
+        name, self.syncing, self.sync_job = self.syncing, None, None
+        if name is not None:
+            self.model.set_run(name, self._stop_as.pop(name, "idle"))  # type: ignore[arg-type]
+        self.progress.setVisible(False)
+        self.progress_label.setText("")
+        self.refresh()
+        self._next()
+
+    def pause(self) -> None:
+        self._stop("paused")
+
+    def cancel(self) -> None:
+        self._stop("stopped")
+
+    def _stop(self, run: str) -> None:
+        name = self.selected()
+        if name in self._queue:
+            self._queue.remove(name)
+            self.model.set_run(name, run)  # type: ignore[arg-type]
+        elif self.sync_job is not None and self.syncing is not None and name in (None, self.syncing):
+            self._stop_as[self.syncing] = run
+            self.sync_job.cancel()
+        self._update_buttons()
+
+    def _ask_remove(self, name: str) -> None:
+        answer = QMessageBox.question(
+            self, "Remove collection",
+            f"Remove the collection “{name}” and its index? Your files are not touched; chats "
+            "that used it will no longer find its passages.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel)
+        if answer == QMessageBox.StandardButton.Yes:
+            self.remove_collection(name)
+
+    def remove_collection(self, name: str) -> None:
+        """Forget ``name`` (after stopping its indexing; the library thread runs jobs in order)."""
+        if name in self._queue:
+            self._queue.remove(name)
+        if self.syncing == name and self.sync_job is not None:
+            self.sync_job.cancel()
+        self.backend.run(self.backend.library, partial(core_tasks.remove_collection, name=name),
+                         f"remove {name}", on_result=lambda _n: self.refresh())
+
+    def _update_buttons(self) -> None:
+        name = self.selected()
+        run = self.model.run_of(name) if name else None
+        self.buttons["sync"].setEnabled(name is not None and run in ("idle", "stopped"))
+        self.buttons["pause"].setEnabled(run in ("indexing", "queued"))
+        self.buttons["cancel"].setEnabled(run in ("indexing", "queued"))
+        self.buttons["resume"].setEnabled(run == "paused")
+        self.buttons["remove"].setEnabled(name is not None)
+
+    def _summary(self) -> None:
+        if self.syncing is not None:
+            progress = self.model.progress_of(self.syncing)
+            if progress is not None and progress.phase == "index":
+                self.status_text.emit(f"Indexing {self.syncing}: {progress.files_done}/"
+                                      f"{progress.files_total} files")
+                return
+            self.status_text.emit(f"Indexing {self.syncing}…")
+            return
+        self.status_text.emit(f"{self.model.rowCount()} collection"
+                              f"{'s' if self.model.rowCount() != 1 else ''}")

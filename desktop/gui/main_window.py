@@ -1,0 +1,148 @@
+"""The main window: chat, library, models and settings pages, and a status bar that always
+says which model is loaded and how fast the last answer was."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QWidget
+
+from bastion.desktop.gui import core_tasks
+from bastion.desktop.gui.backend import Backend
+from bastion.desktop.gui.chat_view import ChatView
+from bastion.models.engine_types import LoadInfo
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    """Bastion's window over a started-or-not ``Backend``."""
+
+    model_loaded = Signal(object)  # LoadInfo | None
+
+    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.backend = backend
+        self.setWindowTitle("Bastion")
+        self.resize(1120, 760)
+        self.snapshot: core_tasks.CoreSnapshot | None = None
+        self.model_info: LoadInfo | None = None
+        self.closed_cleanly: bool | None = None
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.chat_view = ChatView(backend)
+        self.tabs.addTab(self.chat_view, "Chat")
+        self.pages: dict[str, Any] = {"chat": self.chat_view}
+        self._add_pages()
+        self.setCentralWidget(self.tabs)
+
+        self.model_label = QLabel("Starting…")
+        self.model_label.setObjectName("modelStatus")
+        self.speed_label = QLabel("")
+        self.speed_label.setObjectName("speedStatus")
+        self.library_label = QLabel("")
+        self.library_label.setObjectName("libraryStatus")
+        bar = self.statusBar()
+        bar.addPermanentWidget(self.library_label)
+        bar.addPermanentWidget(self.speed_label)
+        bar.addPermanentWidget(self.model_label)
+        self.chat_view.status_message.connect(lambda text: bar.showMessage(text, 5000))
+        self.chat_view.answer_finished.connect(self._show_speed)
+
+    def _add_pages(self) -> None:
+        """Library, models and settings pages (each optional so the chat works alone)."""
+        try:
+            from bastion.desktop.gui.library_view import LibraryView
+        except ImportError:
+            LibraryView = None
+        if LibraryView is not None:
+            self.library_view = LibraryView(self.backend)
+            self.library_view.collections_changed.connect(self.chat_view.set_collection_names)
+            self.library_view.status_text.connect(lambda text: self.library_label.setText(text))
+            self.tabs.addTab(self.library_view, "Library")
+            self.pages["library"] = self.library_view
+        try:
+            from bastion.desktop.gui.models_view import ModelsView
+        except ImportError:
+            ModelsView = None
+        if ModelsView is not None:
+            self.models_view = ModelsView(self.backend, self)
+            self.tabs.addTab(self.models_view, "Models")
+            self.pages["models"] = self.models_view
+        try:
+            from bastion.desktop.gui.settings_view import SettingsView
+        except ImportError:
+            SettingsView = None
+        if SettingsView is not None:
+            self.settings_view = SettingsView(self.backend, self)
+            self.tabs.addTab(self.settings_view, "Settings")
+            self.pages["settings"] = self.settings_view
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def start(self, *, load_model: bool = True) -> None:
+        """Start the threads, show the chats, and load the default model in the background."""
+        self.backend.start()
+        self.backend.run(self.backend.core, core_tasks.snapshot, "open your chats",
+                         on_result=self._snapshot_ready)
+        if load_model:
+            self.load_model(None)
+        for page in self.pages.values():
+            starter = getattr(page, "start", None)
+            if starter is not None and page is not self.chat_view:
+                starter()
+
+    def _snapshot_ready(self, snapshot: core_tasks.CoreSnapshot) -> None:
+        self.snapshot = snapshot
+        self.chat_view.show_chats(snapshot.chats)
+        settings_view = self.pages.get("settings")
+        if settings_view is not None:
+            settings_view.show_settings(snapshot.settings, snapshot.home)
+
+    def load_model(self, spec: str | None, *, reload: bool = False) -> None:
+        """Load ``spec`` (None: the active or default model) in the core thread."""
+        previous = self.model_info
+        self.backend.run(
+            self.backend.core, lambda session, job: core_tasks.load_model(session, job, spec,
+                                                                          reload=reload),
+            "load the model",
+            on_yield=self._model_loading,
+            on_result=self.set_model_info,
+            on_error=lambda _error: self.set_model_info(previous) or True,
+        )
+
+    def _model_loading(self, event: object) -> None:
+        if isinstance(event, core_tasks.ModelLoading):
+            self.model_label.setText(f"Loading model {event.name}…")
+
+    def set_model_info(self, info: LoadInfo | None) -> None:
+        self.model_info = info
+        if info is None:
+            self.model_label.setText("No model loaded")
+        else:
+            warning = " ⚠" if info.template_warning else ""
+            self.model_label.setText(f"Model: {info.name} · context {info.n_ctx} · "
+                                     f"{info.n_threads} threads{warning}")
+            self.model_label.setToolTip(info.template_warning or str(info.path))
+        self.model_loaded.emit(info)
+
+    def _show_speed(self, meta: dict[str, Any]) -> None:
+        if meta.get("generated_tokens"):
+            self.speed_label.setText(f"Last answer: {meta.get('generation_tps', 0):.1f} tokens/s, "
+                                     f"first token {meta.get('time_to_first_token_s', 0):.2f} s")
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Stop cleanly: an answer in progress is stored as interrupted, indexing keeps every
+        file it finished, the engine process is shut down."""
+        self.statusBar().showMessage("Closing…")
+        self.hide()
+        self.closed_cleanly = self.backend.stop()
+        if not self.closed_cleanly:
+            log.warning("a background thread did not stop in time")
+        event.accept()

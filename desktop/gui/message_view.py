@@ -1,0 +1,218 @@
+"""One message on screen: Markdown rendered inertly, its sources, timings and actions.
+
+Inert means: markdown-it-py with raw HTML disabled turns the text into HTML for a QTextBrowser
+that follows no link and loads no resource (``loadResource`` answers nothing for any URL, so an
+image in an answer or a document can never fetch a file or reach a network). Links are shown and
+reported to the window on click, never opened by themselves.
+
+While an answer streams, the text grows on every token but is re-rendered at most every
+``RENDER_INTERVAL_MS``, so the cost per token is a string append.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from markdown_it import MarkdownIt
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bastion.desktop.gui.chat_list_model import MessageItem
+from bastion.desktop.gui.sources_view import SourcesView
+
+RENDER_INTERVAL_MS = 80
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+_MARKDOWN.enable(["table", "strikethrough"])
+
+
+def render_markdown(text: str) -> str:
+    """HTML for ``text``; raw HTML in it is escaped, never interpreted."""
+    return _MARKDOWN.render(text)
+
+
+class InertTextBrowser(QTextBrowser):
+    """Shows rich text, follows no link and loads no resource."""
+
+    link_clicked = Signal(QUrl)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.viewport().setAutoFillBackground(False)
+        self.anchorClicked.connect(self.link_clicked)
+        self.document().setDocumentMargin(2)
+        self.document().contentsChanged.connect(self._fit)
+        self.requested_resources: list[str] = []
+
+    def loadResource(self, kind: int, name: QUrl) -> Any:
+        # Nothing is loaded: not remote URLs, not local files, not data URLs.
+        self.requested_resources.append(name.toString())
+        return None
+
+    def setSource(self, name: QUrl, kind: Any = None) -> None:
+        # Never navigate, whatever asks (keyboard activation, backward/forward).
+        return
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        document = self.document()
+        document.setTextWidth(max(self.viewport().width(), 50))
+        height = math.ceil(document.size().height()) + 2 * self.frameWidth() + 2
+        if height != self.height():
+            self.setFixedHeight(height)
+
+    def sizeHint(self) -> QSize:
+        return QSize(400, self.height())
+
+
+class MessageWidget(QFrame):
+    """A message card. Emits requests; the chat view decides what they do."""
+
+    copy_requested = Signal(object)
+    regenerate_requested = Signal(object)
+    edit_requested = Signal(object)
+    link_clicked = Signal(QUrl)
+    source_activated = Signal(object)
+
+    def __init__(self, item: MessageItem, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.item = item
+        self.setObjectName("userMessage" if item.role == "user" else "assistantMessage")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 8)
+        layout.setSpacing(4)
+
+        self.author = QLabel("You" if item.role == "user" else "Bastion")
+        self.author.setObjectName("messageAuthor")
+        layout.addWidget(self.author)
+
+        self.body = InertTextBrowser(self)
+        self.body.setObjectName("messageBody")
+        self.body.link_clicked.connect(self.link_clicked)
+        layout.addWidget(self.body)
+
+        self.note = QLabel()
+        self.note.setObjectName("messageNote")
+        self.note.setVisible(False)
+        layout.addWidget(self.note)
+
+        self.sources = SourcesView(self)
+        self.sources.source_activated.connect(self.source_activated)
+        layout.addWidget(self.sources)
+
+        footer = QHBoxLayout()
+        footer.setSpacing(6)
+        self.stats = QLabel()
+        self.stats.setObjectName("messageStats")
+        footer.addWidget(self.stats, 1)
+        self.copy_button = self._action(footer, "Copy", self.copy_requested)
+        if item.role == "user":
+            self.edit_button: QToolButton | None = self._action(footer, "Edit", self.edit_requested)
+            self.regenerate_button: QToolButton | None = None
+        else:
+            self.edit_button = None
+            self.regenerate_button = self._action(footer, "Regenerate", self.regenerate_requested)
+        layout.addLayout(footer)
+
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(RENDER_INTERVAL_MS)
+        self._render_timer.timeout.connect(self._render)
+        self.renders = 0
+        self._seen_text = item.text
+        self.set_item(item)
+
+    def _action(self, layout: QHBoxLayout, text: str, signal: Any) -> QToolButton:
+        button = QToolButton(self)
+        button.setText(text)
+        button.setAutoRaise(True)
+        button.setObjectName(f"{text.lower()}Button")
+        button.clicked.connect(lambda: signal.emit(self))
+        layout.addWidget(button)
+        return button
+
+    # -- updates ---------------------------------------------------------------------------
+
+    def set_item(self, item: MessageItem) -> None:
+        """Show ``item``; while it streams, text is re-rendered at most every 80 ms."""
+        # Compared with the text last seen, not the item: the model grows one item in place.
+        text_changed = item.text != self._seen_text or self.renders == 0
+        self._seen_text = item.text
+        self.item = item
+        streaming = item.status == "streaming"
+        if text_changed:
+            if streaming:
+                if not self._render_timer.isActive():
+                    self._render_timer.start()
+            else:
+                self._render_timer.stop()
+                self._render()
+        self.note.setText(item.note)
+        self.note.setVisible(bool(item.note))
+        if item.role == "assistant":
+            self.sources.set_sources(item.sources)
+        self.stats.setText(stats_line(item))
+        for button in (self.copy_button, self.edit_button, self.regenerate_button):
+            if button is not None:
+                button.setEnabled(not streaming)
+
+    def set_actions_enabled(self, enabled: bool) -> None:
+        """Edit and Regenerate are off while another answer streams."""
+        for button in (self.edit_button, self.regenerate_button):
+            if button is not None:
+                button.setEnabled(enabled and self.item.status != "streaming")
+
+    def _render(self) -> None:
+        text = self.item.text
+        if self.item.status == "streaming" and not text:
+            self.body.setHtml("<p style='color:#888'>…</p>")
+        else:
+            self.body.setHtml(render_markdown(text))
+        self.renders += 1
+
+
+def stats_line(item: MessageItem) -> str:
+    """Speed and provenance under an answer: tokens/s, time to first token, model, mode."""
+    if item.role != "assistant":
+        return ""
+    meta = item.meta
+    parts: list[str] = []
+    if item.status == "streaming":
+        return "Answering…"
+    if meta.get("generated_tokens"):
+        parts.append(f"{meta.get('generation_tps', 0):.1f} tokens/s")
+        parts.append(f"first token {meta.get('time_to_first_token_s', 0):.2f} s")
+        parts.append(f"{meta['generated_tokens']} tokens")
+    if meta.get("retrieval_ms"):
+        parts.append(f"search {meta['retrieval_ms']:.0f} ms")
+    if meta.get("model"):
+        parts.append(str(meta["model"]))
+    if item.status == "interrupted":
+        parts.append("stopped")
+    elif item.status == "failed":
+        parts.append("failed")
+    if meta.get("finish_reason") == "length":
+        parts.append("cut at the answer length limit")
+    return " · ".join(parts)
