@@ -48,6 +48,31 @@ def looks_binary(sample: bytes) -> bool:
     return controls * 10 > len(sample)
 
 
+def _bomless_utf16(sample: bytes) -> str | None:
+    """ "utf-16-le"/"utf-16-be" for mostly-Latin UTF-16 written without a byte-order mark.
+
+    Such text has a NUL in every other byte (the high byte of ASCII-range characters), which
+    would otherwise make it look binary.
+    """
+    sample = sample[: len(sample) // 2 * 2]
+    pairs = len(sample) // 2
+    if pairs < 2:
+        return None
+    even_nul, odd_nul = sample[0::2].count(0), sample[1::2].count(0)
+    if odd_nul > 0.4 * pairs and even_nul < 0.05 * pairs:
+        encoding = "utf-16-le"
+    elif even_nul > 0.4 * pairs and odd_nul < 0.05 * pairs:
+        encoding = "utf-16-be"
+    else:
+        return None
+    try:
+        text = codecs.getincrementaldecoder(encoding)(errors="strict").decode(sample, final=False)
+    except UnicodeDecodeError:
+        return None
+    controls = sum(1 for ch in text if ch < " " and ch not in "\t\n\r\f\x0b")
+    return encoding if controls * 10 <= len(text) else None
+
+
 def _decode(data: bytes, encoding: str, *, final: bool) -> tuple[str, bool]:
     # An incremental decoder so a prefix cut inside a multi-byte character is not "lossy".
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
@@ -76,7 +101,11 @@ def decode_text(data: bytes, *, truncated: bool = False) -> DecodedText:
         text, lossy = _decode(data[size:], name, final=final)
         return DecodedText(text, name, lossy)
     if looks_binary(data[:_SAMPLE_BYTES]):
-        raise FileSkipped("binary file (not text)")
+        wide = _bomless_utf16(data[:_SAMPLE_BYTES])
+        if wide is None:
+            raise FileSkipped("binary file (not text)")
+        text, lossy = _decode(data, wide, final=final)
+        return DecodedText(text, wide, lossy)
     try:
         text = codecs.getincrementaldecoder("utf-8")(errors="strict").decode(data, final=final)
         return DecodedText(text, "utf-8", False)

@@ -106,6 +106,18 @@ def _load(source: ParseInput) -> Any:
         raise FileBroken(f"not a valid .{source.extension or 'odt'} ({detail[:120]})") from None
 
 
+def _body_part(document: Any, name: str) -> Any:
+    """The ``office:text``/``office:spreadsheet``/``office:presentation`` element.
+
+    Found by walking the body: odfpy's ``document.text`` shortcut is not reliable for loaded
+    files (it can point at a whitespace node when the XML is pretty-printed).
+    """
+    for node in document.body.childNodes:
+        if getattr(node, "qname", None) == (_OFFICE_NS, name):
+            return node
+    return document.body
+
+
 def _title(document: Any) -> str | None:
     from odf import dc
     from odf.element import Element
@@ -123,7 +135,7 @@ def parse_odt(source: ParseInput) -> None:
     """Text documents: headings as ``#`` lines, paragraphs and table rows in order."""
     document = _load(source)
     source.title = _title(document)
-    source.collector.add(_join(_blocks(document.text, source.collector.max_chars)))
+    source.collector.add(_join(_blocks(_body_part(document, "text"), source.collector.max_chars)))
 
 
 @register("ods")
@@ -132,7 +144,9 @@ def parse_ods(source: ParseInput) -> None:
     document = _load(source)
     source.title = _title(document)
     sheets = [
-        node for node in document.spreadsheet.childNodes if getattr(node, "qname", None) == _TABLE
+        node
+        for node in _body_part(document, "spreadsheet").childNodes
+        if getattr(node, "qname", None) == _TABLE
     ]
     for number, sheet in enumerate(sheets, start=1):
         name = str(sheet.attributes.get((_TABLE_NS, "name"), f"Sheet{number}"))
@@ -149,7 +163,9 @@ def parse_odp(source: ParseInput) -> None:
     document = _load(source)
     source.title = _title(document)
     slides = [
-        node for node in document.presentation.childNodes if getattr(node, "qname", None) == _SLIDE
+        node
+        for node in _body_part(document, "presentation").childNodes
+        if getattr(node, "qname", None) == _SLIDE
     ]
     for number, slide in enumerate(slides, start=1):
         text = _join(_blocks(slide, source.collector.max_chars))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,13 @@ def test_invalid_utf8_is_decoded_with_replacement_and_a_warning(tmp_path: Path) 
     assert text.startswith("Grüße aus Köln") and text.endswith("Ende.")
     assert "\ufffd" in text
     assert any("not valid utf-8" in warning for warning in outcome.warnings)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_bom_is_text_not_binary(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "wide-no-bom.txt"
+    path.write_bytes("This is a test document.\nÄnother line.\n".encode(encoding))
+    assert ok_text(parse_file(path)) == "This is a test document.\nÄnother line."
 
 
 def test_binary_named_txt_is_skipped(tmp_path: Path) -> None:
@@ -400,6 +408,21 @@ def test_csv_rows_and_sniffed_delimiter(tmp_path: Path) -> None:
 
 
 # -- OpenDocument, EPUB, mail ----------------------------------------------------------------------
+
+
+def test_pretty_printed_odt_is_read(tmp_path: Path) -> None:
+    # odfpy's document.text shortcut points at a whitespace node in indented files.
+    source = write_odt(tmp_path / "plain.odt")
+    pretty = tmp_path / "pretty.odt"
+    with zipfile.ZipFile(source) as reader, zipfile.ZipFile(pretty, "w") as writer:
+        for item in reader.infolist():
+            data = reader.read(item)
+            if item.filename == "content.xml":
+                data = data.replace(b"<office:body>", b"<office:body>\n  ").replace(
+                    b"<office:text>", b"<office:text>\n    "
+                )
+            writer.writestr(item, data)
+    assert "Pelicans were discussed." in ok_text(parse_file(pretty))
 
 
 def test_odt_heading_and_paragraphs(tmp_path: Path) -> None:
