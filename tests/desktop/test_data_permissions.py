@@ -9,6 +9,8 @@ from pathlib import Path
 import sqlite_utils
 
 from bastion.desktop.paths import data_paths
+from bastion.models.model_import import import_model
+from tests.models.gguf_factory import write_tiny_gguf
 
 
 def mode(path: Path) -> int:
@@ -48,5 +50,20 @@ def test_other_files_written_in_the_data_folder_are_private(bastion_home: Path) 
         (paths.models_dir / "copied.gguf").write_bytes(b"GGUF")
         assert mode(paths.settings_file) == 0o600
         assert mode(paths.models_dir / "copied.gguf") == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_imported_models_and_their_manifest_are_private(bastion_home: Path, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        paths = data_paths()
+        source = write_tiny_gguf(tmp_path / "downloads" / "tiny.Q8_0.gguf")
+        os.chmod(source, 0o644)
+        entry = import_model(source, paths.models_dir, embedded_sha256="0" * 64)
+        assert entry.path.parent == paths.models_dir
+        assert mode(entry.path) == 0o600
+        assert mode(paths.models_dir / "manifest.json") == 0o600
+        assert mode(paths.models_dir) == 0o700
     finally:
         os.umask(old)

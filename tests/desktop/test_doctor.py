@@ -15,6 +15,8 @@ from bastion.desktop import doctor
 from bastion.desktop.doctor import CheckResult, exit_code, version_tuple
 from bastion.desktop.doctor_smoke import SAMPLE_FILES, write_sample_folder
 from bastion.desktop.paths import DataPaths, data_paths
+from bastion.models.model_import import import_model
+from tests.models.gguf_factory import write_tiny_gguf
 
 
 def test_lines_say_what_failed_and_what_to_do() -> None:
@@ -126,3 +128,19 @@ def test_full_doctor_answers_with_the_default_model(bastion_home: Path) -> None:
                for line in lines), result.stdout
     assert result.returncode == 0, result.stdout + result.stderr
     assert "✓ no network during smoke flow: no connection attempted" in lines
+
+
+def test_doctor_reports_an_imported_model_changed_on_disk(bastion_home: Path, tmp_path: Path) -> None:
+    paths = data_paths()
+    source = write_tiny_gguf(tmp_path / "tiny.Q8_0.gguf")
+    entry = import_model(source, paths.models_dir, embedded_sha256="0" * 64)
+    results = {r.name: r for r in doctor.check_model_catalog(paths)}
+    assert results[f"model {entry.id}"].status == "pass"
+    assert "matches the SHA-256" in results[f"model {entry.id}"].detail
+    data = bytearray(entry.path.read_bytes())
+    data[-1] ^= 0xFF  # a flipped bit in the tensor data: still a valid GGUF, not the same file
+    entry.path.write_bytes(bytes(data))
+    results = {r.name: r for r in doctor.check_model_catalog(paths)}
+    changed = results[f"model {entry.id}"]
+    assert changed.status == "fail" and changed.detail.startswith("mismatch:"), changed.line()
+    assert "re-import" in changed.hint
