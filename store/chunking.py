@@ -110,20 +110,20 @@ def _chunk_page(
 
 
 def _break_scores(text: str, spans: list[tuple[int, int]], heading_starts: set[int]) -> list[int]:
-    """Score of breaking before token i (index 0 unused)."""
-    heading_lines = {text.rfind("\n", 0, pos) + 1 for pos in heading_starts}
+    """Score of breaking before token i (index 0 unused). Linear in the text length."""
     scores = [_NONE] * len(spans)
     for i in range(1, len(spans)):
         prev_end, start = spans[i - 1][1], spans[i][0]
         gap = text[prev_end:start]
-        line_start = text.rfind("\n", 0, start) + 1
-        if line_start in heading_lines and line_start >= prev_end:
+        newlines = gap.count("\n")
+        if newlines and (prev_end + gap.rfind("\n") + 1) in heading_starts:
             scores[i] = _HEADING
-        elif gap.count("\n") >= 2:
+        elif newlines >= 2:
             scores[i] = _PARAGRAPH
-        elif prev_end > 0 and (
-            (text[prev_end - 1] in _SENTENCE_END and (gap or text[prev_end - 1] in _CJK_SENTENCE_END))
-            or "\n" in gap
+        elif newlines or (
+            prev_end > 0
+            and text[prev_end - 1] in _SENTENCE_END
+            and (gap or text[prev_end - 1] in _CJK_SENTENCE_END)
         ):
             scores[i] = _SENTENCE
         elif gap:
