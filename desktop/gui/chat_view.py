@@ -9,16 +9,13 @@ from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QUrl, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QKeyEvent
+from PySide6.QtGui import QGuiApplication, QKeyEvent
 from PySide6.QtWidgets import (
-    QComboBox,
     QHBoxLayout,
     QLabel,
-    QMenu,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -27,18 +24,13 @@ from bastion.desktop.assistant import AnswerDelta, AnswerDone, PassagesFound
 from bastion.desktop.grounding import Mode
 from bastion.desktop.gui import core_tasks
 from bastion.desktop.gui.backend import Backend
+from bastion.desktop.gui.chat_header import ChatHeader
 from bastion.desktop.gui.chat_list_model import ChatListModel, MessageItem, MessageListModel
 from bastion.desktop.gui.chat_sidebar import ChatSidebar
 from bastion.desktop.gui.message_list_view import MessageListView
 from bastion.desktop.gui.sources_view import open_source
 from bastion.desktop.gui.workers import Job
 from bastion.store.chats import Chat, Source
-
-MODE_LABELS: dict[Mode, str] = {
-    "model": "Model only",
-    "docs": "Documents only",
-    "both": "Model + documents",
-}
 
 
 class ChatView(QWidget):
@@ -78,24 +70,10 @@ class ChatView(QWidget):
         column = QVBoxLayout(right)
         column.setContentsMargins(4, 8, 8, 8)
         column.setSpacing(6)
-        header = QHBoxLayout()
-        self.title = QLabel("")
-        self.title.setObjectName("chatTitle")
-        header.addWidget(self.title, 1)
-        header.addWidget(QLabel("Answer from:"))
-        self.mode = QComboBox()
-        self.mode.setObjectName("modeCombo")
-        for mode, label in MODE_LABELS.items():
-            self.mode.addItem(label, mode)
-        self.mode.activated.connect(lambda _i: self.set_mode(self.mode.currentData()))
-        header.addWidget(self.mode)
-        self.collections_button = QToolButton()
-        self.collections_button.setObjectName("collectionsButton")
-        self.collections_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.collections_menu = QMenu(self.collections_button)
-        self.collections_button.setMenu(self.collections_menu)
-        header.addWidget(self.collections_button)
-        column.addLayout(header)
+        self.header = ChatHeader()
+        self.header.mode_chosen.connect(self.set_mode)
+        self.header.collections_chosen.connect(self.set_collections)
+        column.addWidget(self.header)
 
         self.message_list = MessageListView(self.messages)
         self.message_list.copy_requested.connect(self.copy_message)
@@ -254,36 +232,12 @@ class ChatView(QWidget):
 
     def _show_chat_settings(self) -> None:
         chat = self.chat
-        self.title.setText(chat.title if chat else "")
-        self.mode.setEnabled(chat is not None)
-        if chat is not None:
-            self.mode.setCurrentIndex(self.mode.findData(chat.mode))
-        chosen = set(chat.collections) if chat else set()
-        self.collections_menu.clear()
-        for name in sorted(set(self.collection_names) | chosen):
-            action = QAction(name, self.collections_menu)
-            action.setCheckable(True)
-            action.setChecked(name in chosen)
-            action.toggled.connect(partial(self._collection_toggled, name))
-            self.collections_menu.addAction(action)
-        if not self.collections_menu.actions():
-            empty = QAction("No collections yet: add a folder on the Library page",
-                            self.collections_menu)
-            empty.setEnabled(False)
-            self.collections_menu.addAction(empty)
-        label = ", ".join(sorted(chosen)) if chosen else "none"
-        self.collections_button.setText(f"Collections: {label}")
-        self.collections_button.setEnabled(chat is not None and chat.mode != "model")
-        if chat is not None and chat.mode != "model" and not chosen:
+        self.header.show_chat(chat, self.collection_names)
+        if chat is not None and chat.mode != "model" and not chat.collections:
             self.message_list.set_placeholder("Choose a collection to search (Collections ▾), or "
                                               "switch to “Model only”.")
         else:
             self.message_list.set_placeholder("Ask a question to start.")
-
-    def _collection_toggled(self, name: str, checked: bool) -> None:
-        chosen = set(self.chat.collections) if self.chat else set()
-        (chosen.add if checked else chosen.discard)(name)
-        self.set_collections(sorted(chosen))
 
     # -- answering -------------------------------------------------------------------------
 

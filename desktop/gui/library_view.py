@@ -81,7 +81,9 @@ class LibraryView(QWidget):
         self.syncing: str | None = None
         self._queue: list[str] = []
         self._stop_as: dict[str, str] = {}
+        self._select_next: str | None = None
         self._build()
+        self.model.dataChanged.connect(lambda *_: self._update_buttons())
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -153,7 +155,10 @@ class LibraryView(QWidget):
     def _statuses(self, statuses: list) -> None:
         self.model.set_statuses(statuses)
         self.collections_changed.emit(self.model.names())
-        if self.selected() is None and self.model.rowCount():
+        wanted, self._select_next = self._select_next, None
+        if wanted is not None and wanted in self.model.names():
+            self.select(wanted)
+        elif self.selected() is None and self.model.rowCount():
             self.select(self.model.names()[0])
         self._update_buttons()
         self.refresh_documents()
@@ -214,6 +219,7 @@ class LibraryView(QWidget):
                          "add the folder", on_result=self._added)
 
     def _added(self, name: str) -> None:
+        self._select_next = name
         self.refresh()
         self.sync(name)
 

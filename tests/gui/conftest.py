@@ -47,14 +47,20 @@ def embedded_gguf(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_backend(engine: StreamingEngine, reporter: RecordingReporter, embedded_gguf: Path
-                 ) -> Iterator[Callable[..., Backend]]:
+def library_delay() -> float:
+    """Seconds per embedded text in the fake library (override to slow indexing down)."""
+    return 0.0
+
+
+@pytest.fixture
+def make_backend(engine: StreamingEngine, reporter: RecordingReporter, embedded_gguf: Path,
+                 library_delay: float) -> Iterator[Callable[..., Backend]]:
     made: list[Backend] = []
 
     def make(failing: tuple[str, ...] = ()) -> Backend:
         backend = Backend(
             lambda: CoreSession(FakeApp(engine, failing=failing)),
-            lambda: fake_library(data_paths()),
+            lambda: fake_library(data_paths(), library_delay),
             lambda: Catalog(data_paths().models_dir, embedded_path=embedded_gguf),
             reporter,
         )

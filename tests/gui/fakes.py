@@ -70,9 +70,10 @@ class StreamingEngine(FakeEngine):
         self._stop.set()
 
 
-def fake_library(paths: DataPaths) -> Library:
-    """A real ``Library`` on ``library.db`` with the hashing embedder and in-process parsing."""
-    embedder = HashingEmbedder()
+def fake_library(paths: DataPaths, delay_s: float = 0.0) -> Library:
+    """A real ``Library`` on ``library.db`` with the hashing embedder and in-process parsing;
+    ``delay_s`` per embedded text makes indexing slow enough to pause."""
+    embedder = HashingEmbedder(delay_s=delay_s)
     return Library(paths.library_db, lambda _folder: embedder, text_pool)
 
 

@@ -122,7 +122,7 @@ def test_new_rename_search_delete_chats(qtbot, window: MainWindow) -> None:
     pears = view.chat
     view.rename_chat(pears.id, "Pear notes")
     qtbot.waitUntil(lambda: view.chats.chat(0).title == "Pear notes")
-    assert view.title.text() == "Pear notes"
+    assert view.header.title.text() == "Pear notes"
 
     view.search_chats("apple")
     qtbot.waitUntil(lambda: view.chats.rowCount() == 1)

@@ -1,0 +1,126 @@
+"""The library page over a real ``Library`` (hashing embedder, in-process parser): add, live
+progress, pause/resume, cancel, the per-file table filtered to failures, and remove."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bastion.desktop.gui.library_models import CollectionsModel, DocumentsModel, format_eta
+from bastion.desktop.gui.main_window import MainWindow
+from bastion.store.library_types import CollectionStatus, DocumentInfo, SyncProgress
+
+pytestmark = pytest.mark.qt_log_ignore("propagateSizeHints")
+
+
+@pytest.fixture
+def library_delay() -> float:
+    return 0.005  # per chunk embedded: a second or two for the folder below, enough to pause
+
+
+def make_folder(root: Path, files: int = 200) -> Path:
+    root.mkdir()
+    for i in range(files):
+        (root / f"doc{i:03}.txt").write_text(f"Document {i} talks about subject {i % 5}.\n" * 30)
+    (root / "binary.txt").write_bytes(b"\x00\x01\x02 not text")
+    return root
+
+
+def indexed(view, name: str) -> int:
+    status = view.model.status_of(name)
+    return status.counts.get("indexed", 0) if status else 0
+
+
+def test_add_index_pause_resume_and_failures(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    view = window.library_view
+    names: list[list[str]] = []
+    view.collections_changed.connect(names.append)
+    view.add_folder(make_folder(tmp_path / "papers"), "papers")
+    # Files are committed in embedding batches of 64 chunks: wait past the first batch.
+    qtbot.waitUntil(lambda: view.syncing == "papers" and view.model.progress_of("papers")
+                    is not None and view.model.progress_of("papers").files_done >= 70, timeout=30000)
+    row = view.model.row_of("papers")
+    assert "files" in view.model.index(row, 3).data()  # live progress in the table
+    assert view.buttons["pause"].isEnabled()
+    assert "Indexing papers" in window.library_label.text()
+
+    with qtbot.waitSignal(view.collections_changed, timeout=20000):  # the status after the run
+        view.pause()
+    assert view.syncing is None and view.model.run_of("papers") == "paused"
+    assert view.buttons["resume"].isEnabled() and not view.buttons["pause"].isEnabled()
+    paused_at = indexed(view, "papers")
+    assert 0 < paused_at < 200
+
+    view.buttons["resume"].click()
+    qtbot.waitUntil(lambda: view.syncing is None and indexed(view, "papers") == 200, timeout=60000)
+    assert view.model.run_of("papers") == "idle"
+    assert names and names[-1] == ["papers"]
+
+    view.failures_only.setChecked(True)
+    qtbot.waitUntil(lambda: view.documents.rowCount() == 1)
+    failure = view.documents.document(0)
+    assert failure.path.endswith("binary.txt") and failure.state == "skipped" and failure.reason
+    view.failures_only.setChecked(False)
+    qtbot.waitUntil(lambda: view.documents.rowCount() == 201)
+
+
+def test_cancel_then_remove(qtbot, window: MainWindow, tmp_path: Path) -> None:
+    view = window.library_view
+    view.add_folder(make_folder(tmp_path / "letters"), "letters")
+    qtbot.waitUntil(lambda: view.syncing == "letters" and (p := view.model.progress_of("letters"))
+                    is not None and p.files_done >= 1, timeout=20000)
+    view.cancel()
+    qtbot.waitUntil(lambda: view.syncing is None, timeout=20000)
+    assert view.model.run_of("letters") == "stopped"
+    assert view.buttons["sync"].isEnabled()
+
+    view.remove_collection("letters")
+    qtbot.waitUntil(lambda: view.model.rowCount() == 0)
+    assert window.chat_view.collection_names == []
+
+
+def test_adding_a_second_folder_to_an_existing_collection(qtbot, window: MainWindow,
+                                                         tmp_path: Path) -> None:
+    view = window.library_view
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "note.txt").write_text(f"A note in {folder.name}.\n")
+    view.add_folder(first, "notes")
+    qtbot.waitUntil(lambda: view.syncing is None and indexed(view, "notes") == 1, timeout=20000)
+    view.add_folder(second, "notes")
+    qtbot.waitUntil(lambda: view.syncing is None and indexed(view, "notes") == 2, timeout=20000)
+    assert len(view.model.status_of("notes").roots) == 2
+
+
+def test_adding_a_missing_folder_says_why(qtbot, window: MainWindow, reporter,
+                                          tmp_path: Path) -> None:
+    window.library_view.add_folder(tmp_path / "nowhere", "ghost")
+    qtbot.waitUntil(lambda: bool(reporter.shown))
+    assert reporter.shown[-1].known and "nowhere" in reporter.shown[-1].text
+
+
+def test_library_models_pass_the_model_tester(qtmodeltester) -> None:
+    collections = CollectionsModel()
+    status = CollectionStatus("b", ["/x"], {"indexed": 2, "failed": 1}, 10, [], "e")
+    collections.set_statuses([status, CollectionStatus("a", ["/y"], {"pending": 3}, 0, [], None)])
+    collections.set_progress(SyncProgress("b", "index", 1, 3, 5, 1.0, 5.0, 2.0))
+    assert collections.index(1, 3).data() == "1/3 files, 5 chunks"
+    assert "failed" in collections.index(1, 6).data()
+    qtmodeltester.check(collections)
+    collections.set_statuses([status])
+    qtmodeltester.check(collections)
+
+    documents = DocumentsModel()
+    documents.set_documents([DocumentInfo(1, "b", "/x/f.pdf", "failed", "It is encrypted.", 1,
+                                          10, 1, None, "pdf", None, 0, None)])
+    assert documents.index(0, 3).data() == "It is encrypted."
+    qtmodeltester.check(documents)
+
+
+def test_eta_reads_naturally() -> None:
+    assert format_eta(None) == "—"
+    assert format_eta(42) == "42 s"
+    assert format_eta(125) == "2 min 05 s"
+    assert format_eta(3 * 3600 + 60) == "3 h 01 min"
