@@ -176,6 +176,8 @@ def save_settings(session: CoreSession, job: JobLike, settings: Settings
     """Persist ``settings`` and apply them: sampling and the system prompt at once (every
     answer reads them), context, threads and GPU layers by reloading the loaded model."""
     app = session.app
+    # The default model is chosen on the models page; a settings form never overrides it.
+    settings = dataclasses.replace(settings, default_model=app.settings.default_model)
     reload = settings.load_options() != app.settings.load_options()
     settings.save(app.paths.settings_file)
     app.settings = dataclasses.replace(settings)

@@ -102,6 +102,9 @@ class MainWindow(QMainWindow):
         settings_view = self.pages.get("settings")
         if settings_view is not None:
             settings_view.show_settings(snapshot.settings, snapshot.home)
+        models_view = self.pages.get("models")
+        if models_view is not None:
+            models_view.set_default_spec(snapshot.settings.default_model)
 
     def load_model(self, spec: str | None, *, reload: bool = False) -> None:
         """Load ``spec`` (None: the active or default model) in the core thread."""

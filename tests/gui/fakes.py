@@ -95,8 +95,8 @@ class FakeApp(App):
                                   "Choose another model file.")
         info = self.fake.info
         if reload or info is None or info.name != Path(name).stem:
-            self.fake.load_as(Path(f"/models/{Path(name).stem}.gguf"), self.settings.n_ctx,
-                              self.settings.n_threads or 2)
+            path = Path(name) if Path(name).is_absolute() else Path(f"/models/{Path(name).stem}.gguf")
+            self.fake.load_as(path, self.settings.n_ctx, self.settings.n_threads or 2)
             self.loads.append((Path(name).stem, self.settings.n_ctx))
         return self.fake
 
