@@ -159,3 +159,16 @@ def test_default_embedder_folder_has_safetensors() -> None:
     from bastion.store.embedder import default_embedder_folder
 
     assert (default_embedder_folder() / "model.safetensors").is_file()
+
+
+def test_bm25_filter_falls_back_when_other_collections_crowd_the_top(library: Library) -> None:
+    from bastion.store.search import bm25_candidates
+
+    b_id = library.collection("b").id
+    # "committee" is in every chunk of collection a; only b's chunk has "notes".
+    got = bm25_candidates(library.db, "committee notes", [b_id], limit=1)
+    assert len(got) == 1
+    path = library.db.execute(
+        "SELECT d.path FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ?", [got[0][0]]
+    ).fetchone()[0]
+    assert path.endswith("other.txt")
