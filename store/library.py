@@ -264,6 +264,9 @@ class Library:
         collections: Sequence[str] | None = None,
         k: int = 10,
         mode: SearchMode = "hybrid",
+        *,
+        bm25_weight: float = 1.0,
+        vector_weight: float = 1.0,
     ) -> list[SearchHit]:
         """Hybrid search: BM25 and vector candidates (~50 each) fused by RRF, deduplicated.
 
@@ -272,6 +275,8 @@ class Library:
             collections: Names to search (None: all).
             k: How many hits to return.
             mode: "hybrid", or one component alone (for measurements).
+            bm25_weight: Weight of the BM25 list in the fusion (weighted RRF).
+            vector_weight: Weight of the vector list in the fusion.
 
         Returns:
             Up to ``k`` hits, best first. ``last_timings`` holds the query embedding time
@@ -286,7 +291,8 @@ class Library:
         if mode != "bm25" and query.strip():
             vector, embed_s = self._vector_candidates(query, infos)
         t2 = time.perf_counter()
-        hits = load_hits(self.db, rrf_fuse(bm25, vector), k)
+        fused = rrf_fuse(bm25, vector, bm25_weight=bm25_weight, vector_weight=vector_weight)
+        hits = load_hits(self.db, fused, k)
         t3 = time.perf_counter()
         self.last_timings = {
             "bm25_ms": (t1 - t0) * 1000,

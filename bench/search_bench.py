@@ -1,0 +1,146 @@
+"""Search latency at scale: p50/p95 of hybrid search at 100k and 1M chunks, with memory.
+
+Usage:
+    .venv/bin/python bench/search_bench.py [--sizes 100000 1000000] [--queries 100] [--workdir DIR]
+
+Synthetic corpus: chunks of ~60 Zipf-distributed words and random unit 384-d vectors, written
+straight into a library.db (one collection pinned to the default embedder's identity). Queries
+are embedded with the real all-MiniLM-L6-v2; that time is reported separately. Latency is
+``Library.search`` (BM25 + exact vector + RRF + loading hits) excluding query embedding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+import bastion.desktop  # noqa: F401 - offline environment first
+from bastion.store.chunking import CHUNKER_VERSION
+from bastion.store.db import open_library_db
+from bastion.store.embedder import SentenceTransformerEmbedder, default_embedder_folder
+from bastion.store.library import Library
+from bastion.store.sync import FunctionParsePool
+
+DIM = 384
+VOCAB = 30_000
+WORDS_PER_CHUNK = 60
+CHUNKS_PER_DOC = 20
+
+
+def _vocabulary(rng: np.random.Generator) -> list[str]:
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    return ["".join(rng.choice(letters, size=int(rng.integers(3, 10)))) for _ in range(VOCAB)]
+
+
+def build(db_path: Path, chunks: int, embedder_id: str, seed: int = 3) -> list[str]:
+    """Write ``chunks`` synthetic chunks; returns the vocabulary (by frequency rank)."""
+    rng = np.random.default_rng(seed)
+    vocab = _vocabulary(rng)
+    db = open_library_db(db_path)
+    db.execute(
+        "INSERT INTO collections (name, embedder_id, dimension, chunker_version, created) "
+        "VALUES ('synthetic', ?, ?, ?, ?)",
+        [embedder_id, DIM, CHUNKER_VERSION, time.time()],
+    )
+    db.execute("INSERT INTO folders (collection_id, root, root_bytes) VALUES (1, '/synthetic', x'2f')")
+    docs = (chunks + CHUNKS_PER_DOC - 1) // CHUNKS_PER_DOC
+    db.conn.executemany(
+        "INSERT INTO documents (id, collection_id, folder_id, path, path_bytes, state, "
+        "chunk_count, updated_at) VALUES (?, 1, 1, ?, ?, 'indexed', ?, 0)",
+        [(d + 1, f"/synthetic/doc{d}.txt", f"doc{d}".encode(), CHUNKS_PER_DOC) for d in range(docs)],
+    )
+    db.conn.commit()
+    # Zipf ranks: a few words are everywhere, most are rare (like real text).
+    batch = 20_000
+    for start in range(0, chunks, batch):
+        n = min(batch, chunks - start)
+        ranks = np.minimum(rng.zipf(1.2, size=(n, WORDS_PER_CHUNK)) - 1, VOCAB - 1)
+        vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        rows = []
+        for i in range(n):
+            cid = start + i + 1
+            text = " ".join(vocab[r] for r in ranks[i])
+            rows.append((cid, (cid - 1) // CHUNKS_PER_DOC + 1, (cid - 1) % CHUNKS_PER_DOC, text))
+        with db.atomic():
+            db.conn.executemany(
+                "INSERT INTO chunks (id, document_id, ordinal, text, page, char_start, char_end) "
+                "VALUES (?, ?, ?, ?, NULL, 0, length(?4))",
+                rows,
+            )
+            db.conn.executemany(
+                "INSERT INTO embeddings (chunk_id, vector) VALUES (?, ?)",
+                [(start + i + 1, vectors[i].astype("<f4").tobytes()) for i in range(n)],
+            )
+    db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+    db.close()
+    return vocab
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bastion-search-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    embedder = SentenceTransformerEmbedder(default_embedder_folder())
+    embedder.embed(["warm up"])
+    process = psutil.Process()
+
+    print(f"# Search latency ({time.strftime('%Y-%m-%d %H:%M')}, 2 shared cores; figures are noisy)\n")
+    print("| chunks | build s | first search s (load matrix) | p50 ms | p95 ms | BM25 p95 ms | "
+          "vector p95 ms | query embedding p50 ms | RSS MB | db MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for size in args.sizes:
+        db_path = work / f"search-{size}.db"
+        rng = np.random.default_rng(size)
+        started = time.perf_counter()
+        if not db_path.exists():
+            vocab = build(db_path, size, embedder.id)
+        else:
+            vocab = _vocabulary(np.random.default_rng(3))
+        build_s = time.perf_counter() - started
+        library = Library(db_path, lambda folder: embedder, lambda: FunctionParsePool(lambda p: None))  # type: ignore[arg-type,return-value]
+        # Queries: 2-5 words, mostly mid-frequency with the odd very common one.
+        queries = [
+            " ".join(vocab[int(r)] for r in rng.integers(0, 3000, size=int(rng.integers(2, 6))))
+            for _ in range(args.queries)
+        ]
+        t = time.perf_counter()
+        library.search(queries[0])
+        first_s = time.perf_counter() - t
+        totals, bm25, vector, embed = [], [], [], []
+        for query in queries:
+            library.search(query, k=10)
+            timings = library.last_timings
+            totals.append(timings["search_ms"])
+            bm25.append(timings["bm25_ms"])
+            vector.append(timings["vector_ms"])
+            embed.append(timings["embed_ms"])
+        rss = process.memory_info().rss / 2**20
+        db_mb = sum(p.stat().st_size for p in work.glob(f"search-{size}.db*")) / 2**20
+        print(f"| {size:,} | {build_s:.0f} | {first_s:.1f} | {percentile(totals, 50):.1f} | "
+              f"{percentile(totals, 95):.1f} | {percentile(bm25, 95):.1f} | {percentile(vector, 95):.1f} | "
+              f"{statistics.median(embed):.1f} | {rss:.0f} | {db_mb:.0f} |", flush=True)
+        library.close()
+        del library
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
