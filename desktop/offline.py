@@ -12,6 +12,8 @@ OFFLINE_ENVIRONMENT = {
     "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
     "DO_NOT_TRACK": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # Progress bars of model loading would scribble over the CLI's own output.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
 
 
