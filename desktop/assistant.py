@@ -187,7 +187,7 @@ class Assistant:
                 meta["not_found"] = True
             status = "complete" if finished else "interrupted"
             stored = self.chats.finish_message(answer.id, text, status, meta=meta,
-                                               sources=mark_cited(grounding.sources, text))
+                                               sources=mark_cited(grounding.sources, text, grounding.texts))
         yield AnswerDone(stored, not_found=bool(meta.get("not_found")))
 
     def _passage_budget(self, question: str) -> int:

@@ -155,9 +155,36 @@ def cited_numbers(answer: str, available: int) -> list[int]:
     return seen
 
 
-def mark_cited(sources: Sequence[Source], answer: str) -> list[Source]:
+def mark_cited(sources: Sequence[Source], answer: str, texts: Sequence[str] = ()) -> list[Source]:
+    """Mark the sources the answer cites with [n]; without any marker, the one passage whose
+    words the answer mostly restates (see ``overlap_source``)."""
     cited = set(cited_numbers(answer, len(sources)))
-    return [Source(**{**s.__dict__, "cited": s.n in cited}) for s in sources]
+    how = "marker"
+    if not cited and texts:
+        best = overlap_source(answer, texts)
+        if best is not None:
+            cited, how = {best}, "overlap"
+    return [Source(**{**s.__dict__, "cited": s.n in cited, "cited_by": how if s.n in cited else ""})
+            for s in sources]
+
+
+_WORD = re.compile(r"\w{4,}")
+MIN_OVERLAP = 0.6
+
+
+def overlap_source(answer: str, texts: Sequence[str]) -> int | None:
+    """The number (1-based) of the passage containing most of the answer's longer words, if it
+    holds at least ``MIN_OVERLAP`` of them; None when the answer is not drawn from one passage."""
+    words = {w.lower() for w in _WORD.findall(answer)}
+    if len(words) < 2:
+        return None
+    best_n, best_share = None, 0.0
+    for n, text in enumerate(texts, start=1):
+        present = {w.lower() for w in _WORD.findall(text)}
+        share = len(words & present) / len(words)
+        if share > best_share:
+            best_n, best_share = n, share
+    return best_n if best_share >= MIN_OVERLAP else None
 
 
 def is_abstention(answer: str) -> bool:

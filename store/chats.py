@@ -39,6 +39,9 @@ class Source:
     char_start: int | None = None
     char_end: int | None = None
     cited: bool = False
+    # How the citation was established: "marker" (the answer wrote [n]) or "overlap" (the
+    # answer restates this passage's words without a marker, as small models often do).
+    cited_by: str = ""
 
 
 @dataclass(frozen=True)

@@ -164,3 +164,23 @@ def test_empty_question_is_refused(store: ChatStore) -> None:
     with pytest.raises(BastionError, match="empty"):
         list(assistant.ask(chat.id, "   "))
     assert store.messages(chat.id) == []
+
+
+def test_an_answer_without_markers_cites_the_passage_it_restates(store: ChatStore) -> None:
+    retriever = FakeRetriever([
+        FakeHit("The reactor was commissioned in 1987 near the northern lake.", "/d/plant.txt"),
+        FakeHit("The cafeteria opens at noon every weekday.", "/d/menu.txt"),
+    ])
+    assistant = Assistant(FakeEngine("It was commissioned in 1987 near the northern lake."), store, retriever)
+    chat = store.create_chat(mode="docs", collections=["docs"])
+    _, done = run(assistant.ask(chat.id, "When was the reactor commissioned?"))
+    cited = [s for s in done.message.sources if s.cited]
+    assert [(s.path, s.cited_by) for s in cited] == [("/d/plant.txt", "overlap")]
+
+
+def test_an_unrelated_answer_cites_nothing(store: ChatStore) -> None:
+    retriever = FakeRetriever([FakeHit("The reactor was commissioned in 1987.", "/d/plant.txt")])
+    assistant = Assistant(FakeEngine("Bananas are yellow and sweet fruits."), store, retriever)
+    chat = store.create_chat(mode="docs", collections=["docs"])
+    _, done = run(assistant.ask(chat.id, "When was the reactor commissioned?"))
+    assert not any(s.cited for s in done.message.sources)
