@@ -49,10 +49,10 @@ fi
 # ...and every file must be listed (the venv this script creates is not part of the bundle).
 listed=$(mktemp)
 trap 'rm -f "$listed"' EXIT
-cut -c67- MANIFEST.sha256 | sort > "$listed"
+cut -c67- MANIFEST.sha256 | LC_ALL=C sort > "$listed"
 venv_rel=${venv#"$here"/}
 unlisted=$(find . -type f ! -path ./MANIFEST.sha256 ! -path "./$venv_rel/*" | sed 's|^\./||' \
-    | sort | comm -23 - "$listed")
+    | LC_ALL=C sort | LC_ALL=C comm -23 - "$listed")
 if [ -n "$unlisted" ]; then
     echo "$unlisted" | sed 's/^/  not in the manifest: /' >&2
     fail "the bundle holds files its manifest does not list. Do not install it: get a fresh copy of the bundle."
