@@ -167,9 +167,12 @@ class Library:
                     [info.id],
                 ).fetchall()
             ]
+            try:
+                current_id: str | None = self._embedder(info.embedder_folder).id
+            except StoreError:  # its model folder is gone: it cannot be searched by meaning
+                current_id = None
             stale = info.embedder_id is not None and (
-                info.chunker_version != CHUNKER_VERSION
-                or info.embedder_id != self._embedder(info.embedder_folder).id
+                info.chunker_version != CHUNKER_VERSION or info.embedder_id != current_id
             )
             result.append(
                 CollectionStatus(info.name, info.roots, counts, int(chunks), failures, info.embedder_id, stale)
