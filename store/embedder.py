@@ -248,7 +248,9 @@ class SentenceTransformerEmbedder:
             set_offline_environment()
             try:
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
 
+                hf_logging.disable_progress_bar()  # no "Loading weights" bars in the terminal
                 model = SentenceTransformer(
                     str(self.folder),
                     device="cpu",
