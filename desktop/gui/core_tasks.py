@@ -171,6 +171,16 @@ def answer(session: CoreSession, job: JobLike, chat_id: int, kind: AnswerKind,
     return done
 
 
+def warm_up_retrieval(session: CoreSession, job: JobLike) -> bool:
+    """Load the query embedder now if any collection exists, so the first documents-mode
+    question does not wait for it (and its one-time import pause happens at start-up)."""
+    library = session.app.library
+    if not library.collections():
+        return False
+    library.search("warm up", None, 1)
+    return True
+
+
 def save_settings(session: CoreSession, job: JobLike, settings: Settings
                   ) -> Iterator[ModelLoading]:
     """Persist ``settings`` and apply them: sampling and the system prompt at once (every
@@ -235,6 +245,14 @@ def import_model_file(catalog: Any, job: JobLike, source: Path) -> Any:
 def library_status(library: Any, job: JobLike) -> list[Any]:
     """Status (counts, failures) of every collection."""
     return list(library.status())
+
+
+def warm_up_library(library: Any, job: JobLike) -> bool:
+    """Load the indexing embedder now if any collection exists (see ``warm_up_retrieval``)."""
+    if not library.collections():
+        return False
+    library.search("warm up", None, 1)
+    return True
 
 
 def add_folder(library: Any, job: JobLike, name: str, folder: Path) -> str:

@@ -95,6 +95,13 @@ class MainWindow(QMainWindow):
             starter = getattr(page, "start", None)
             if starter is not None and page is not self.chat_view:
                 starter()
+        # Last: importing and loading the embedder holds the GIL for moments the window would
+        # feel; better now, while it shows "Loading model…", than in the middle of a task.
+        # (Only when collections exist; a failure here shows up again, reported, on real use.)
+        for worker, task in ((self.backend.library, core_tasks.warm_up_library),
+                             (self.backend.core, core_tasks.warm_up_retrieval)):
+            self.backend.run(worker, task, "prepare document search",
+                             on_error=lambda error: log.warning("warm-up failed: %s", error))
 
     def _snapshot_ready(self, snapshot: core_tasks.CoreSnapshot) -> None:
         self.snapshot = snapshot
