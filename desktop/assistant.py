@@ -20,6 +20,7 @@ from bastion.desktop.grounding import (
     RetrievalPolicy,
     Retriever,
     grounded_user_message,
+    interleave,
     is_abstention,
     mark_cited,
     retrieval_query,
@@ -143,7 +144,12 @@ class Assistant:
             started = time.perf_counter()
             previous = [m.content for m in history if m.role == "user"]
             query = retrieval_query(question, previous)
-            hits = self.retriever.search(query, chat.collections, self.policy.k)
+            hits = list(self.retriever.search(query, chat.collections, self.policy.k))
+            if query != question:
+                # The follow-up may also stand on its own (or the earlier question may be off
+                # topic): search it alone too, and interleave the two rankings.
+                alone = self.retriever.search(question, chat.collections, self.policy.k)
+                hits = interleave(hits, alone, self.policy.k)
             grounding = select_passages(hits, self.policy, self._passage_budget(question),
                                         self.engine.count_tokens, query)
             retrieval_ms = (time.perf_counter() - started) * 1000

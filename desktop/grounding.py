@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Literal, Protocol
 
 from bastion.store.chats import Source
@@ -85,6 +86,24 @@ def retrieval_query(question: str, previous_questions: Sequence[str]) -> str:
     if previous_questions and len(question.split()) < _FOLLOW_UP_WORDS:
         return f"{previous_questions[-1]} {question}"
     return question
+
+
+def interleave(first: Sequence[Hit], second: Sequence[Hit], k: int) -> list[Hit]:
+    """Alternate two rankings, best first, without repeating a passage; at most ``k``."""
+    merged: list[Hit] = []
+    index: dict[tuple[str, int | None], int] = {}
+    for pair in zip_longest(first, second):
+        for hit in pair:
+            if hit is None:
+                continue
+            key = (hit.path, hit.char_start)
+            if key not in index:
+                index[key] = len(merged)
+                merged.append(hit)
+            elif (hit.vector_score or 0.0) > (merged[index[key]].vector_score or 0.0):
+                # Scores depend on the query: keep the version that matched its query best.
+                merged[index[key]] = hit
+    return merged[:k]
 
 
 def is_relevant(hit: Hit, policy: RetrievalPolicy) -> bool:

@@ -86,6 +86,7 @@ def test_follow_up_retrieval_uses_the_previous_question(store: ChatStore) -> Non
     run(assistant.ask(chat.id, "and the second one?"))
     assert retriever.queries[1][0] == "What are the steps of the valve procedure? and the second one?"
     assert retriever.queries[1][1] == ("docs",)
+    assert retriever.queries[2][0] == "and the second one?"  # also searched on its own
 
 
 def test_lowest_ranked_passages_are_dropped_to_fit_the_budget(store: ChatStore) -> None:
