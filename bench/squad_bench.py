@@ -145,8 +145,8 @@ def main() -> int:
         t0 = time.perf_counter()
         add_collection(library, "squad", [args.data / "articles_txt"])
         progress = None
-        for progress in library.sync("squad"):
-            pass
+        for event in library.sync("squad"):
+            progress = event
         index_s = time.perf_counter() - t0
         retriever = RecordingRetriever(library)
         results = {}
