@@ -155,7 +155,7 @@ def main() -> int:
             results[mode] = run_mode(mode, questions, app, retriever, args.max_tokens)
         model_name = app.loaded_model().name if app.loaded_model() else "?"
 
-    chunks = getattr(progress, "chunks_done", None)
+    chunks = getattr(progress, "chunks", None)
     print(f"SQuAD 2.0 dev subset: {len(answerable)} answerable + {len(unanswerable)} unanswerable "
           f"questions (seed {args.seed}); {model_name}, greedy, ≤ {args.max_tokens} answer tokens; "
           f"16 articles indexed in {index_s:.0f} s" + (f" ({chunks} chunks)" if chunks else "") + ".\n")
