@@ -153,6 +153,7 @@ def main() -> int:
         for mode in args.modes.split(","):
             print(f"mode {mode}: {len(questions)} questions", file=sys.stderr)
             results[mode] = run_mode(mode, questions, app, retriever, args.max_tokens)
+            print(row(mode, results[mode]), file=sys.stderr, flush=True)  # in case a later mode is cut
         model_name = app.loaded_model().name if app.loaded_model() else "?"
 
     chunks = getattr(progress, "chunks", None)
@@ -163,12 +164,16 @@ def main() -> int:
           "mean retrieval | mean time to first token | time per question |")
     print("|---|---|---|---|---|---|---|")
     for mode, r in results.items():
-        retrieval = f"{statistics.mean(r.retrieval_ms):.0f} ms" if r.retrieval_ms else "–"
-        ttft = f"{statistics.mean(r.ttft_s):.2f} s" if r.ttft_s else "–"
-        print(f"| {mode} | {pct(r.answered_gold, r.answerable)} | {pct(r.citation_hits, r.cited_answers)} | "
-              f"{pct(r.abstained, r.unanswerable)} | {retrieval} | {ttft} | "
-              f"{r.seconds / max(1, r.answerable + r.unanswerable):.1f} s |")
+        print(row(mode, r))
     return 0
+
+
+def row(mode: str, r: ModeResult) -> str:
+    retrieval = f"{statistics.mean(r.retrieval_ms):.0f} ms" if r.retrieval_ms else "–"
+    ttft = f"{statistics.mean(r.ttft_s):.2f} s" if r.ttft_s else "–"
+    return (f"| {mode} | {pct(r.answered_gold, r.answerable)} | {pct(r.citation_hits, r.cited_answers)} | "
+            f"{pct(r.abstained, r.unanswerable)} | {retrieval} | {ttft} | "
+            f"{r.seconds / max(1, r.answerable + r.unanswerable):.1f} s |")
 
 
 if __name__ == "__main__":
