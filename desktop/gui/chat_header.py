@@ -5,9 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from PySide6.QtCore import Signal
-from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QToolButton, QWidget
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction, QPainter, QPaintEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QSizePolicy,
+    QToolButton,
+    QWidget,
+)
 
 from bastion.desktop.grounding import Mode
 from bastion.store.chats import Chat
@@ -17,6 +25,24 @@ MODE_LABELS: dict[Mode, str] = {
     "docs": "Documents only",
     "both": "Model + documents",
 }
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that ends in "…" instead of pushing its neighbours away."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(40, super().minimumSizeHint().height())
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        metrics = painter.fontMetrics()
+        text = metrics.elidedText(self.text(), Qt.TextElideMode.ElideRight, self.width())
+        painter.drawText(self.rect(), int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                         text)
 
 
 class ChatHeader(QWidget):
@@ -29,7 +55,7 @@ class ChatHeader(QWidget):
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.title = QLabel("")
+        self.title = ElidedLabel("")
         self.title.setObjectName("chatTitle")
         layout.addWidget(self.title, 1)
         layout.addWidget(QLabel("Answer from:"))
@@ -52,6 +78,7 @@ class ChatHeader(QWidget):
         """Show ``chat``'s settings; ``names`` are the collections that exist."""
         self.chat, self.names = chat, list(names)
         self.title.setText(chat.title if chat else "")
+        self.title.setToolTip(chat.title if chat else "")
         self.mode.setEnabled(chat is not None)
         if chat is not None:
             self.mode.setCurrentIndex(self.mode.findData(chat.mode))

@@ -136,7 +136,9 @@ class LibraryView(QWidget):
         self.documents_table = QTableView()
         self.documents_table.setModel(self.documents)
         self.documents_table.verticalHeader().setVisible(False)
-        self.documents_table.horizontalHeader().setStretchLastSection(True)
+        columns = self.documents_table.horizontalHeader()
+        columns.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        columns.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)  # the reason
         self.documents_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         column.addWidget(self.documents_table, 1)
         splitter.addWidget(lower)

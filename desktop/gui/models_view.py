@@ -295,6 +295,8 @@ class ModelsView(QWidget):
             self.progress.setValue(int(100 * event.done / event.total))
 
     def _end(self) -> None:
+        if self.busy_with == "hash":
+            self.message.setText("")
         self.busy_with = None
         self.progress.setVisible(False)
 

@@ -37,6 +37,7 @@ from bastion.desktop.settings import Settings
 
 def _spin(low: int, high: int, step: int = 1, special: str | None = None) -> QSpinBox:
     box = QSpinBox()
+    box.setMinimumWidth(120)
     box.setRange(low, high)
     box.setSingleStep(step)
     if special:
@@ -46,10 +47,17 @@ def _spin(low: int, high: int, step: int = 1, special: str | None = None) -> QSp
 
 def _dspin(low: float, high: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
     box = QDoubleSpinBox()
+    box.setMinimumWidth(120)
     box.setRange(low, high)
     box.setSingleStep(step)
     box.setDecimals(decimals)
     return box
+
+
+def _form(group: QGroupBox) -> QFormLayout:
+    form = QFormLayout(group)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
+    return form
 
 
 class SettingsView(QWidget):
@@ -65,7 +73,7 @@ class SettingsView(QWidget):
         layout.setContentsMargins(12, 12, 12, 12)
 
         engine = QGroupBox("Engine (saving reloads the model)")
-        form = QFormLayout(engine)
+        form = _form(engine)
         self.threads = _spin(0, max(64, os.cpu_count() or 1), special="automatic (all cores)")
         self.n_ctx = _spin(512, 131072, 512)
         self.gpu_layers = _spin(0, 999)
@@ -75,7 +83,7 @@ class SettingsView(QWidget):
         layout.addWidget(engine)
 
         sampling = QGroupBox("Answers (apply to the next answer)")
-        form = QFormLayout(sampling)
+        form = _form(sampling)
         self.temperature = _dspin(0.0, 2.0, 0.05)
         self.top_p = _dspin(0.0, 1.0, 0.01)
         self.top_k = _spin(0, 1000)
@@ -83,6 +91,7 @@ class SettingsView(QWidget):
         self.max_tokens = _spin(16, 32768, 64)
         self.system_prompt = QPlainTextEdit()
         self.system_prompt.setFixedHeight(80)
+        self.system_prompt.setMinimumWidth(520)
         form.addRow("Temperature (0 = always the same answer):", self.temperature)
         form.addRow("Top-p:", self.top_p)
         form.addRow("Top-k:", self.top_k)

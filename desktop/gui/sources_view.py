@@ -8,6 +8,7 @@ xdg-open and the Windows shell, so the page is shown in the list and the file op
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -43,6 +44,14 @@ def open_source(source: Source, opener: Opener = QDesktopServices.openUrl) -> QU
     return url
 
 
+_MARKUP = re.compile(r"(?:^|(?<=\s))#{1,6}\s+|\*\*|__|`")
+
+
+def readable_snippet(text: str) -> str:
+    """The snippet without Markdown heading and emphasis marks (display only)."""
+    return " ".join(_MARKUP.sub(" ", text).split())
+
+
 def describe(source: Source) -> str:
     """``name · page N`` for a source."""
     where = Path(source.path).name
@@ -68,7 +77,7 @@ class SourceRow(QFrame):
         title.setTextFormat(Qt.TextFormat.RichText)
         title.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         title.setObjectName("sourceTitle")
-        snippet = QLabel(html.escape(source.snippet))
+        snippet = QLabel(html.escape(readable_snippet(source.snippet)))
         snippet.setWordWrap(True)
         snippet.setTextFormat(Qt.TextFormat.RichText)
         snippet.setObjectName("sourceSnippet")
@@ -116,6 +125,6 @@ class SourcesView(QWidget):
             self._layout.addWidget(row)
             self.rows.append(row)
         cited = sum(1 for s in ordered if s.cited)
-        self.header.setText(f"Sources — {cited} cited of {len(ordered)} found" if cited
-                            else f"Sources — {len(ordered)} passages found")
+        found = f"{len(ordered)} passage{'s' if len(ordered) != 1 else ''} found"
+        self.header.setText(f"Sources — {cited} cited, {found}" if cited else f"Sources — {found}")
         self.setVisible(bool(ordered))
