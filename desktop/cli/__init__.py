@@ -11,6 +11,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from bastion.desktop.egress import guard_this_process
+from bastion.desktop.errors import user_message
+
 # Command-group modules, in the order their commands appear in --help.
 COMMAND_MODULES = (
     "bastion.desktop.cli.chat_cmd",
@@ -28,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bastion: an offline assistant on local GGUF models and your own documents.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Importing bastion.desktop (this package's parent) already made the process offline.
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -36,20 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    parser.set_defaults(commands=frozenset(subparsers.choices))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bastion.desktop.egress import guard_this_process  # after the offline env
-    from bastion.desktop.errors import user_message  # noqa: PLC0415 - after offline env
-
     guard_this_process()  # before any command runs: refuse and log non-loopback traffic
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        default = "gui" if "gui" in parser._subparsers._group_actions[0].choices else "chat"  # type: ignore[union-attr]
-        args = parser.parse_args([default, *(argv or [])])
+    if args.command is None:  # plain `bastion`: the window, or the terminal chat without Qt
+        args = parser.parse_args(["gui" if "gui" in args.commands else "chat"])
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
