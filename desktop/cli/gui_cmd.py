@@ -37,9 +37,30 @@ def display_available(environ: dict[str, str] | None = None, platform: str | Non
     return True  # Windows and macOS always have a window server for a logged-in user
 
 
+def missing_qt_libraries(environ: dict[str, str] | None = None,
+                         platform: str | None = None) -> list[str]:
+    """System libraries Qt's X11 plugin needs that are not installed (Qt would abort)."""
+    import ctypes.util
+
+    env = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    qpa = env.get("QT_QPA_PLATFORM", "").split(":")[0].strip().lower()
+    if not platform.startswith("linux") or qpa not in ("", "xcb") or env.get("WAYLAND_DISPLAY"):
+        return []
+    # Qt >= 6.5 refuses to start its xcb plugin without libxcb-cursor.
+    return [name for name, package in (("xcb-cursor", "libxcb-cursor0"),)
+            if ctypes.util.find_library(name) is None]
+
+
 def run_gui(args: argparse.Namespace) -> int:
     if not display_available():
         print(NO_DISPLAY_MESSAGE, file=sys.stderr)
+        return 1
+    missing = missing_qt_libraries()
+    if missing:
+        print(f"bastion: the window needs the system library {', '.join(missing)} (on Debian "
+              "and Ubuntu: apt-get install libxcb-cursor0). Until then, use `bastion chat` or "
+              "`bastion ask` in the terminal.", file=sys.stderr)
         return 1
     try:
         from bastion.desktop.gui.application import run

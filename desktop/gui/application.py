@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -140,8 +141,18 @@ def run(argv: Sequence[str] | None = None, *, load_model: bool = True) -> int:
     window.show()
     window.start(load_model=load_model)
     try:
-        return app.exec()
+        code = app.exec()
     finally:
         if window.closed_cleanly is None:  # the loop ended without a close event
-            backend.stop()
+            window.closed_cleanly = backend.stop()
         instance.close()
+    if window.closed_cleanly is False:
+        # A thread is stuck in work that cannot be interrupted (e.g. llama.cpp loading a huge
+        # model). Everything acknowledged is committed, so leave without waiting for it;
+        # returning normally would let Qt abort on the running thread.
+        log.warning("leaving with a background thread still busy")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -122,13 +122,13 @@ class ChatView(QWidget):
         self._show_chat_settings()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.input and event.type() == QEvent.Type.KeyPress:
-            key = QKeyEvent(event)  # type: ignore[call-overload]
-            if key.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
-                    key.modifiers() & Qt.KeyboardModifier.ShiftModifier):
-                self.send()
-                return True
-        return super().eventFilter(watched, event)
+        if (watched is self.input and event.type() == QEvent.Type.KeyPress
+                and isinstance(event, QKeyEvent)
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+                and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+            self.send()
+            return True
+        return bool(super().eventFilter(watched, event))
 
     # -- chats -----------------------------------------------------------------------------
 

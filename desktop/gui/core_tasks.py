@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -92,7 +92,8 @@ def snapshot(session: CoreSession, job: JobLike) -> CoreSnapshot:
 
 
 def load_model(session: CoreSession, job: JobLike, spec: str | None = None, *,
-               keep_active: bool = False, reload: bool = False) -> Iterator[ModelLoading]:
+               keep_active: bool = False, reload: bool = False
+               ) -> Generator[ModelLoading, None, LoadInfo | None]:
     """Load ``spec`` (None: the active model, else the settings' default) and make it active.
 
     On failure the previous model stays loaded and active (the engine swaps only once the new
@@ -141,7 +142,7 @@ def chat_messages(session: CoreSession, job: JobLike, chat_id: int) -> ChatSynce
 
 def answer(session: CoreSession, job: JobLike, chat_id: int, kind: AnswerKind,
            text: str = "", message_id: int | None = None
-           ) -> Iterator[AssistantEvent | ChatSynced | ModelLoading]:
+           ) -> Generator[AssistantEvent | ChatSynced | ModelLoading, None, AnswerDone | None]:
     """Stream an answer (ask, regenerate or edit-and-resend), then the chat as stored.
 
     Stop reaches the engine through the job's canceller; the assistant then stores what was
@@ -182,7 +183,7 @@ def warm_up_retrieval(session: CoreSession, job: JobLike) -> bool:
 
 
 def save_settings(session: CoreSession, job: JobLike, settings: Settings
-                  ) -> Iterator[ModelLoading]:
+                  ) -> Generator[ModelLoading, None, LoadInfo | None]:
     """Persist ``settings`` and apply them: sampling and the system prompt at once (every
     answer reads them), context, threads and GPU layers by reloading the loaded model."""
     app = session.app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, Signal
 from PySide6.QtWidgets import (
@@ -154,7 +155,7 @@ class LibraryView(QWidget):
         self.backend.run(self.backend.library, core_tasks.library_status,
                          "read the library", on_result=self._statuses)
 
-    def _statuses(self, statuses: list) -> None:
+    def _statuses(self, statuses: list[Any]) -> None:
         self.model.set_statuses(statuses)
         self.collections_changed.emit(self.model.names())
         wanted, self._select_next = self._select_next, None
@@ -200,7 +201,7 @@ class LibraryView(QWidget):
                          on_result=lambda docs, n=name: self._documents(n, docs),
                          on_error=lambda _e: False)  # the collection was removed meanwhile
 
-    def _documents(self, name: str, docs: list) -> None:
+    def _documents(self, name: str, docs: list[Any]) -> None:
         if name == self.selected():
             self.documents.set_documents(docs)
 
@@ -263,7 +264,7 @@ class LibraryView(QWidget):
     def _sync_finished(self) -> None:
         name, self.syncing, self.sync_job = self.syncing, None, None
         if name is not None:
-            self.model.set_run(name, self._stop_as.pop(name, "idle"))  # type: ignore[arg-type]
+            self.model.set_run(name, self._stop_as.pop(name, "idle"))
         self.progress.setVisible(False)
         self.progress_label.setText("")
         self.refresh()
@@ -279,7 +280,7 @@ class LibraryView(QWidget):
         name = self.selected()
         if name in self._queue:
             self._queue.remove(name)
-            self.model.set_run(name, run)  # type: ignore[arg-type]
+            self.model.set_run(name, run)
         elif self.sync_job is not None and self.syncing is not None and name in (None, self.syncing):
             self._stop_as[self.syncing] = run
             self.sync_job.cancel()

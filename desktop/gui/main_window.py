@@ -122,8 +122,13 @@ class MainWindow(QMainWindow):
             "load the model",
             on_yield=self._model_loading,
             on_result=self.set_model_info,
-            on_error=lambda _error: self.set_model_info(previous) or True,
+            on_error=lambda _error: self._load_failed(previous),
         )
+
+    def _load_failed(self, previous: LoadInfo | None) -> bool:
+        # The engine swaps models only after a successful load: the previous one is still there.
+        self.set_model_info(previous)
+        return True  # and show what went wrong
 
     def _model_loading(self, event: object) -> None:
         if isinstance(event, core_tasks.ModelLoading):

@@ -64,7 +64,7 @@ class InertTextBrowser(QTextBrowser):
 
     def loadResource(self, kind: int, name: QUrl) -> Any:
         # Nothing is loaded: not remote URLs, not local files, not data URLs.
-        self.requested_resources.append(name.toString())
+        self.requested_resources.append(name.toString() if isinstance(name, QUrl) else str(name))
         return None
 
     def setSource(self, name: QUrl, kind: Any = None) -> None:
