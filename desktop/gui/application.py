@@ -11,12 +11,13 @@ import getpass
 import hashlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QObject, Signal
+from PySide6.QtCore import QByteArray, QObject, QTimer, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QApplication, QWidget
 
@@ -113,6 +114,17 @@ def real_factories() -> tuple[Callable[[], Any], Callable[[], Any], Callable[[],
     return core, library, catalog
 
 
+def _close_on_signals(window: QWidget) -> None:
+    """SIGTERM (logout, shutdown) and Ctrl-C close the window the normal way, so an answer in
+    progress is stored and indexing keeps what it finished."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_args: QTimer.singleShot(0, window.close))
+    # Python runs signal handlers only when it gets control; Qt's loop is C++, so wake it.
+    ticker = QTimer(window)
+    ticker.timeout.connect(lambda: None)
+    ticker.start(250)
+
+
 def run(argv: Sequence[str] | None = None, *, load_model: bool = True) -> int:
     """Open the window; returns the exit code. A second launch returns 0 after raising the first."""
     from bastion.desktop.gui.backend import Backend
@@ -140,6 +152,7 @@ def run(argv: Sequence[str] | None = None, *, load_model: bool = True) -> int:
     instance.activated.connect(lambda: bring_forward(window))
     window.show()
     window.start(load_model=load_model)
+    _close_on_signals(window)
     try:
         code = app.exec()
     finally:
