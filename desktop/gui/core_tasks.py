@@ -100,11 +100,23 @@ def load_model(session: CoreSession, job: JobLike, spec: str | None = None, *,
     one has loaded); the error reaches the window as the job's ``errored`` signal.
     """
     wanted = spec if spec is not None else session.active_model
-    yield ModelLoading(Path(wanted).name if wanted else "the default model")
+    yield ModelLoading(_model_name(session, wanted))
     info = session.app.engine(wanted, reload=reload).info
     if not keep_active:
         session.active_model = wanted
     return info
+
+
+def _model_name(session: CoreSession, spec: str | None) -> str:
+    """The file name (without .gguf) a spec loads, for "Loading …" messages."""
+    from bastion.desktop.app import resolve_model_path
+
+    try:
+        path = resolve_model_path(spec or session.app.settings.default_model,
+                                  session.app.paths.models_dir)
+    except Exception:  # the load itself reports what is wrong
+        return Path(spec).stem if spec else "the default model"
+    return path.stem
 
 
 def unload_model(session: CoreSession, job: JobLike) -> None:
@@ -151,8 +163,7 @@ def answer(session: CoreSession, job: JobLike, chat_id: int, kind: AnswerKind,
     app = session.app
     chat = app.chats.chat(chat_id)
     if app.loaded_model() is None:
-        yield ModelLoading(Path(session.active_model).name if session.active_model
-                           else "the default model")
+        yield ModelLoading(_model_name(session, session.active_model))
     assistant = app.assistant(session.active_model, retrieval=chat.mode != "model")
     job.set_canceller(assistant.cancel)
     if kind == "ask":

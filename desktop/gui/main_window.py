@@ -132,7 +132,7 @@ class MainWindow(QMainWindow):
 
     def _model_loading(self, event: object) -> None:
         if isinstance(event, core_tasks.ModelLoading):
-            self.model_label.setText(f"Loading model {event.name}…")
+            self.model_label.setText(f"Loading {event.name}…")
 
     def set_model_info(self, info: LoadInfo | None) -> None:
         self.model_info = info
