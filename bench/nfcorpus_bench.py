@@ -28,8 +28,8 @@ from bastion.store.embedder import (
     default_embedder_folder,
 )
 from bastion.store.library import Library
+from bastion.store.parse_pools import FunctionParsePool
 from bastion.store.parsers.types import PageText, ParsedDocument, ParseOutcome
-from bastion.store.sync import FunctionParsePool
 
 REPO = Path(__file__).resolve().parent.parent
 

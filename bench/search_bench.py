@@ -30,7 +30,7 @@ from bastion.store.chunking import CHUNKER_VERSION
 from bastion.store.db import open_library_db
 from bastion.store.embedder import SentenceTransformerEmbedder, default_embedder_folder
 from bastion.store.library import Library
-from bastion.store.sync import FunctionParsePool
+from bastion.store.parse_pools import FunctionParsePool
 
 DIM = 384
 VOCAB = 30_000

@@ -18,7 +18,7 @@ from bastion.desktop.paths import DataPaths, data_paths
 from bastion.store.embedder import Embedder, SentenceTransformerEmbedder, default_embedder_folder
 from bastion.store.library import Library
 from bastion.store.library_types import SyncProgress
-from bastion.store.sync import ParsePoolLike
+from bastion.store.parse_pools import ParsePoolLike
 
 # Seconds between full reconcile syncs in watch mode (events are only hints).
 RECONCILE_INTERVAL_S = 300.0

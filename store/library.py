@@ -30,10 +30,11 @@ from .library_types import (
     SearchHit,
     SyncProgress,
 )
+from .parse_pools import ParsePoolLike
 from .reconcile import WorkItem, ensure_identity, reconcile, recover_interrupted
 from .scan import FileStat
 from .search import CANDIDATES, bm25_candidates, load_hits, rrf_fuse
-from .sync import ParsePoolLike, Pipeline
+from .sync import Pipeline
 from .vector_index import VectorIndex
 
 EmbedderFactory = Callable[[Path | None], Embedder]

@@ -15,10 +15,9 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import sqlite_utils
@@ -28,6 +27,7 @@ from .chunking import Chunk, chunk_pages
 from .db import open_library_db, write_transaction
 from .embedder import ChunkTokenizer, Embedder
 from .library_types import MAX_CRASHES, SyncProgress
+from .parse_pools import ParsePoolLike
 from .parsers.types import ParseOutcome
 from .reconcile import SETTLED, WorkItem
 from .scan import FileStat
@@ -35,37 +35,6 @@ from .vector_index import vector_to_blob
 
 EMBED_BATCH = 64
 _QUEUE_DEPTH = 16
-
-
-class ParsePoolLike(Protocol):
-    """What the pipeline needs of ``ParsePool`` (spawned workers) or an in-process stand-in."""
-
-    def parse_many(self, paths: Iterable[Path]) -> Iterator[tuple[Path, ParseOutcome]]:
-        """Parse ``paths`` (pulled lazily), yielding results as they finish."""
-        ...
-
-    def close(self) -> None:
-        """Stop the workers."""
-        ...
-
-
-class FunctionParsePool:
-    """A parse pool that calls ``parse`` in the calling thread (tests and stand-ins only)."""
-
-    def __init__(self, parse: Callable[[Path], ParseOutcome]) -> None:
-        self._parse = parse
-
-    def parse_many(self, paths: Iterable[Path]) -> Iterator[tuple[Path, ParseOutcome]]:
-        """Parse each path in turn."""
-        for path in paths:
-            try:
-                outcome = self._parse(path)
-            except Exception as error:  # like a worker: a bad file costs that file only
-                outcome = ParseOutcome("failed", f"The parser failed on it ({error}).")
-            yield path, outcome
-
-    def close(self) -> None:
-        """Nothing to stop."""
 
 
 Cancel = Callable[[], bool]

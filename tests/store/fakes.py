@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from bastion.store.parse_pools import FunctionParsePool
 from bastion.store.parsers.types import PageText, ParsedDocument, ParseOutcome
-from bastion.store.sync import FunctionParsePool
 
 # Words, cut every 6 characters (so a 5,000-character "word" is many tokens), or single symbols.
 _TOKEN = re.compile(r"\w{1,6}|[^\w\s]")
