@@ -167,7 +167,10 @@ class Pipeline:
         finally:
             self.stop.set()
             self._drain_queue()
-            thread.join(timeout=30)
+            # A file mid-parse can hold the thread for the pool's timeout; don't make Ctrl-C wait
+            # that long. The daemon thread stops at its next step; closing the pool ends its
+            # worker, and its late writes only lower an attempt count.
+            thread.join(timeout=5)
             self._release_claims()
 
     def progress(self, cancelled: bool = False) -> SyncProgress:
