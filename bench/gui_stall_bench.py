@@ -110,6 +110,12 @@ def main() -> int:
             lambda: window.model_info is not None and view.chat is not None,
             lambda: f"model loaded in {window.model_info.load_s:.1f} s" if window.model_info else "")
 
+    # The machine's own noise: the same timer with nothing running. On a loaded machine the
+    # process is sometimes not scheduled at all, which no window design can avoid.
+    idle_until: list[float] = []
+    measure("idle baseline (nothing running)", lambda: idle_until.append(time.monotonic() + 10),
+            lambda: time.monotonic() >= idle_until[0], lambda: "noise floor of this machine")
+
     last_meta: dict[str, object] = {}
     view.answer_finished.connect(last_meta.update)
 
@@ -152,8 +158,9 @@ def main() -> int:
             lambda: not view.busy and indexed("third"), answer_note)
 
     window.close()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"GUI event-loop stalls (5 ms timer; platform {app.platformName()}; "
-          f"{os.cpu_count()} CPUs)\n")
+          f"{os.cpu_count()} CPUs; load average {load:.1f} at the end)\n")
     print("| phase | seconds | ticks | worst gap (ms) | p99 (ms) | median (ms) | note |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
