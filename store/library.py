@@ -240,14 +240,16 @@ class Library:
                     "UPDATE collections SET dimension = ? WHERE id = ?", [embedder.dimension, info.id]
                 )
             pool = self._parse_pool_factory()
+            pipeline = Pipeline(
+                self.db, self.db_path, (info.id, info.name), work, embedder, pool, should_stop
+            )
+            run = pipeline.run()
             try:
-                pipeline = Pipeline(
-                    self.db, self.db_path, (info.id, info.name), work, embedder, pool, should_stop
-                )
-                for event in pipeline.run():
+                for event in run:
                     cancelled = cancelled or event.cancelled
                     yield event
             finally:
+                run.close()  # stops the parse thread and releases claims before the pool goes
                 pool.close()
             files += pipeline.files_done
             chunks += pipeline.chunks_done
