@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +120,7 @@ class Pipeline:
 
     # ---- owner thread -------------------------------------------------------------------
 
-    def run(self) -> Iterator[SyncProgress]:
+    def run(self) -> Generator[SyncProgress, None, None]:
         """Index the work list, yielding progress; cancel or close to stop cleanly."""
         tokenizer = self.embedder.tokenizer()
         max_tokens = self.embedder.max_tokens
