@@ -59,6 +59,8 @@ def bm25_candidates(
     FTS5 alone ranks fastest; joining every match to its document first is several times
     slower on big indexes. So the top ``4 × limit`` come from FTS5 alone and are filtered by
     collection and availability; only when the filter leaves too few is the joined query run.
+    CROSS JOIN pins the join order: left to itself, SQLite's planner starts from the
+    collection's documents and walks every chunk of them (measured 10× slower at 100k chunks).
     """
     match = fts_query(query)
     if match is None or not collection_ids:
@@ -78,7 +80,7 @@ def bm25_candidates(
         r[0]
         for r in db.execute(
             f"""
-            SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id
+            SELECT c.id FROM chunks c CROSS JOIN documents d ON d.id = c.document_id
             WHERE c.id IN ({id_marks}) AND d.collection_id IN ({marks})
                 AND d.state != 'unavailable'
             """,
@@ -90,8 +92,8 @@ def bm25_candidates(
             f"""
             SELECT f.rowid, bm25(chunks_fts, 1.0, 0.5) AS s
             FROM chunks_fts f
-            JOIN chunks c ON c.id = f.rowid
-            JOIN documents d ON d.id = c.document_id
+            CROSS JOIN chunks c ON c.id = f.rowid
+            CROSS JOIN documents d ON d.id = c.document_id
             WHERE chunks_fts MATCH ? AND d.collection_id IN ({marks})
                 AND d.state != 'unavailable'
             ORDER BY s LIMIT ?
@@ -144,8 +146,8 @@ def load_hits(db: sqlite_utils.Database, fused: Sequence[Candidate], k: int) -> 
     rows = db.execute(
         f"""
         SELECT c.id, c.text, c.page, c.char_start, c.char_end, c.heading, d.id, d.path, co.name
-        FROM chunks c JOIN documents d ON d.id = c.document_id
-        JOIN collections co ON co.id = d.collection_id
+        FROM chunks c CROSS JOIN documents d ON d.id = c.document_id
+        CROSS JOIN collections co ON co.id = d.collection_id
         WHERE c.id IN ({marks})
         """,
         ids,
