@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QUrl, Signal
-from PySide6.QtGui import QGuiApplication, QKeyEvent
+from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -51,6 +51,7 @@ class ChatView(QWidget):
         self._stream_chat: int | None = None
         self._stream_text = ""
         self._edit_id: int | None = None
+        self._loading: str | None = None  # the model being loaded, shown until it is ready
         self.opener: Any = None  # injected by tests; None = the desktop's default application
         self._build()
 
@@ -120,6 +121,11 @@ class ChatView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
         self._show_chat_settings()
+        # Esc stops an answer, Ctrl+N starts a chat, Ctrl+F searches the chats.
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.stop)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.New), self, self.new_chat)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self,
+                  lambda: self.sidebar.search.setFocus())
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if (watched is self.input and event.type() == QEvent.Type.KeyPress
@@ -230,10 +236,18 @@ class ChatView(QWidget):
                                                         collections=list(names)),
                              "choose the collections", on_result=self._chat_updated)
 
+    def show_loading(self, name: str | None) -> None:
+        """While the model loads (``name``), say so where the answers will appear."""
+        self._loading = name
+        self._show_chat_settings()
+
     def _show_chat_settings(self) -> None:
         chat = self.chat
         self.header.show_chat(chat, self.collection_names)
-        if chat is not None and chat.mode != "model" and not chat.collections:
+        if self._loading:
+            self.message_list.set_placeholder(f"Loading {self._loading}… You can type your "
+                                              "question already; it is answered once it loads.")
+        elif chat is not None and chat.mode != "model" and not chat.collections:
             self.message_list.set_placeholder("Choose a collection to search (Collections ▾), or "
                                               "switch to “Model only”.")
         else:

@@ -133,9 +133,11 @@ class MainWindow(QMainWindow):
     def _model_loading(self, event: object) -> None:
         if isinstance(event, core_tasks.ModelLoading):
             self.model_label.setText(f"Loading {event.name}…")
+            self.chat_view.show_loading(event.name)
 
     def set_model_info(self, info: LoadInfo | None) -> None:
         self.model_info = info
+        self.chat_view.show_loading(None)
         if info is None:
             self.model_label.setText("No model loaded")
         else:

@@ -202,3 +202,11 @@ def test_chat_models_pass_the_model_tester(qtmodeltester) -> None:
     messages.remove_from(1)
     qtmodeltester.check(messages)
     assert messages.rowCount() == 1
+
+
+def test_while_the_model_loads_the_chat_says_so(qtbot, window: MainWindow) -> None:
+    view = window.chat_view
+    view.show_loading("SmolLM2-135M-Instruct.Q4_1")
+    assert "Loading SmolLM2-135M-Instruct.Q4_1" in view.message_list.placeholder.text()
+    window.set_model_info(window.model_info)  # loaded
+    assert view.message_list.placeholder.text() == "Ask a question to start."
