@@ -51,6 +51,7 @@ class ChatView(QWidget):
         self._stream_chat: int | None = None
         self._stream_text = ""
         self._edit_id: int | None = None
+        self._events_seen, self._asked = 0, ""
         self._loading: str | None = None  # the model being loaded, shown until it is ready
         self.opener: Any = None  # injected by tests; None = the desktop's default application
         self._build()
@@ -291,6 +292,7 @@ class ChatView(QWidget):
                                          note="Searching your documents…"
                                          if self.chat.mode != "model" else ""))
         self._stream_chat, self._stream_text = self.chat.id, ""
+        self._events_seen, self._asked = 0, (text if kind != "regenerate" else "")
         self.message_list.scroll_to_bottom()
         self.answer_job = self.backend.run(
             self.backend.core,
@@ -313,6 +315,7 @@ class ChatView(QWidget):
         return row if row is not None and self.messages.item(row).status == "streaming" else None
 
     def _on_event(self, event: object) -> None:
+        self._events_seen += 1
         row = self._stream_row()
         if isinstance(event, AnswerDelta):
             self._stream_text += event.text
@@ -340,6 +343,7 @@ class ChatView(QWidget):
                 self.messages.sync(event.messages)
 
     def _on_error(self, error: BaseException) -> bool:
+        self._events_seen += 1
         row = self._stream_row()
         if row is not None:
             self.messages.update(row, status="failed", note="")
@@ -355,9 +359,18 @@ class ChatView(QWidget):
             self.messages.sync(synced.messages)
 
     def _on_finished(self) -> None:
+        chat_id, never_ran = self._stream_chat, self._events_seen == 0
         self.answer_job = None
         self._stream_chat = None
         self._set_busy(False)
+        if never_ran and chat_id is not None:
+            # Stopped before it started: nothing was stored. Give the question back and show
+            # the chat as stored.
+            if self._asked and not self.input.toPlainText().strip():
+                self.input.setPlainText(self._asked)
+            self.status_message.emit("Stopped before the answer began; nothing was sent.")
+            self.backend.run(self.backend.core, partial(core_tasks.chat_messages, chat_id=chat_id),
+                             "reload the chat", on_result=self._resync)
 
     def _set_busy(self, busy: bool) -> None:
         self.send_button.setEnabled(not busy)

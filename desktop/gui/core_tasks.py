@@ -178,6 +178,10 @@ def answer(session: CoreSession, job: JobLike, chat_id: int, kind: AnswerKind,
     for event in events:
         if isinstance(event, AnswerDone):
             done = event
+        elif job.cancelled:
+            # A Stop that came before generation began (during retrieval) was addressed to no
+            # request yet: say it again now that one is running.
+            assistant.cancel()
         yield event
     yield ChatSynced(app.chats.chat(chat_id), app.chats.messages(chat_id))
     return done

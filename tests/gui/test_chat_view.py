@@ -210,3 +210,22 @@ def test_while_the_model_loads_the_chat_says_so(qtbot, window: MainWindow) -> No
     assert "Loading SmolLM2-135M-Instruct.Q4_1" in view.message_list.placeholder.text()
     window.set_model_info(window.model_info)  # loaded
     assert view.message_list.placeholder.text() == "Ask a question to start."
+
+
+def test_stop_pressed_before_generation_starts_still_stops(qtbot, window: MainWindow,
+                                                           engine: StreamingEngine) -> None:
+    engine.reply = " ".join(f"w{i}" for i in range(400))
+    engine.delay_s = 0.01
+    view = window.chat_view
+    view.input.setPlainText("Stop me early")
+    view.send()
+    view.stop()  # before the engine has started this answer
+    qtbot.waitUntil(lambda: not view.busy, timeout=10000)
+    qtbot.waitUntil(lambda: all(i.status != "streaming" for i in view.messages.items()),
+                    timeout=5000)
+    items = view.messages.items()
+    if items:  # it had started: the question is stored, the answer stopped almost at once
+        assert [i.role for i in items] == ["user", "assistant"]
+        assert items[1].status == "interrupted" and len(items[1].text.split()) < 50
+    else:  # it had not: nothing stored, and the question is back in the box
+        assert view.input.toPlainText() == "Stop me early"
