@@ -34,7 +34,7 @@ def bench_engine(model: Path, threads: int, tokens: int, runs: int) -> dict[str,
     sampling = Sampling(max_tokens=tokens, temperature=0.0, repeat_penalty=1.0)
     gen, ttft, prefill, n_gen = [], [], [], []
     with Engine() as engine:
-        engine.load(model, LoadOptions(n_ctx=2048, n_threads=threads, n_batch=512))
+        engine.load(model, LoadOptions(n_ctx=2048, n_threads=threads))
         for _ in range(runs + 1):  # the first run warms up
             done = None
             # A different first word per run defeats KV reuse, so each run prefills in full.

@@ -15,7 +15,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import bastion.desktop  # noqa: E402,F401 - offline environment before any ML import
+import bastion.desktop  # noqa: F401 - offline environment before any ML import
 
 
 @pytest.fixture(autouse=True)

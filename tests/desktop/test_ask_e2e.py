@@ -44,7 +44,7 @@ def test_kill_during_streaming_loses_nothing_acknowledged(bastion_home: Path) ->
     question = "Write a very long story about a lighthouse keeper and the sea."
     proc = subprocess.Popen(
         [sys.executable, "-m", "bastion.desktop", "ask", question, "--max-tokens", "2000"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         # Wait until some of the answer has been written down, then kill without warning.
