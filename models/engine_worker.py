@@ -256,6 +256,34 @@ class LoadedModel:
         return ChatStats(**stats)
 
 
+class DeltaBatcher:
+    """Sends answer text to the parent at most every ``interval_s`` (the first piece at once).
+
+    Waking the parent for every token costs a context switch that, on a machine with as many
+    cores as llama.cpp threads, stalls a compute thread; 25 ms batches look the same on screen.
+    """
+
+    def __init__(self, conn: Connection, interval_s: float = 0.025):
+        self.conn = conn
+        self.interval_s = interval_s
+        self.text: list[str] = []
+        self.tokens = 0
+        self.sent_at: float | None = None
+
+    def __call__(self, text: str, tokens: int) -> None:
+        self.text.append(text)
+        self.tokens += tokens
+        now = time.perf_counter()
+        if self.sent_at is None or now - self.sent_at >= self.interval_s:
+            self.flush()
+            self.sent_at = now
+
+    def flush(self) -> None:
+        if self.text:
+            self.conn.send({"type": "delta", "text": "".join(self.text), "tokens": self.tokens})
+            self.text, self.tokens = [], 0
+
+
 def serve(conn: Connection, cancel_flag: Any) -> None:
     """The child's main loop. ``cancel_flag.value`` holds the id of the last cancelled request."""
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what it means.
@@ -293,8 +321,7 @@ def serve(conn: Connection, cancel_flag: Any) -> None:
                 if model is None:
                     raise ModelLoadFailed("No model is loaded: load a model first.")
 
-                def emit(text: str, tokens: int) -> None:
-                    conn.send({"type": "delta", "text": text, "tokens": tokens})
+                emit = DeltaBatcher(conn)
 
                 def cancelled(request_id: int = request_id) -> bool:
                     return bool(cancel_flag.value >= request_id)
@@ -305,6 +332,7 @@ def serve(conn: Connection, cancel_flag: Any) -> None:
                     emit,
                     cancelled,
                 )
+                emit.flush()
                 conn.send({"type": "done", "stats": asdict(stats)})
             elif op == "count":
                 if model is None:
