@@ -264,8 +264,14 @@ def library_status(library: Any, job: JobLike) -> list[Any]:
 
 
 def warm_up_library(library: Any, job: JobLike) -> bool:
-    """Load the indexing embedder now if any collection exists (see ``warm_up_retrieval``)."""
+    """Load the indexing embedder now if any collection exists (see ``warm_up_retrieval``).
+
+    Without collections, still import sentence-transformers (and torch): the import holds the
+    interpreter for up to a second, which the window would feel in the middle of a first sync.
+    """
     if not library.collections():
+        import sentence_transformers  # noqa: F401
+
         return False
     library.search("warm up", None, 1)
     return True
