@@ -213,6 +213,39 @@ def import_model(
     return Catalog(models_dir, include_embedded=False).entry(dest)
 
 
+def import_folder(
+    folder: Path, models_dir: Path, progress: Progress | None = None
+) -> list[ModelEntry]:
+    """Import every ``.gguf`` a folder's ``SHA256SUMS`` lists, each checked against its hash.
+
+    The manifest is required: a folder import is how a verified set of models is carried in,
+    so a folder without one, a listed file that is missing, or a GGUF the manifest does not
+    list, is refused before anything is copied.
+
+    Raises:
+        ModelImportFailed: no ``SHA256SUMS``, or it and the folder disagree.
+        ChecksumMismatch: a file differs from its listed hash (that file is not imported).
+    """
+    folder = Path(folder)
+    sums = folder / SUMS_FILE_NAME
+    if not sums.is_file():
+        raise ModelImportFailed(
+            f"{folder} has no {SUMS_FILE_NAME} file. A folder import needs one listing every "
+            "model's SHA-256 (`sha256sum *.gguf > SHA256SUMS`); import a single file instead with "
+            "`bastion models import FILE`."
+        )
+    models = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".gguf" and p.is_file())
+    unlisted = [p.name for p in models if expected_sha256_from_sums(p) is None]
+    if unlisted:
+        raise ModelImportFailed(
+            f"{SUMS_FILE_NAME} in {folder} does not list {', '.join(unlisted)}; nothing was "
+            "imported. Add their hashes from the model's publisher, or remove the files."
+        )
+    if not models:
+        raise ModelImportFailed(f"There is no .gguf file in {folder}; nothing was imported.")
+    return [import_model(p, models_dir, progress) for p in models]
+
+
 def _discard(tmp: Path) -> None:
     with contextlib.suppress(OSError):
         tmp.unlink()

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from bastion.desktop.paths import data_paths
 from bastion.models.catalog import Catalog, ModelEntry, VerifyResult
-from bastion.models.model_import import import_model
+from bastion.models.model_import import import_folder, import_model
 
 VERIFIED_LABELS = {
     "verified": "ok",
@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
     verify.add_argument("model", metavar="MODEL", nargs="?", help="one model (default: all)")
     verify.set_defaults(func=run_verify)
 
-    imp = sub.add_parser("import", help="validate a .gguf file and copy it into the models folder")
+    imp = sub.add_parser("import", help="validate a .gguf file (or a folder with SHA256SUMS) and copy it into the models folder")
     imp.add_argument("path", metavar="PATH", type=Path, help="the .gguf file to import")
     imp.add_argument("--sha256", metavar="HEX", help="refuse the file unless it has this SHA-256")
     imp.set_defaults(func=run_import)
@@ -154,10 +154,14 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     models_dir = data_paths().models_dir
-    entry = import_model(args.path, models_dir, ProgressPrinter(f"Importing {args.path.name}"),
-                         expected_sha256=args.sha256)
-    print(f"Imported {entry.id} into {models_dir}")
-    _print_entry(entry, entry.sha256)
+    if args.path.is_dir():
+        entries = import_folder(args.path, models_dir, ProgressPrinter(f"Importing {args.path.name}"))
+    else:
+        entries = [import_model(args.path, models_dir, ProgressPrinter(f"Importing {args.path.name}"),
+                                expected_sha256=args.sha256)]
+    for entry in entries:
+        print(f"Imported {entry.id} into {models_dir}")
+        _print_entry(entry, entry.sha256)
     return 0
 
 

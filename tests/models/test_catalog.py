@@ -390,3 +390,33 @@ def test_import_appends_gguf_suffix(tmp_path: Path, models_dir: Path) -> None:
     assert entry.id == "weights.bin"
     assert hashlib.sha256((models_dir / "weights.bin.gguf").read_bytes()).hexdigest() == \
         sha256_file(src)
+
+
+def test_import_folder_with_sha256sums(tmp_path: Path, models_dir: Path) -> None:
+    a = source_model(tmp_path, "a.gguf", name="a")
+    b = source_model(tmp_path, "b.gguf", name="b")
+    folder = a.parent
+    (folder / "SHA256SUMS").write_text(f"{sha256_file(a)}  a.gguf\n{sha256_file(b)}  b.gguf\n")
+    entries = model_import.import_folder(folder, models_dir)
+    assert sorted(e.path.name for e in entries) == ["a.gguf", "b.gguf"]
+    assert all(e.verified == "verified" for e in entries)
+
+
+def test_import_folder_refuses_without_a_complete_manifest(tmp_path: Path, models_dir: Path) -> None:
+    a = source_model(tmp_path, "a.gguf", name="a")
+    source_model(tmp_path, "b.gguf", name="b")
+    folder = a.parent
+    with pytest.raises(ModelImportFailed, match="no SHA256SUMS"):
+        model_import.import_folder(folder, models_dir)
+    (folder / "SHA256SUMS").write_text(f"{sha256_file(a)}  a.gguf\n")
+    with pytest.raises(ModelImportFailed, match=r"does not list b\.gguf"):
+        model_import.import_folder(folder, models_dir)
+    assert not list(models_dir.glob("*.gguf"))
+
+
+def test_import_folder_refuses_a_changed_file(tmp_path: Path, models_dir: Path) -> None:
+    a = source_model(tmp_path, "a.gguf", name="a")
+    (a.parent / "SHA256SUMS").write_text(f"{'ab' * 32}  a.gguf\n")
+    with pytest.raises(ChecksumMismatch):
+        model_import.import_folder(a.parent, models_dir)
+    assert not list(models_dir.glob("*.gguf"))
