@@ -187,14 +187,18 @@ def mark_cited(sources: Sequence[Source], answer: str, texts: Sequence[str] = ()
             for s in sources]
 
 
-_WORD = re.compile(r"\w{4,}")
+# Longer words and numbers carry an answer's content; "21 days" is all number and unit.
+_WORD = re.compile(r"\d+|\w{4,}")
+# Words of the framing ("The answer is…"), not of the content.
+_FRAMING = frozenset({"answer", "question", "passage", "passages", "document", "documents",
+                      "according", "based", "text", "information"})
 MIN_OVERLAP = 0.6
 
 
 def overlap_source(answer: str, texts: Sequence[str]) -> int | None:
     """The number (1-based) of the passage containing most of the answer's longer words, if it
     holds at least ``MIN_OVERLAP`` of them; None when the answer is not drawn from one passage."""
-    words = {w.lower() for w in _WORD.findall(answer)}
+    words = {w.lower() for w in _WORD.findall(answer)} - _FRAMING
     if len(words) < 2:
         return None
     best_n, best_share = None, 0.0

@@ -185,3 +185,14 @@ def test_an_unrelated_answer_cites_nothing(store: ChatStore) -> None:
     chat = store.create_chat(mode="docs", collections=["docs"])
     _, done = run(assistant.ask(chat.id, "When was the reactor commissioned?"))
     assert not any(s.cited for s in done.message.sources)
+
+
+def test_a_short_numeric_answer_cites_its_passage(store: ChatStore) -> None:
+    retriever = FakeRetriever([
+        FakeHit("International trips must be approved at least 21 days before departure.", "/d/travel.md"),
+        FakeHit("Meals are reimbursed up to 45 euros a day.", "/d/meals.md"),
+    ])
+    assistant = Assistant(FakeEngine("The answer is: 21 days."), store, retriever)
+    chat = store.create_chat(mode="docs", collections=["docs"])
+    _, done = run(assistant.ask(chat.id, "How far in advance must a trip be approved?"))
+    assert [s.path for s in done.message.sources if s.cited] == ["/d/travel.md"]
