@@ -38,11 +38,38 @@ class DataPaths:
         return self.home / "logs"
 
 
+def location_file() -> Path:
+    """Where a data folder chosen in Settings is remembered (outside the data folder itself)."""
+    return Path(platformdirs.user_config_dir("bastion", appauthor=False)) / "data-folder.txt"
+
+
 def data_home() -> Path:
+    """``BASTION_HOME``, else the folder chosen in Settings, else the per-user default."""
     override = os.environ.get("BASTION_HOME")
     if override:
         return Path(override).expanduser().resolve()
+    try:
+        chosen = location_file().read_text(encoding="utf-8").strip()
+    except OSError:
+        chosen = ""
+    if chosen:
+        return Path(chosen).expanduser().resolve()
     return Path(platformdirs.user_data_dir("bastion", appauthor=False))
+
+
+def choose_data_home(folder: Path | None) -> None:
+    """Remember ``folder`` as the data folder from the next start (None: back to the default).
+
+    Nothing is moved: the old folder keeps its chats, index and models.
+    """
+    target = location_file()
+    if folder is None:
+        target.unlink(missing_ok=True)
+        return
+    ensure_private_dir(target.parent)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(str(Path(folder).expanduser().resolve()) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
 
 
 def ensure_private_dir(path: Path) -> Path:

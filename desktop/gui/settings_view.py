@@ -3,8 +3,9 @@ and where the data lives.
 
 Saving writes ``settings.json`` in the core thread and applies what it can at once: sampling
 and the system prompt are read by every answer; a new context size, thread count or GPU layer
-count reloads the loaded model. The data folder is chosen before start-up (``BASTION_HOME``),
-since the settings file itself lives in it.
+count reloads the loaded model. A new data folder is remembered outside the data folder
+(``paths.choose_data_home``) and used from the next start, since the settings file itself lives
+in it; ``BASTION_HOME`` still overrides it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -32,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from bastion.desktop.gui import core_tasks
 from bastion.desktop.gui.backend import Backend
+from bastion.desktop.paths import choose_data_home
 from bastion.desktop.settings import Settings
 
 
@@ -108,12 +111,16 @@ class SettingsView(QWidget):
         open_button = QPushButton("Open")
         open_button.clicked.connect(self._open_home)
         row.addWidget(open_button)
+        change_button = QPushButton("Change…")
+        change_button.setObjectName("changeDataFolder")
+        change_button.clicked.connect(self._change_home)
+        row.addWidget(change_button)
         layout.addWidget(data)
-        hint = QLabel("Chats, the document index, imported models and logs live here, private to "
-                      "your account. To use another folder, start Bastion with BASTION_HOME set "
-                      "to it.")
-        hint.setWordWrap(True)
-        layout.addWidget(hint)
+        self.home_hint = QLabel("Chats, the document index, imported models and logs live here, "
+                                "private to your account. A new folder is used from the next "
+                                "start; nothing is moved.")
+        self.home_hint.setWordWrap(True)
+        layout.addWidget(self.home_hint)
 
         buttons = QHBoxLayout()
         self.save_button = QPushButton("Save")
@@ -195,6 +202,19 @@ class SettingsView(QWidget):
     def _done(self) -> None:
         self.saving = False
         self.save_button.setEnabled(True)
+
+    def _change_home(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose the data folder", self.home.text())
+        if not folder:
+            return
+        try:
+            choose_data_home(Path(folder))
+        except OSError as error:
+            self.home_hint.setText(f"Could not remember {folder}: {error.strerror or error}. "
+                                   "Choose a folder you may write to.")
+            return
+        self.home_hint.setText(f"From the next start Bastion keeps its data in {folder}. "
+                               f"Everything so far stays in {self.home.text()}.")
 
     def _open_home(self) -> None:
         if self.home.text():

@@ -136,3 +136,26 @@ def test_models_model_passes_the_model_tester(qtmodeltester, tmp_path: Path) -> 
     model.set_marks(embedded, None, keep_default=False)
     assert model.rowCount() == 2
     qtmodeltester.check(model)
+
+
+def test_changing_the_data_folder_applies_from_the_next_start(
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    from bastion.desktop import paths
+
+    pointer = tmp_path / "config" / "data-folder.txt"
+    monkeypatch.setattr(paths, "location_file", lambda: pointer)
+    new_home = tmp_path / "elsewhere"
+    new_home.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(new_home))
+    view = window.settings_view
+    qtbot.waitUntil(view.isEnabled)
+    view.findChild(type(view.save_button), "changeDataFolder").click()
+    assert pointer.read_text().strip() == str(new_home.resolve())
+    assert "next start" in view.home_hint.text()
+    monkeypatch.delenv("BASTION_HOME")
+    assert paths.data_home() == new_home.resolve()  # what the next start uses
+    paths.choose_data_home(None)
+    assert not pointer.exists()
