@@ -8,11 +8,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, Qt
 
+from bastion.desktop.gui.table_model import HeaderedTableModel, Index
 from bastion.store.library_types import CollectionStatus, DocumentInfo, SyncProgress
 
-Index = QModelIndex | QPersistentModelIndex
 RunState = Literal["idle", "queued", "indexing", "paused", "stopped"]
 
 ROLE_NAME = Qt.ItemDataRole.UserRole + 1
@@ -57,7 +57,7 @@ class CollectionRow:
         return f"{text} · {failed} failed" if failed else text
 
 
-class CollectionsModel(QAbstractTableModel):
+class CollectionsModel(HeaderedTableModel):
     """One row per collection; progress updates change one row."""
 
     HEADERS = ("Collection", "Files", "Chunks", "Progress", "Speed", "Time left", "State")
@@ -66,18 +66,8 @@ class CollectionsModel(QAbstractTableModel):
         super().__init__()
         self._rows: list[CollectionRow] = []
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if (role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal
-                and 0 <= section < len(self.HEADERS)):
-            return self.HEADERS[section]
-        return None
+    def rows(self) -> list[CollectionRow]:
+        return self._rows
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
@@ -167,7 +157,7 @@ class CollectionsModel(QAbstractTableModel):
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.HEADERS) - 1))
 
 
-class DocumentsModel(QAbstractTableModel):
+class DocumentsModel(HeaderedTableModel):
     """The files of one collection: name, folder, state, chunks, reason."""
 
     HEADERS = ("File", "State", "Chunks", "Reason", "Folder")
@@ -176,18 +166,8 @@ class DocumentsModel(QAbstractTableModel):
         super().__init__()
         self._docs: list[DocumentInfo] = []
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self._docs)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if (role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal
-                and 0 <= section < len(self.HEADERS)):
-            return self.HEADERS[section]
-        return None
+    def rows(self) -> list[DocumentInfo]:
+        return self._docs
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._docs):

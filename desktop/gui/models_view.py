@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -29,9 +29,8 @@ from PySide6.QtWidgets import (
 from bastion.desktop.errors import BastionError
 from bastion.desktop.gui import core_tasks
 from bastion.desktop.gui.backend import Backend
+from bastion.desktop.gui.table_model import HeaderedTableModel, Index
 from bastion.models.catalog import ModelEntry, VerifyResult
-
-Index = QModelIndex | QPersistentModelIndex
 
 SHA_LABELS = {
     "verified": "✔ verified",
@@ -50,7 +49,7 @@ def _size(entry: ModelEntry) -> str:
     return f"{label} · {text}" if label else text
 
 
-class ModelsModel(QAbstractTableModel):
+class ModelsModel(HeaderedTableModel):
     """The catalog's entries, with which one is loaded and which is the default."""
 
     HEADERS = ("Model", "Architecture", "Size", "Quantization", "Context", "Chat template",
@@ -62,18 +61,8 @@ class ModelsModel(QAbstractTableModel):
         self.loaded_path: Path | None = None
         self.default_spec: str | None = None
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self._entries)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if (role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal
-                and 0 <= section < len(self.HEADERS)):
-            return self.HEADERS[section]
-        return None
+    def rows(self) -> list[ModelEntry]:
+        return self._entries
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._entries):
