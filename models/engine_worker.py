@@ -288,6 +288,7 @@ def serve(conn: Connection, cancel_flag: Any) -> None:
     """The child's main loop. ``cancel_flag.value`` holds the id of the last cancelled request."""
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what it means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
     model: LoadedModel | None = None
     while True:
         try:
@@ -324,7 +325,10 @@ def serve(conn: Connection, cancel_flag: Any) -> None:
                 emit = DeltaBatcher(conn)
 
                 def cancelled(request_id: int = request_id) -> bool:
-                    return bool(cancel_flag.value >= request_id)
+                    # A parent killed mid-answer cannot say stop: being orphaned (re-parented)
+                    # stops the work at the next token or prefill batch, and the child exits
+                    # when it next writes to the closed pipe.
+                    return bool(cancel_flag.value >= request_id) or os.getppid() != parent
 
                 stats = model.chat(
                     plain_messages(request["messages"]),

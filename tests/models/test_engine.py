@@ -199,3 +199,48 @@ def test_stop_lands_quickly_during_generation(smollm2_path: Path) -> None:
     engine.close()
     assert done.stats.finish_reason == "cancelled"
     assert waited < 5.0  # generous: the target is ~1 s (a token takes ~15 ms here)
+
+
+_ORPHAN_SCRIPT = """
+import os, signal, sys, threading, time
+from pathlib import Path
+from bastion.models.engine import Engine
+from bastion.models.engine_types import LoadOptions, Sampling
+engine = Engine()
+engine.load(Path(sys.argv[1]), LoadOptions(n_ctx=8192, n_threads=2))
+prompt = "lorem ipsum dolor " * 850  # ~6,000 tokens: a prefill of 30 s or more here
+events = engine.chat([{"role": "user", "content": prompt}], Sampling(max_tokens=8))
+threading.Thread(target=lambda: next(events, None), daemon=True).start()
+print(engine.pid, flush=True)
+time.sleep(1.5)  # the prefill is under way
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits for a reaper
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_an_engine_whose_parent_is_killed_stops_mid_prefill(smollm2_path: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # Files, not pipes: the engine inherits them, and a pipe would keep run() waiting for it.
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        parent = subprocess.run([sys.executable, "-c", _ORPHAN_SCRIPT, str(smollm2_path)],
+                                stdout=stdout, stderr=stderr, timeout=120)
+    assert parent.returncode == -signal.SIGKILL, err.read_text()
+    child = int(out.read_text().split()[0])
+    deadline = time.monotonic() + 10  # the prefill alone would take 30 s or more
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    still = _running(child)
+    if still:
+        os.kill(child, signal.SIGKILL)
+    assert not still, "the orphaned engine kept computing"
