@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import multiprocessing
 import signal
 import time
@@ -27,7 +28,7 @@ from types import TracebackType
 from .errors import StoreError
 from .parse_worker_child import DEFAULT_PARSE_FUNCTION, worker_main
 from .parsers.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS
-from .parsers.types import ParseOutcome
+from .parsers.types import ParseOutcome, outcome_from_wire
 
 CRASHED_REASON = "the parser crashed on this file"
 # Parsers stop and keep what they have at this fraction of the timeout; the kill is the backstop.
@@ -277,15 +278,21 @@ class ParsePool:
             try:
                 if not slot.conn.poll(0):
                     break
-                message = slot.conn.recv()
-            except (EOFError, OSError):
+                # A worker cannot build a longer message inside its address-space cap.
+                raw = slot.conn.recv_bytes(self.memory_mb * 1024 * 1024)
+            except (EOFError, OSError):  # closed, or longer than any honest result
                 break
-            if message[0] == "ready":
+            try:
+                done = _decode(raw)
+            except ValueError as error:
+                yield from self._misbehaved(slot, str(error))
+                return
+            if done is None:  # "ready"
                 slot.ready = True
                 slot.start_failures = 0
                 self.startup_seconds.append(time.monotonic() - slot.started_at)
-            elif message[0] == "done":
-                _, task_id, outcome, restart = message
+            else:
+                task_id, outcome, restart = done
                 task = slot.task
                 if task is not None and task.task_id == task_id:
                     slot.task = None
@@ -313,6 +320,19 @@ class ParsePool:
             )
         elif not slot.ready and now > slot.started_at + self.start_timeout_s:
             self._start_failed(slot, f"it did not start within {self.start_timeout_s:g} s")
+
+    def _misbehaved(self, slot: _Slot, detail: str) -> Iterator[tuple[Path, ParseOutcome]]:
+        """A worker sent something that is not a well-formed message: it is not trusted again."""
+        task, slot.task = slot.task, None
+        self._restart(slot)
+        if task is not None:
+            yield (
+                task.path,
+                ParseOutcome(
+                    status="failed",
+                    reason=f"the parser process sent a malformed result for this file ({detail[:120]})",
+                ),
+            )
 
     def _died(self, slot: _Slot) -> Iterator[tuple[Path, ParseOutcome]]:
         assert slot.process is not None
@@ -350,3 +370,19 @@ def _describe_exit(code: int | None) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"exit status {code}"
+
+
+def _decode(raw: bytes) -> tuple[int, ParseOutcome, bool] | None:
+    """A worker's message, checked: None for "ready", (task id, outcome, restart) for "done".
+
+    Raises:
+        ValueError: not JSON, or not one of the two message shapes.
+    """
+    message = json.loads(raw)  # data only: nothing a worker sends can run code here
+    if isinstance(message, list) and len(message) == 3 and message[0] == "ready":
+        return None
+    if isinstance(message, list) and len(message) == 4 and message[0] == "done":
+        _, task_id, outcome, restart = message
+        if isinstance(task_id, int) and isinstance(restart, bool):
+            return task_id, outcome_from_wire(outcome), restart
+    raise ValueError("not a ready or done message")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import signal
 import time
@@ -17,16 +18,18 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .parsers.types import ParseOutcome
+from .parsers.types import ParseOutcome, outcome_to_wire
 
 DEFAULT_PARSE_FUNCTION = "bastion.store.parsers:parse_file"
 
 ParseFunction = Callable[..., ParseOutcome]
 
-# Messages (plain tuples of plain data):
-#   child -> parent: ("ready", pid, startup_seconds) once, then
-#                    ("done", task_id, ParseOutcome, restart_after) per task.
-#   parent -> child: (task_id, path, max_bytes, max_chars, time_budget_s) per task; None to stop.
+# Messages:
+#   child -> parent, JSON bytes (the parent never unpickles what a worker of hostile files sends):
+#                    ["ready", pid, startup_seconds] once, then
+#                    ["done", task_id, outcome_to_wire(ParseOutcome), restart_after] per task.
+#   parent -> child, pickled tuples (the trusted direction):
+#                    (task_id, path, max_bytes, max_chars, time_budget_s) per task; None to stop.
 
 
 def out_of_memory_reason(memory_mb: int) -> str:
@@ -88,7 +91,7 @@ def worker_main(conn: Connection, parse_function: str, memory_mb: int, started: 
     _limit_resources(memory_mb)
     function = resolve_parse_function(parse_function)
     _warm_up()
-    conn.send(("ready", os.getpid(), time.time() - started))
+    send(conn, ["ready", os.getpid(), time.time() - started])
     while True:
         try:
             message = conn.recv()
@@ -102,14 +105,19 @@ def worker_main(conn: Connection, parse_function: str, memory_mb: int, started: 
         outcome, restart = _run(function, path, limits, memory_mb)
         outcome = replace(outcome, parse_seconds=time.perf_counter() - begun)
         try:
-            conn.send(("done", task_id, outcome, restart))
+            send(conn, ["done", task_id, outcome_to_wire(outcome), restart])
         except MemoryError:
-            conn.send(("done", task_id, _failed(out_of_memory_reason(memory_mb)), True))
+            send(conn, ["done", task_id, outcome_to_wire(_failed(out_of_memory_reason(memory_mb))), True])
             return
         except (OSError, ValueError):
             return
         if restart:
             return
+
+
+def send(conn: Connection, message: list[Any]) -> None:
+    """One message to the pool as JSON (ASCII escapes keep even lone surrogates intact)."""
+    conn.send_bytes(json.dumps(message).encode("ascii"))
 
 
 def _failed(reason: str) -> ParseOutcome:

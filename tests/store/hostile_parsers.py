@@ -47,6 +47,29 @@ def modules(path: Path, **limits: Any) -> ParseOutcome:
     return ParseOutcome(status="ok", document=ParsedDocument(pages=[PageText(text)], kind="text"))
 
 
+class _RunsOnUnpickle:
+    """Unpickling this calls ``os.mkdir(marker)``: the classic pickle payload, made harmless."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mkdir, (self.marker,))
+
+
+def compromised(path: Path, **limits: Any) -> ParseOutcome:
+    """A worker taken over by its input: it writes a pickle payload to the pool's pipe.
+
+    The payload would create ``<folder>/pwned`` in the pool's process if the pool unpickled it.
+    """
+    import gc
+    from multiprocessing.connection import Connection
+
+    pipe = next(o for o in gc.get_objects() if isinstance(o, Connection) and not o.closed)
+    pipe.send(_RunsOnUnpickle(str(path.parent / "pwned")))
+    return ParseOutcome(status="ok", document=ParsedDocument(pages=[PageText("looks fine")]))
+
+
 def by_name(path: Path, **limits: Any) -> ParseOutcome:
     """Hang, crash or exhaust memory when the file name says so; parse normally otherwise."""
     name = path.name

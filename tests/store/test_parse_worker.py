@@ -148,3 +148,36 @@ def test_arguments_are_checked() -> None:
         ParsePool(workers=0)
     with pytest.raises(ValueError):
         ParsePool(parse_function="no-colon")
+
+
+def test_a_compromised_worker_cannot_run_code_in_the_pool(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("anything")
+    (tmp_path / "b.txt").write_text("the next file parses normally")
+    with ParsePool(workers=1, parse_function="tests.store.hostile_parsers:compromised") as pool:
+        outcome = pool.parse(tmp_path / "a.txt")
+        assert outcome.status == "failed"
+        assert "malformed result" in outcome.reason
+        assert not (tmp_path / "pwned").exists()  # the payload was never unpickled
+        assert pool.parse(tmp_path / "b.txt").status == "failed"  # a fresh worker, same trick
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_wire_format_round_trips_and_rejects_wrong_shapes() -> None:
+    import json
+
+    from bastion.store.parsers import PageText, ParsedDocument, ParseOutcome
+    from bastion.store.parsers.types import outcome_from_wire, outcome_to_wire
+
+    outcome = ParseOutcome(
+        status="ok", warnings=["kept 3 pages"], parse_seconds=0.5,
+        document=ParsedDocument(pages=[PageText("caf\u00e9 \udcff", 1), PageText("b", 2, "sheet B")],
+                                title="T", kind="pdf"),
+    )
+    assert outcome_from_wire(json.loads(json.dumps(outcome_to_wire(outcome)))) == outcome
+    good = outcome_to_wire(outcome)
+    for bad in (None, [], {**good, "status": "pwned"}, {**good, "reason": 3},
+                {**good, "document": {"pages": "x", "kind": "text"}},
+                {**good, "document": {"pages": [{"text": "a", "page": True}], "kind": "text"}},
+                {**good, "warnings": [1]}, {**good, "parse_seconds": "1"}):
+        with pytest.raises(ValueError):
+            outcome_from_wire(bad)
