@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import multiprocessing
 import signal
 import threading
@@ -46,6 +47,9 @@ from .gguf_file import read_gguf_info
 POLL_S = 0.05
 LOAD_TIMEOUT_S = 600.0
 REQUEST_TIMEOUT_S = 120.0  # a count or render; chats stream as long as tokens keep coming
+# Longer than any honest message (a rendered prompt of a huge context); bounds what a child can make
+# the parent hold.
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 _ERRORS: dict[str, type[ModelError]] = {
     "ModelLoadFailed": ModelLoadFailed,
@@ -69,6 +73,15 @@ def _describe_exit(exitcode: int | None) -> str:
     return f"it exited with code {exitcode}"
 
 
+def _decode(raw: bytes) -> dict[str, Any] | None:
+    """A child's message: JSON, never unpickled, so a subverted engine cannot run code here."""
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
 class _Child:
     """One engine process and its pipe."""
 
@@ -89,22 +102,21 @@ class _Child:
         self.conn.send(message)
 
     def receive(self, timeout_s: float | None) -> dict[str, Any] | None:
-        """The next message, or None if the child died (or stayed silent past the timeout)."""
+        """The next message, or None if the child died, stayed silent past the timeout or sent
+        something that is not a JSON object (callers then treat it as crashed and stop it)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         conn: Connection = self.conn
         while True:
             try:
                 if conn.poll(POLL_S):
-                    message: dict[str, Any] = conn.recv()
-                    return message
+                    return _decode(conn.recv_bytes(MAX_MESSAGE_BYTES))
             except (EOFError, OSError):
                 return None
             if not self.process.is_alive():
                 # The child may have written its last message just before dying.
                 try:
                     if conn.poll(0):
-                        late: dict[str, Any] = conn.recv()
-                        return late
+                        return _decode(conn.recv_bytes(MAX_MESSAGE_BYTES))
                 except (EOFError, OSError):
                     pass
                 return None

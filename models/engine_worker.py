@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import json
 import os
 import signal
 import time
@@ -280,8 +281,14 @@ class DeltaBatcher:
 
     def flush(self) -> None:
         if self.text:
-            self.conn.send({"type": "delta", "text": "".join(self.text), "tokens": self.tokens})
+            send(self.conn, {"type": "delta", "text": "".join(self.text), "tokens": self.tokens})
             self.text, self.tokens = [], 0
+
+
+def send(conn: Connection, message: dict[str, Any]) -> None:
+    """One message to the parent as JSON: data only, so a child subverted by a hostile model
+    file cannot make the parent run code (pickle could). ASCII escapes keep any text intact."""
+    conn.send_bytes(json.dumps(message).encode("ascii"))
 
 
 def serve(conn: Connection, cancel_flag: Any) -> None:
@@ -305,7 +312,7 @@ def serve(conn: Connection, cancel_flag: Any) -> None:
                     model.close()
                     model = None
                 model = LoadedModel(Path(request["path"]), LoadOptions(**request["options"]))
-                conn.send(
+                send(conn,
                     {
                         "type": "loaded",
                         "name": model.name,
@@ -337,26 +344,26 @@ def serve(conn: Connection, cancel_flag: Any) -> None:
                     cancelled,
                 )
                 emit.flush()
-                conn.send({"type": "done", "stats": asdict(stats)})
+                send(conn, {"type": "done", "stats": asdict(stats)})
             elif op == "count":
                 if model is None:
                     raise ModelLoadFailed("No model is loaded: load a model first.")
-                conn.send({"type": "counts", "counts": model.count_tokens(request["texts"])})
+                send(conn, {"type": "counts", "counts": model.count_tokens(request["texts"])})
             elif op == "render":
                 if model is None:
                     raise ModelLoadFailed("No model is loaded: load a model first.")
                 safe = neutralise_messages(plain_messages(request["messages"]), model.neutralise)
                 text = model.renderer.render(safe)
-                conn.send({"type": "rendered", "text": text, "tokens": len(model.tokenize(text))})
+                send(conn, {"type": "rendered", "text": text, "tokens": len(model.tokenize(text))})
             elif op == "unload":
                 if model is not None:
                     model.close()
                     model = None
-                conn.send({"type": "unloaded"})
+                send(conn, {"type": "unloaded"})
             else:
                 raise ValueError(f"unknown engine request {op!r}")
         except Exception as error:  # reported to the parent, which raises a typed error
-            conn.send(
+            send(conn,
                 {
                     "type": "error",
                     "kind": type(error).__name__,

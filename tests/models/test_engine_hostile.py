@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,26 @@ def test_model_file_deleted_while_loaded_keeps_working(smollm2_path: Path, tmp_p
         engine.load(copy, OPTIONS)
         copy.unlink()  # the mapping keeps the old inode alive
         assert answer(engine)
+
+
+class _RunsOnUnpickle:
+    """Unpickling this calls ``os.mkdir(marker)``: the classic pickle payload, made harmless."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (os.mkdir, (self.marker,))
+
+
+def test_the_parent_never_unpickles_what_an_engine_sends(tmp_path: Path) -> None:
+    import pickle
+
+    from bastion.models.engine import _decode
+
+    marker = tmp_path / "pwned"
+    assert _decode(pickle.dumps({"type": "done", "x": _RunsOnUnpickle(str(marker))})) is None
+    assert _decode(b"[1, 2]") is None  # JSON, but not a message object
+    assert _decode(b'{"type": "delta", "text": "\\udcff", "tokens": 1}') == {
+        "type": "delta", "text": "\udcff", "tokens": 1}
+    assert not marker.exists()
