@@ -1,12 +1,20 @@
-"""PDF via pypdf: one page of text per PDF page, numbered from 1."""
+"""PDF via PDFium (pypdfium2): one page of text per PDF page, numbered from 1.
+
+PDFium is the PDF engine of Chromium: fast (a 600-page PDF reads in seconds, where pure-Python
+pypdf needed most of the time budget) and hardened by years of fuzzing on hostile files. It runs,
+like every parser, inside a worker process with a timeout and a memory cap.
+"""
 
 from __future__ import annotations
 
-import io
-import logging
+from typing import Any
 
 from .registry import ParseInput, register
 from .verdicts import FileBroken, FileSkipped
+
+# PDFium's load errors (FPDF_ERR_*) that mean "encrypted", not "broken".
+_ERR_PASSWORD = 4
+_ERR_SECURITY = 5
 
 
 @register("pdf")
@@ -16,36 +24,26 @@ def parse_pdf(source: ParseInput) -> None:
     Encrypted files open when the user password is empty; otherwise they are skipped. A file
     whose pages have no text at all is skipped as scanned (there is no OCR).
     """
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
+    import pypdfium2 as pdfium
 
-    # pypdf logs every repairable oddity of real-world PDFs; they are not the user's concern.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
-        reader = PdfReader(io.BytesIO(source.data), strict=False)
-        if reader.is_encrypted:
-            _decrypt(reader)
-        pages = reader.pages
-        count = len(pages)
-    except (FileSkipped, FileBroken):
-        raise
-    except DependencyError:
-        raise FileSkipped(
-            "encrypted with AES; reading it needs the 'cryptography' package, which is not installed"
-        ) from None
-    except FileNotDecryptedError:
-        raise FileSkipped("encrypted (password-protected)") from None
-    except (
-        PdfReadError,
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        OSError,
-    ) as error:
+        document = pdfium.PdfDocument(source.data)
+    except pdfium.PdfiumError as error:
+        code = getattr(error, "err_code", None)
+        if code == _ERR_PASSWORD:
+            raise FileSkipped("encrypted (password-protected)") from None
+        if code == _ERR_SECURITY:
+            raise FileSkipped("encrypted with a security scheme PDFium does not support") from None
         raise FileBroken(f"not a valid PDF (damaged or truncated: {_short(error)})") from None
-    _read_title(source, reader)
+    try:
+        _read_pages(source, document)
+    finally:
+        document.close()
+
+
+def _read_pages(source: ParseInput, document: Any) -> None:
+    _read_title(source, document)
+    count = len(document)
     empty = 0
     failed = 0
     for number in range(1, count + 1):
@@ -53,11 +51,7 @@ def parse_pdf(source: ParseInput) -> None:
         if number > 1 and source.collector.over_time():
             break
         try:
-            text = pages[number - 1].extract_text() or ""
-        except RecursionError:
-            raise FileBroken(
-                f"page {number} is nested too deeply to read (damaged or hostile PDF)"
-            ) from None
+            text = _page_text(document, number - 1)
         except Exception:  # one unreadable page must not lose the others
             failed += 1
             continue
@@ -76,22 +70,22 @@ def parse_pdf(source: ParseInput) -> None:
         source.warnings.append(f"{empty} of {count} pages have no text layer (scanned images?)")
 
 
-def _decrypt(reader: object) -> None:
-    from pypdf import PasswordType, PdfReader
-
-    assert isinstance(reader, PdfReader)
-    # An owner password alone (empty user password) only restricts printing/copying.
-    if reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-        raise FileSkipped("encrypted (password-protected)")
-
-
-def _read_title(source: ParseInput, reader: object) -> None:
-    from pypdf import PdfReader
-
-    assert isinstance(reader, PdfReader)
+def _page_text(document: Any, index: int) -> str:
+    page = document[index]
     try:
-        metadata = reader.metadata
-        title = metadata.title if metadata is not None else None
+        text_page = page.get_textpage()
+        try:
+            text = text_page.get_text_bounded()
+        finally:
+            text_page.close()
+    finally:
+        page.close()
+    return str(text)  # CRLF line ends become \n in normalize_text, like every parser's
+
+
+def _read_title(source: ParseInput, document: Any) -> None:
+    try:
+        title = document.get_metadata_value("Title")
     except Exception:  # a broken info dictionary costs only the title
         return
     if isinstance(title, str) and title.strip():

@@ -335,7 +335,7 @@ def test_truncated_pdf_fails_or_keeps_what_is_readable(
     broken = tmp_path / "truncated.pdf"
     broken.write_bytes(data[: len(data) // 3])
     outcome = parse_file(broken)
-    # pypdf may rebuild the cross-reference table and recover early pages; either way the
+    # PDFium may rebuild the cross-reference table and recover early pages; either way the
     # outcome is stated, never an exception.
     assert outcome.status in ("failed", "skipped", "ok")
     if outcome.status != "ok":
