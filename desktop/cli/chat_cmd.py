@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any, TextIO
 
@@ -94,6 +95,10 @@ def run_ask(args: argparse.Namespace) -> int:
 
 def run_chat(args: argparse.Namespace) -> int:
     mode = _mode(args)
+    if sys.stdin.isatty():
+        # Ctrl-C is how a person stops an answer here. A shell that starts a program in the
+        # background makes it ignore SIGINT, and Python then installs no handler: take it back.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     with App() as app:
         if args.chat is not None:
             chat = app.chats.chat(args.chat)
