@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from bastion.models.engine import Engine
 from bastion.models.engine_types import ChatDelta, ChatDone, LoadOptions, Sampling
 from bastion.models.errors import EngineCrashed, ModelLoadFailed
 from tests.models.gguf_factory import copy_with_metadata
+from tests.store.hostile_parsers import RunsOnUnpickle
 
 pytestmark = pytest.mark.slow
 
@@ -81,23 +81,13 @@ def test_model_file_deleted_while_loaded_keeps_working(smollm2_path: Path, tmp_p
         assert answer(engine)
 
 
-class _RunsOnUnpickle:
-    """Unpickling this calls ``os.mkdir(marker)``: the classic pickle payload, made harmless."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (os.mkdir, (self.marker,))
-
-
 def test_the_parent_never_unpickles_what_an_engine_sends(tmp_path: Path) -> None:
     import pickle
 
     from bastion.models.engine import _decode
 
     marker = tmp_path / "pwned"
-    assert _decode(pickle.dumps({"type": "done", "x": _RunsOnUnpickle(str(marker))})) is None
+    assert _decode(pickle.dumps({"type": "done", "x": RunsOnUnpickle(str(marker))})) is None
     assert _decode(b"[1, 2]") is None  # JSON, but not a message object
     assert _decode(b'{"type": "delta", "text": "\\udcff", "tokens": 1}') == {
         "type": "delta", "text": "\udcff", "tokens": 1}

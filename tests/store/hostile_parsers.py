@@ -47,7 +47,7 @@ def modules(path: Path, **limits: Any) -> ParseOutcome:
     return ParseOutcome(status="ok", document=ParsedDocument(pages=[PageText(text)], kind="text"))
 
 
-class _RunsOnUnpickle:
+class RunsOnUnpickle:
     """Unpickling this calls ``os.mkdir(marker)``: the classic pickle payload, made harmless."""
 
     def __init__(self, marker: str) -> None:
@@ -66,7 +66,7 @@ def compromised(path: Path, **limits: Any) -> ParseOutcome:
     from multiprocessing.connection import Connection
 
     pipe = next(o for o in gc.get_objects() if isinstance(o, Connection) and not o.closed)
-    pipe.send(_RunsOnUnpickle(str(path.parent / "pwned")))
+    pipe.send(RunsOnUnpickle(str(path.parent / "pwned")))
     return ParseOutcome(status="ok", document=ParsedDocument(pages=[PageText("looks fine")]))
 
 
