@@ -87,13 +87,13 @@ def main() -> int:
     os.environ["BASTION_HOME"] = str(home)
     (home / "settings.json").write_text(json.dumps({"temperature": 0.0, "max_tokens": 160}))
     xvfb = start_xvfb()
-    from bastion.desktop.cli.gui_cmd import missing_qt_libraries
+    from bastion.desktop.system_libs import check_libraries
 
-    if missing_qt_libraries():  # Qt would abort, leaving Xvfb behind
+    libraries = check_libraries()
+    if libraries.missing:  # Qt would abort, leaving Xvfb behind
         if xvfb is not None:
             xvfb.terminate()
-        raise SystemExit(f"missing system libraries for Qt: {missing_qt_libraries()} "
-                         "(apt-get install -y libxcb-cursor0)")
+        raise SystemExit(f"screenshot: {libraries.message()}")
     try:
         return shoot(args.out, width, height, docs, args.other_tabs)
     finally:

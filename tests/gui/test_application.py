@@ -127,12 +127,3 @@ def test_closing_during_indexing_keeps_what_was_indexed(qtbot, window: MainWindo
     finally:
         reopened.close()
 
-
-def test_a_missing_qt_system_library_gives_a_message_not_an_abort(monkeypatch, capsys) -> None:
-    monkeypatch.setenv("DISPLAY", ":0")
-    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr("sys.platform", "linux")
-    monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
-    assert run_gui(argparse.Namespace(no_model=True)) == 1
-    assert "libxcb-cursor0" in capsys.readouterr().err
