@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bastion.desktop import egress
+from bastion.desktop import egress, system_libs
 from bastion.desktop.offline import OFFLINE_ENVIRONMENT
 from bastion.desktop.paths import DataPaths, data_paths
 
@@ -139,6 +139,31 @@ def check_sqlite() -> CheckResult:
         return CheckResult("SQLite", "fail", f"{version} without FTS5 ({error})",
                            "use a Python whose SQLite has FTS5 (document search needs it)")
     return CheckResult("SQLite", "pass", f"{version} with FTS5")
+
+
+def check_window_libraries(check: system_libs.LibraryCheck | None = None,
+                           environ: dict[str, str] | None = None,
+                           platform: str | None = None) -> CheckResult:
+    """The system libraries Qt's X11 plugin loads, and the command that installs missing ones.
+
+    A failure only where the window would open through X11 now; elsewhere (no display, an
+    offscreen or Wayland Qt) the same finding is information, with the same command.
+    """
+    name = "window libraries"
+    platform = sys.platform if platform is None else platform
+    if not platform.startswith("linux"):
+        return CheckResult(name, "info", f"Qt brings what it needs on {platform}")
+    check = check or system_libs.check_libraries()
+    if check.error:
+        return CheckResult(name, "unavailable", check.error)
+    if check.ok:
+        return CheckResult(name, "pass", f"Qt's X11 plugin and the window's Qt libraries find "
+                                         f"every system library ({check.checked[0]})")
+    opens_here = (system_libs.display_available(environ, platform)
+                  and system_libs.uses_xcb(environ, platform))
+    return CheckResult(name, "fail" if opens_here else "info",
+                       f"Qt lacks {', '.join(check.needed())}: the window cannot open",
+                       f"run: {check.how_to_install()}")
 
 
 # -- offline and private ----------------------------------------------------------------------
@@ -273,6 +298,7 @@ def static_checks(paths: DataPaths) -> Iterator[CheckResult]:
         yield check_package(dist, floor)
     for dist in ("torch", "PySide6-Essentials", "numpy", "sqlite-utils"):
         yield check_package(dist)
+    yield check_window_libraries()
     yield check_llama_cpp_build()
     yield check_offline_environment()
     yield check_data_folder(paths)

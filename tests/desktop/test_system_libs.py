@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bastion.desktop import system_libs
+from bastion.desktop import doctor, system_libs
 from bastion.desktop.cli import gui_cmd
 from bastion.desktop.system_libs import (
     LibraryCheck,
@@ -225,6 +225,33 @@ def test_offscreen_qt_skips_the_check(x11_without_icccm: FakeLdd,
 def test_a_check_that_cannot_run_leaves_the_window_to_qt(x11_without_icccm: FakeLdd) -> None:
     x11_without_icccm.error = FileNotFoundError("ldd is not installed")
     assert gui_cmd.cannot_open_message() is None
+
+
+# -- bastion doctor ----------------------------------------------------------------------------
+
+
+def test_doctor_fails_where_the_window_would_open_and_prints_the_command() -> None:
+    result = doctor.check_window_libraries(fake_check(DEBIAN), {"DISPLAY": ":0"}, "linux")
+    assert result.status == "fail"
+    assert result.line() == (
+        "✗ window libraries: Qt lacks libxcb-icccm.so.4, libxcb-keysyms.so.1: the window cannot "
+        "open → run: sudo apt-get install -y libxcb-icccm4 libxcb-keysyms1")
+
+
+def test_doctor_only_informs_where_no_window_opens() -> None:
+    for environ in ({}, {"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"},
+                    {"WAYLAND_DISPLAY": "wayland-0"}):
+        result = doctor.check_window_libraries(fake_check(FEDORA), environ, "linux")
+        assert result.status == "info", environ
+        assert result.hint == "run: sudo dnf install -y xcb-util-wm xcb-util-keysyms"
+
+
+def test_doctor_passes_unavailable_and_other_systems() -> None:
+    assert doctor.check_window_libraries(fake_check(output=LDD_COMPLETE), {"DISPLAY": ":0"},
+                                         "linux").status == "pass"
+    cannot = LibraryCheck((PLUGIN,), error="could not run ldd on x: no ldd")
+    assert doctor.check_window_libraries(cannot, {"DISPLAY": ":0"}, "linux").status == "unavailable"
+    assert doctor.check_window_libraries(None, {}, "darwin").status == "info"
 
 
 # -- the real thing ----------------------------------------------------------------------------
