@@ -16,11 +16,14 @@ from bastion.desktop.system_libs import (
     LibraryCheck,
     check_libraries,
     distro_family,
+    install_command,
     missing_from_ldd,
     parse_os_release,
     uses_xcb,
+    window_packages,
 )
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 PLUGIN = Path("/venv/PySide6/Qt/plugins/platforms/libqxcb.so")
 NETWORK = Path("/venv/PySide6/Qt/lib/libQt6Network.so.6")
 
@@ -161,6 +164,14 @@ def test_a_library_we_cannot_place_is_still_named() -> None:
     assert result.command() == ""
     assert result.how_to_install() == "install the packages that provide libodd.so.3"
     assert "libodd.so.3" in result.message()
+
+
+def test_readme_lists_every_package_for_debian_and_fedora() -> None:
+    readme = README.read_text(encoding="utf-8")
+    for family in ("debian", "fedora"):
+        assert install_command(window_packages(family), family) in readme, family
+    for package in ("libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1"):
+        assert package in window_packages("debian")
 
 
 # -- when the check applies --------------------------------------------------------------------
