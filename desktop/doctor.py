@@ -163,7 +163,8 @@ def check_window_libraries(check: system_libs.LibraryCheck | None = None,
                   and system_libs.uses_xcb(environ, platform))
     return CheckResult(name, "fail" if opens_here else "info",
                        f"Qt lacks {', '.join(check.needed())}: the window cannot open",
-                       f"run: {check.how_to_install()}")
+                       f"run: {check.how_to_install()}" if check.how_to_install()
+                       else "install the packages that provide them")
 
 
 # -- offline and private ----------------------------------------------------------------------

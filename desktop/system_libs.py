@@ -223,17 +223,20 @@ class LibraryCheck:
         return install_command(self.packages(family), family, self.as_root)
 
     def how_to_install(self) -> str:
-        """The command for this system, or for each family we know when the system is unknown."""
+        """The command for this system, or for each family we know when the system is unknown
+        ("" when no package is known for the missing libraries)."""
         if self.family is not None and self.command():
             return self.command()
-        if self.packages("debian"):
-            return "; ".join(f"on {FAMILY_NAMES[f]}: {self.command(f)}" for f in INSTALLERS)
-        return f"install the packages that provide {', '.join(self.needed())}"
+        return "; ".join(f"on {FAMILY_NAMES[f]}: {self.command(f)}" for f in INSTALLERS
+                         if self.command(f))
 
     def message(self) -> str:
         """What the window lacks and the command that installs it, for a person to act on."""
-        return (f"the window cannot open: Qt needs system libraries that are not installed "
-                f"({', '.join(self.needed())}).\nInstall them with:\n  {self.how_to_install()}")
+        text = (f"the window cannot open: Qt needs system libraries that are not installed "
+                f"({', '.join(self.needed())}).")
+        if not self.how_to_install():
+            return f"{text}\nInstall the packages that provide them with your package manager."
+        return f"{text}\nInstall them with:\n  {self.how_to_install()}"
 
 
 def check_libraries(qt: Sequence[Path] | None = None,
