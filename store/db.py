@@ -16,6 +16,7 @@ import sqlite_utils
 
 from .errors import StoreError
 from .migrations import migrate
+from .transactions import is_locked, transaction
 
 # How long a writer waits for another process's transaction before giving up.
 BUSY_TIMEOUT_MS = 10_000
@@ -31,12 +32,6 @@ def locked_error(path: Path | str) -> LibraryLockedError:
         f"The document library {path} is busy: another Bastion process is writing to it. "
         "Wait for it to finish (or close it) and try again."
     )
-
-
-def is_locked(error: sqlite3.OperationalError) -> bool:
-    """True when ``error`` means another connection holds the lock."""
-    text = str(error).lower()
-    return "locked" in text or "busy" in text
 
 
 def open_library_db(
@@ -90,31 +85,17 @@ def _enable_wal(db: sqlite_utils.Database) -> None:
 
 @contextmanager
 def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """A ``BEGIN IMMEDIATE`` transaction: takes the write lock up front.
+    """A ``BEGIN IMMEDIATE`` transaction: takes the write lock up front (see ``transactions``).
 
     Why not ``db.atomic()``: its deferred ``BEGIN`` can fail with SQLITE_BUSY when a read turns
     into a write while another connection committed; IMMEDIATE waits on the busy timeout instead.
+    Nested inside another transaction it is a savepoint.
 
     Raises:
         LibraryLockedError: the write lock stayed taken past the busy timeout.
     """
-    if db.conn.in_transaction:
-        with db.atomic():
-            yield db
-        return
-    try:
-        db.conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as error:
-        if is_locked(error):
-            raise locked_error(_db_file(db)) from error
-        raise
-    try:
+    with transaction(db.conn, busy=lambda: locked_error(_db_file(db))):
         yield db
-    except BaseException:
-        db.rollback()
-        raise
-    else:
-        db.conn.execute("COMMIT")
 
 
 def _db_file(db: sqlite_utils.Database) -> str:
