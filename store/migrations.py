@@ -1,16 +1,23 @@
-"""Named, transactional migrations of ``library.db``, recorded in ``_migrations``.
+"""Named, transactional migrations, recorded in ``_migrations``.
 
 Each migration is a small function registered in order (as in simonw/llm's
 ``embeddings_migrations.py``). A migration runs with its ``_migrations`` row in one transaction,
-so a crash leaves it either fully applied or not at all. Never edit an applied migration; add one.
+so a crash or an error leaves it either fully applied or not at all. Never edit an applied
+migration; add one. ``MIGRATIONS`` here are those of ``library.db``; ``bastion.db`` keeps its own
+list in ``chats.py`` and runs it through the same ``run_migrations``.
+
+A migration must not commit: no ``conn.commit()``, no ``conn.executescript()`` (it commits
+first). ``db.execute`` and sqlite-utils' table methods join the open transaction.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import sqlite_utils
+
+from .transactions import transaction
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -31,33 +38,50 @@ def applied_migrations(db: sqlite_utils.Database) -> set[str]:
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:
-    """Apply pending migrations in order, each in its own transaction.
+    """Apply the pending migrations of ``library.db`` in order, each in its own transaction.
+
+    Returns:
+        The names applied by this call.
+    """
+    return run_migrations(db, MIGRATIONS)
+
+
+def run_migrations(
+    db: sqlite_utils.Database,
+    migrations: Sequence[tuple[str, Migration]],
+    *,
+    applied_column: str = "applied_at",
+) -> list[str]:
+    """Apply the pending ``migrations`` in order, each with its ``_migrations`` row as one unit.
+
+    Args:
+        db: The database to upgrade.
+        migrations: ``(name, function)`` pairs in the order they must run.
+        applied_column: The ledger's timestamp column (``bastion.db`` named it ``applied``).
 
     Returns:
         The names applied by this call.
     """
     done = applied_migrations(db)
-    if len(done) == len(MIGRATIONS):
+    if all(name in done for name, _ in migrations):
         return []
     applied: list[str] = []
-    for name, fn in MIGRATIONS:
+    for name, fn in migrations:
         if name in done:
             continue
         # IMMEDIATE: two processes starting at once must not both run the same migration.
-        db.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db.conn):
             db.execute(
-                "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+                "CREATE TABLE IF NOT EXISTS _migrations "
+                f"(name TEXT PRIMARY KEY, {applied_column} REAL)"
             )
             if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
-                db.conn.execute("COMMIT")  # the other process got there first
-                continue
+                continue  # the other process got there first
             fn(db)
-            db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", [name, time.time()])
-            db.conn.execute("COMMIT")
-        except BaseException:
-            db.rollback()
-            raise
+            db.execute(
+                f"INSERT INTO _migrations (name, {applied_column}) VALUES (?, ?)",
+                [name, time.time()],
+            )
         applied.append(name)
     return applied
 

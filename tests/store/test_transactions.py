@@ -1,4 +1,4 @@
-"""One write transaction for every multi-statement write."""
+"""One write transaction for every multi-statement write, and migrations that are all or nothing."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
+from bastion.store import migrations
 from bastion.store.db import LibraryLockedError, open_library_db, write_transaction
 from bastion.store.errors import StoreError
 from bastion.store.transactions import TransactionEndedEarly, transaction
 
-from .sqlite_faults import FAULT, fault_on, snapshot
+from .sqlite_faults import FAULT, fault_on, refuse_ledger_rows, snapshot
 
 # Python's default mode (implicit BEGIN before DML; library.db) and autocommit (bastion.db).
 MODES = {"default": "", "autocommit": None}
@@ -163,3 +165,41 @@ def test_write_transaction_on_a_locked_library_names_the_file(tmp_path: Path) ->
             pass
         other.execute("ROLLBACK")
     db.close()
+
+
+@pytest.mark.parametrize(
+    "index", range(len(migrations.MIGRATIONS)), ids=[n for n, _ in migrations.MIGRATIONS]
+)
+def test_a_library_migration_refused_its_version_bump_leaves_the_file_as_it_was(
+    tmp_path: Path, index: int
+) -> None:
+    path = tmp_path / "library.db"
+    with closing(sqlite_utils.Database(path)) as db:  # the index as the previous version left it
+        migrations.run_migrations(db, migrations.MIGRATIONS[:index])
+        refuse_ledger_rows(db.conn, "applied_at")
+        before = snapshot(db.conn)
+
+    with pytest.raises(StoreError):
+        open_library_db(path)
+
+    with closing(sqlite3.connect(path)) as conn:
+        assert snapshot(conn) == before
+        conn.execute("DROP TRIGGER refuse_ledger_rows")
+        conn.commit()
+    open_library_db(path).close()  # once the fault is gone, the same migration goes through
+
+
+def test_the_first_library_migration_failing_midway_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "library.db"
+    with closing(sqlite3.connect(path)) as conn:
+        # m001 creates five tables and an index, then fails on the FTS table, before its
+        # triggers and its ledger row.
+        conn.execute("CREATE TABLE chunks_fts (x)")
+        conn.commit()
+        before = snapshot(conn)
+
+    with pytest.raises(StoreError, match="already exists"):
+        open_library_db(path)
+
+    with closing(sqlite3.connect(path)) as conn:
+        assert snapshot(conn) == before
