@@ -4,6 +4,10 @@ Separate from the rebuildable ``library.db``; opened with ``synchronous=FULL`` s
 was acknowledged survives a power cut. The user's message is committed before generation starts;
 an answer is written as ``streaming`` first and finished as ``complete`` or ``interrupted``, so a
 kill during streaming leaves an honest record, never a half-true one.
+
+The connection runs with ``isolation_level=None``, so a statement outside a transaction commits
+on its own: every write here runs in ``transactions.transaction`` (``BEGIN IMMEDIATE`` …
+``COMMIT``), so one that takes several statements is saved whole or not at all.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +25,8 @@ from typing import Any, Literal
 import sqlite_utils
 
 from .errors import StoreError
+from .migrations import Migration, run_migrations
+from .transactions import transaction
 
 Role = Literal["system", "user", "assistant"]
 MessageStatus = Literal["complete", "streaming", "interrupted", "failed"]
@@ -90,27 +97,20 @@ def _migration_001_initial(db: sqlite_utils.Database) -> None:
     db.table("messages").create_index(["chat_id", "id"])
 
 
-MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", _migration_001_initial),
 ]
 
-
-def _apply_migrations(db: sqlite_utils.Database) -> None:
-    if "_migrations" not in db.table_names():
-        db.table("_migrations").create({"name": str, "applied": float}, pk="name")
-    done = {row["name"] for row in db.table("_migrations").rows}
-    for name, migrate in MIGRATIONS:
-        if name in done:
-            continue
-        with db.conn:  # one transaction per migration
-            migrate(db)
-            db.table("_migrations").insert({"name": name, "applied": time.time()})
+# The ledger's timestamp column, as sqlite-utils created it in the first chat histories.
+_APPLIED_COLUMN = "applied"
 
 
 class ChatStore:
     """Chats and messages. Belongs to the thread that opened it."""
 
     def __init__(self, path: Path | str, *, check_same_thread: bool = True, timeout: float = 10.0):
+        self.path = Path(path)
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=check_same_thread,
                                    isolation_level=None)
@@ -118,8 +118,10 @@ class ChatStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            _apply_migrations(self.db)
+            run_migrations(self.db, MIGRATIONS, applied_column=_APPLIED_COLUMN)
         except sqlite3.DatabaseError as error:
+            if conn is not None:
+                conn.close()
             raise StoreError(
                 f"Could not open the chat history {path}: {error}. If another Bastion is running, "
                 "close it; if the file is damaged, move it aside and Bastion starts a new one."
@@ -132,7 +134,7 @@ class ChatStore:
         rows = list(self.db.query("SELECT id, meta FROM messages WHERE status = 'streaming'"))
         dead = [r["id"] for r in rows if not _alive(json.loads(r["meta"] or "{}").get("writer_pid"))]
         if dead:
-            with self.db.conn:
+            with self._write():
                 self.db.execute(
                     f"UPDATE messages SET status = 'interrupted' WHERE id IN ({','.join('?' * len(dead))})",
                     dead,
@@ -141,12 +143,24 @@ class ChatStore:
     def close(self) -> None:
         self.db.conn.close()
 
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction; a failure anywhere inside leaves the history as it was."""
+        with transaction(self.db.conn, busy=self._busy_error):
+            yield
+
+    def _busy_error(self) -> StoreError:
+        return StoreError(
+            f"The chat history {self.path} is busy: another Bastion process is writing to it. "
+            "Wait for it to finish (or close it) and try again."
+        )
+
     # -- chats -------------------------------------------------------------------------------
 
     def create_chat(self, title: str = "New chat", mode: Mode = "model",
                     collections: Sequence[str] = ()) -> Chat:
         now = time.time()
-        with self.db.conn:
+        with self._write():
             chat_id = self.db.table("chats").insert(
                 {"title": title, "mode": mode, "collections": json.dumps(list(collections)),
                  "created": now, "updated": now}
@@ -173,7 +187,6 @@ class ChatStore:
 
     def update_chat(self, chat_id: int, *, title: str | None = None, mode: Mode | None = None,
                     collections: Sequence[str] | None = None) -> Chat:
-        self.chat(chat_id)
         changes: dict[str, Any] = {"updated": time.time()}
         if title is not None:
             changes["title"] = title.strip() or "Untitled chat"
@@ -181,13 +194,15 @@ class ChatStore:
             changes["mode"] = mode
         if collections is not None:
             changes["collections"] = json.dumps(list(collections))
-        with self.db.conn:
+        with self._write():
+            self.chat(chat_id)  # inside: a chat deleted meanwhile is an error, not a no-op
             self.db.table("chats").update(chat_id, changes)
         return self.chat(chat_id)
 
     def delete_chat(self, chat_id: int) -> None:
-        self.chat(chat_id)
-        with self.db.conn:
+        """Delete the chat and its messages, both or neither."""
+        with self._write():
+            self.chat(chat_id)
             self.db.execute("DELETE FROM messages WHERE chat_id = ?", [chat_id])
             self.db.execute("DELETE FROM chats WHERE id = ?", [chat_id])
 
@@ -196,11 +211,14 @@ class ChatStore:
     def add_message(self, chat_id: int, role: Role, content: str, *,
                     status: MessageStatus = "complete", meta: dict[str, Any] | None = None,
                     sources: Sequence[Source] = ()) -> Message:
-        """Append a message, committed (durably) before this returns."""
+        """Append a message, committed (durably) before this returns.
+
+        The message and its chat's ``updated`` time are written as one unit: both or neither.
+        """
         now = time.time()
         if status == "streaming":
             meta = {**(meta or {}), "writer_pid": os.getpid()}
-        with self.db.conn:
+        with self._write():
             msg_id = self.db.table("messages").insert(
                 {"chat_id": chat_id, "role": role, "content": content, "status": status,
                  "created": now, "sources": _sources_json(sources), "meta": json.dumps(meta or {})}
@@ -210,7 +228,7 @@ class ChatStore:
 
     def finish_message(self, message_id: int, content: str, status: MessageStatus, *,
                        meta: dict[str, Any] | None = None, sources: Sequence[Source] = ()) -> Message:
-        with self.db.conn:
+        with self._write():
             self.db.table("messages").update(
                 message_id,
                 {"content": content, "status": status, "sources": _sources_json(sources),
@@ -220,7 +238,7 @@ class ChatStore:
 
     def update_content(self, message_id: int, content: str) -> None:
         """Save streamed text so far (a kill keeps what was shown)."""
-        with self.db.conn:
+        with self._write():
             self.db.table("messages").update(message_id, {"content": content})
 
     def message(self, message_id: int) -> Message:
@@ -236,7 +254,7 @@ class ChatStore:
     def truncate_after(self, chat_id: int, message_id: int, *, inclusive: bool) -> None:
         """Delete the messages after (or from) ``message_id``: editing or regenerating a turn."""
         op = ">=" if inclusive else ">"
-        with self.db.conn:
+        with self._write():
             self.db.execute(f"DELETE FROM messages WHERE chat_id = ? AND id {op} ?", [chat_id, message_id])
 
     def integrity_ok(self) -> bool:

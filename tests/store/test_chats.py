@@ -7,13 +7,20 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from bastion.desktop.chat_export import export_chat
-from bastion.store.chats import ChatStore, Source
+from bastion.store import chats
+from bastion.store.chats import Chat, ChatStore, Source
 from bastion.store.errors import StoreError
+from bastion.store.migrations import run_migrations
+
+from .sqlite_faults import FAULT, Write, fault_on, refuse_ledger_rows, snapshot
 
 
 def test_chats_survive_reopening(tmp_path: Path) -> None:
@@ -111,3 +118,94 @@ def test_exports(tmp_path: Path) -> None:
     pair = json.loads(lines[0])["messages"]
     assert [m["role"] for m in pair] == ["system", "user", "assistant"]
     assert pair[2]["content"] == "A1 [1]."
+
+
+# -- atomicity: each write that takes several statements is saved whole or not at all ----------
+
+# (write, the statement made to fail: the last one, after the others have run)
+MULTI_STATEMENT_WRITES: dict[str, tuple[Callable[[ChatStore, Chat], object], Write, str]] = {
+    # DELETE messages, then DELETE the chat
+    "delete_chat": (lambda store, chat: store.delete_chat(chat.id), "DELETE", "chats"),
+    # INSERT the message, then UPDATE the chat's `updated`
+    "add_message": (lambda store, chat: store.add_message(chat.id, "user", "new"), "UPDATE", "chats"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MULTI_STATEMENT_WRITES))
+def test_a_write_that_fails_half_way_leaves_the_history_as_it_was(tmp_path: Path, name: str) -> None:
+    write, statement, table = MULTI_STATEMENT_WRITES[name]
+    store = ChatStore(tmp_path / "b.db")
+    chat = store.create_chat("Keep me")
+    store.add_message(chat.id, "user", "q")
+    store.add_message(chat.id, "assistant", "a")
+    before = snapshot(store.db.conn)
+
+    with fault_on(store.db.conn, statement, table), pytest.raises(sqlite3.IntegrityError, match=FAULT):
+        write(store, chat)
+
+    assert not store.db.conn.in_transaction
+    assert snapshot(store.db.conn) == before
+    store.close()
+    with closing(sqlite3.connect(tmp_path / "b.db")) as other:  # and as another process sees it
+        assert snapshot(other) == before
+    again = ChatStore(tmp_path / "b.db")
+    write(again, chat)  # without the fault the same write goes through
+    assert snapshot(again.db.conn) != before
+
+
+def test_delete_chat_of_a_missing_chat_changes_nothing(tmp_path: Path) -> None:
+    store = ChatStore(tmp_path / "b.db")
+    store.add_message(store.create_chat().id, "user", "q")
+    before = snapshot(store.db.conn)
+    with pytest.raises(StoreError, match="no chat"):
+        store.delete_chat(999)
+    assert snapshot(store.db.conn) == before and not store.db.conn.in_transaction
+
+
+def test_a_chat_database_busy_past_the_timeout_gives_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    store = ChatStore(path, timeout=0.1)
+    chat = store.create_chat()
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+        with pytest.raises(StoreError, match="busy: another Bastion"):
+            store.add_message(chat.id, "user", "q")
+        other.execute("ROLLBACK")
+    assert store.messages(chat.id) == [] and not store.db.conn.in_transaction
+    store.add_message(chat.id, "user", "q")
+    assert [m.content for m in store.messages(chat.id)] == ["q"]
+
+
+@pytest.mark.parametrize("index", range(len(chats.MIGRATIONS)), ids=[n for n, _ in chats.MIGRATIONS])
+def test_a_chat_migration_refused_its_version_bump_leaves_the_file_as_it_was(
+    tmp_path: Path, index: int
+) -> None:
+    path = tmp_path / "bastion.db"
+    with closing(sqlite_utils.Database(path)) as db:  # the history as the previous version left it
+        run_migrations(db, chats.MIGRATIONS[:index], applied_column="applied")
+        refuse_ledger_rows(db.conn, "applied")
+        before = snapshot(db.conn)
+
+    with pytest.raises(StoreError, match="Could not open the chat history"):
+        ChatStore(path)
+
+    with closing(sqlite3.connect(path)) as conn:
+        assert snapshot(conn) == before
+        conn.execute("DROP TRIGGER refuse_ledger_rows")
+        conn.commit()
+    ChatStore(path).close()  # once the fault is gone, the same migration goes through
+
+
+def test_the_first_chat_migration_failing_midway_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "bastion.db"
+    with closing(sqlite3.connect(path)) as conn:
+        # 001 creates `chats`, then fails on `messages`, before its index and its ledger row.
+        conn.execute("CREATE TABLE messages (x)")
+        conn.commit()
+        before = snapshot(conn)
+
+    with pytest.raises(StoreError, match="already exists"):
+        ChatStore(path)
+
+    with closing(sqlite3.connect(path)) as conn:
+        assert snapshot(conn) == before  # no `chats`, no `_migrations`
