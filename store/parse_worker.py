@@ -19,13 +19,14 @@ import signal
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import TracebackType
 
 from .errors import StoreError
+from .parse_pools import ParseRequest, as_request
 from .parse_worker_child import DEFAULT_PARSE_FUNCTION, worker_main
 from .parsers.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS
 from .parsers.types import ParseOutcome, outcome_from_wire
@@ -41,8 +42,12 @@ _MAX_START_FAILURES = 3
 @dataclass
 class _Task:
     task_id: int
-    path: Path
+    request: ParseRequest
     deadline: float = 0.0
+
+    @property
+    def path(self) -> Path:
+        return self.request.path
 
 
 @dataclass
@@ -109,22 +114,25 @@ class ParsePool:
         self._ids = itertools.count(1)
         self._running = False
         self._closed = False
-        self._requeued: deque[Path] = deque()
+        self._requeued: deque[ParseRequest] = deque()
         for slot in self._slots:
             self._start(slot)
 
     # -- public API -------------------------------------------------------------------------
 
-    def parse(self, path: Path) -> ParseOutcome:
+    def parse(self, path: Path | ParseRequest) -> ParseOutcome:
         """Parse one file in a worker and wait for the outcome (bounded by the timeout)."""
         for _, outcome in self.parse_many([path]):
             return outcome
         raise AssertionError("parse_many yields one outcome per path")  # pragma: no cover
 
-    def parse_many(self, paths: Iterable[Path]) -> Iterator[tuple[Path, ParseOutcome]]:
+    def parse_many(
+        self, paths: Iterable[Path | ParseRequest]
+    ) -> Iterator[tuple[Path, ParseOutcome]]:
         """Parse many files, keeping every worker busy; outcomes may come out of order.
 
-        ``paths`` is consumed lazily. Stopping the iteration early kills the workers still
+        ``paths`` is consumed lazily. A ``ParseRequest`` carries what the scan saw of the file;
+        the worker then insists on that very file (``parsers.fsread.open_regular_file``). Stopping the iteration early kills the workers still
         busy on abandoned files (they restart on next use).
 
         Yields:
@@ -221,7 +229,7 @@ class ParsePool:
 
     # -- the event loop ---------------------------------------------------------------------
 
-    def _assign(self, source: Iterator[Path], exhausted: bool) -> bool:
+    def _assign(self, source: Iterator[Path | ParseRequest], exhausted: bool) -> bool:
         """Give every idle, ready worker its next file; returns whether ``source`` ran out."""
         for slot in self._slots:
             if slot.process is None:
@@ -232,22 +240,25 @@ class ParsePool:
                 self._restart(slot)
                 continue
             if self._requeued:
-                path: Path | None = self._requeued.popleft()
+                request: ParseRequest | None = self._requeued.popleft()
             else:
-                path = None if exhausted else next(source, None)
-            if path is None:
+                item = None if exhausted else next(source, None)
+                request = None if item is None else as_request(item)
+            if request is None:
                 exhausted = True
                 continue
-            task = _Task(next(self._ids), Path(path))
+            task = _Task(next(self._ids), request)
+            expected = request.expected
             assert slot.conn is not None
             try:
                 slot.conn.send(
-                    (task.task_id, task.path, self.max_bytes, self.max_chars, self._budget)
+                    (task.task_id, task.path, self.max_bytes, self.max_chars, self._budget,
+                     None if expected is None else astuple(expected))
                 )
             except (OSError, ValueError):
                 # The worker died while idle: the file goes to the next ready worker.
                 self._restart(slot)
-                self._requeued.append(task.path)
+                self._requeued.append(task.request)
                 continue
             task.deadline = time.monotonic() + self.timeout_s
             slot.task = task

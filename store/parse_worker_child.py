@@ -18,6 +18,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from .parsers.fsread import FileStat
 from .parsers.types import ParseOutcome, outcome_to_wire
 
 DEFAULT_PARSE_FUNCTION = "bastion.store.parsers:parse_file"
@@ -29,7 +30,8 @@ ParseFunction = Callable[..., ParseOutcome]
 #                    ["ready", pid, startup_seconds] once, then
 #                    ["done", task_id, outcome_to_wire(ParseOutcome), restart_after] per task.
 #   parent -> child, pickled tuples (the trusted direction):
-#                    (task_id, path, max_bytes, max_chars, time_budget_s) per task; None to stop.
+#                    (task_id, path, max_bytes, max_chars, time_budget_s, expected) per task,
+#                    ``expected`` being None or the fields of a ``FileStat``; None to stop.
 
 
 def out_of_memory_reason(memory_mb: int) -> str:
@@ -82,7 +84,7 @@ def worker_main(conn: Connection, parse_function: str, memory_mb: int, started: 
     Args:
         conn: The child end of the pipe to the pool.
         parse_function: ``"module:function"`` to call as
-            ``f(path, max_bytes=, max_chars=, time_budget_s=)``.
+            ``f(path, max_bytes=, max_chars=, time_budget_s=[, expected=])``.
         memory_mb: Address-space cap for this process (Linux/macOS).
         started: ``time.time()`` in the parent when the process was started.
     """
@@ -99,9 +101,11 @@ def worker_main(conn: Connection, parse_function: str, memory_mb: int, started: 
             return
         if message is None:
             return
-        task_id, path, max_bytes, max_chars, time_budget_s = message
+        task_id, path, max_bytes, max_chars, time_budget_s, expected = message
         begun = time.perf_counter()
         limits = {"max_bytes": max_bytes, "max_chars": max_chars, "time_budget_s": time_budget_s}
+        if expected is not None:
+            limits["expected"] = FileStat(*expected)
         outcome, restart = _run(function, path, limits, memory_mb)
         outcome = replace(outcome, parse_seconds=time.perf_counter() - begun)
         try:

@@ -25,7 +25,7 @@ from . import (  # noqa: F401 - importing a parser module registers it
     text,
 )
 from .detect import TEXT_KINDS, detect_kind, zip_kind
-from .fsread import open_regular_file, read_bytes, read_head
+from .fsread import FileStat, open_regular_file, read_bytes, read_head
 from .limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS, PageCollector, ParseLimits
 from .normalize import normalize_text
 from .registry import ParseInput, parser_for, registered_kinds
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_CHARS",
     "OUT_OF_MEMORY_REASON",
+    "FileStat",
     "PageText",
     "ParseLimits",
     "ParseOutcome",
@@ -55,6 +56,7 @@ def parse_file(
     max_chars: int = DEFAULT_MAX_CHARS,
     limits: ParseLimits | None = None,
     time_budget_s: float | None = None,
+    expected: FileStat | None = None,
 ) -> ParseOutcome:
     """Parse one file into text with page spans.
 
@@ -66,6 +68,8 @@ def parse_file(
         time_budget_s: Stop after this many seconds and keep the pages read so far, with a
             warning (ParsePool sets it below its hard timeout so slow, valid files are
             partly indexed rather than lost).
+        expected: What the scan saw of the file: the open must find the same device and
+            inode, and reads stop a margin past that size (``fsread.GROWTH_MARGIN``).
 
     Returns:
         ``ok`` with the document, or ``skipped``/``failed`` with a reason. Never raises for a
@@ -79,7 +83,7 @@ def parse_file(
     if time_budget_s is not None:
         base = replace(base, time_budget_s=time_budget_s)
     try:
-        return _parse(Path(path), base)
+        return _parse(Path(path), base, expected)
     except FileSkipped as verdict:
         return ParseOutcome(status="skipped", reason=str(verdict))
     except FileBroken as verdict:
@@ -98,10 +102,10 @@ def parse_file(
         )
 
 
-def _parse(path: Path, limits: ParseLimits) -> ParseOutcome:
+def _parse(path: Path, limits: ParseLimits, expected: FileStat | None) -> ParseOutcome:
     started = time.monotonic()
     extension = _extension(path)
-    fd, info = open_regular_file(path, limits.max_bytes)
+    fd, info = open_regular_file(path, limits.max_bytes, expected)
     try:
         head = read_head(fd)
         if not head:
@@ -109,6 +113,7 @@ def _parse(path: Path, limits: ParseLimits) -> ParseOutcome:
         kind = detect_kind(head, extension)
         # Text needs at most 4 bytes per character: never read more than can be kept.
         limit = 4 * limits.max_chars + 4 if kind in TEXT_KINDS else limits.max_bytes
+        limit = min(limit, (expected or FileStat.of(info)).read_bound())
         content = read_bytes(fd, info.st_size, limit)
     finally:
         os.close(fd)

@@ -15,3 +15,14 @@ class FileSkipped(StoreError):
 
 class FileBroken(StoreError):
     """The file is damaged or hostile (corrupt, zip bomb, DTD in XML, unreadable)."""
+
+
+class FileVanished(FileBroken):
+    """The file no longer exists (deleted or renamed since it was listed)."""
+
+
+class FileChanged(FileBroken):
+    """The path no longer holds the file the scan saw: replaced, or grown past the read bound.
+
+    A sync reads such a file again after a fresh scan; on its own it is a failure.
+    """
