@@ -32,10 +32,10 @@ from .library_types import (
     SyncProgress,
 )
 from .parse_pools import ParsePoolLike
-from .reconcile import WorkItem, ensure_identity, reconcile, recover_interrupted
-from .scan import FileStat
+from .parsers.limits import DEFAULT_MAX_BYTES
+from .reconcile import ensure_identity, reconcile, recover_interrupted
 from .search import CANDIDATES, bm25_candidates, load_hits, rrf_fuse
-from .sync import Pipeline
+from .sync import Pipeline, mark_still_changing
 from .vector_index import Matrix, VectorIndex, rescore, shortlist
 
 EmbedderFactory = Callable[[Path | None], Embedder]
@@ -54,12 +54,21 @@ class Library:
         embedder_factory: Builds the embedder of a folder (None: the default model). Called at
             most once per folder; the embedder must compute ``id`` without loading the model.
         parse_pool_factory: Builds a parse pool for one sync run (closed after it).
+        max_file_bytes: Files larger than this are skipped before they are read, with their
+            size and the limit in the reason (a setting; pass the same value as the parse
+            pool's ``max_bytes``).
     """
 
     def __init__(
-        self, db_path: Path, embedder_factory: EmbedderFactory, parse_pool_factory: ParsePoolFactory
+        self,
+        db_path: Path,
+        embedder_factory: EmbedderFactory,
+        parse_pool_factory: ParsePoolFactory,
+        *,
+        max_file_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.db_path = Path(db_path)
+        self.max_file_bytes = max_file_bytes
         self.db = open_library_db(self.db_path)
         self._embedder_factory = embedder_factory
         self._parse_pool_factory = parse_pool_factory
@@ -246,7 +255,8 @@ class Library:
                 )
             pool = self._parse_pool_factory()
             pipeline = Pipeline(
-                self.db, self.db_path, (info.id, info.name), work, embedder, pool, should_stop
+                self.db, self.db_path, (info.id, info.name), work, embedder, pool, should_stop,
+                max_file_bytes=self.max_file_bytes,
             )
             run = pipeline.run()
             try:
@@ -258,7 +268,12 @@ class Library:
                 pool.close()
             files += pipeline.files_done
             chunks += pipeline.chunks_done
-            work = [_restat(item) for item in pipeline.requeue]
+            # What changed while being read is read again after a fresh scan, never a bare
+            # stat: the scan is what keeps reads inside the folder.
+            requeued = {item.doc_id for item in pipeline.requeue}
+            work = [w for w in reconcile(self.db, info.id) if w.doc_id in requeued] if requeued else []
+        if work and not cancelled:
+            mark_still_changing(self.db, [item.doc_id for item in work], _MAX_PASSES)
         elapsed = time.monotonic() - started
         yield SyncProgress(
             info.name, "done", files, files, chunks, files / elapsed if elapsed else 0.0,
@@ -398,15 +413,6 @@ def _cancel_callable(cancel: Callable[[], bool] | threading.Event | None) -> Cal
     if isinstance(cancel, threading.Event):
         return cancel.is_set
     return cancel
-
-
-def _restat(item: WorkItem) -> WorkItem:
-    try:
-        st = os.stat(item.path)
-        stat = FileStat(st.st_size, st.st_mtime_ns)
-    except OSError:
-        stat = item.stat
-    return WorkItem(item.doc_id, item.path, item.display, None, "pending", stat)
 
 
 def _scan(plan: Sequence[tuple[Matrix, np.ndarray]]) -> tuple[list[np.ndarray], float]:

@@ -1,8 +1,10 @@
 """Walking a root folder with ``os.scandir``: stat only, never a file's contents.
 
-Files are read only under the root the user chose: a symbolic link is followed only when it
-resolves inside the root, symlinked folders are not descended (their target is inside the root
-already, or refused), and folder loops (bind mounts) are cut by (device, inode).
+Files are read only under the root the user chose: symbolic links are never followed (one that
+points inside the root names a file the walk finds under its own name; one that points outside
+is refused), symlinked folders are not descended, and folder loops (bind mounts) are cut by
+(device, inode). Each file's device and inode are kept, so the read can insist on the very
+file the scan saw (``parsers.fsread.open_regular_file``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from .parsers.fsread import FileStat
 
-@dataclass(frozen=True)
-class FileStat:
-    size: int
-    mtime_ns: int
+__all__ = ["FileStat", "ScanResult", "display_path", "scan_root"]
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _visit(
             seen_dirs.add(key)
             stack.append(entry.path)
     elif stat.S_ISREG(st.st_mode):
-        result.files[entry.path] = FileStat(st.st_size, st.st_mtime_ns)
+        result.files[entry.path] = FileStat.of(st)
     else:
         result.refused[entry.path] = "Not a regular file (a pipe, socket or device); not indexed."
 
@@ -107,12 +107,16 @@ def _visit_link(entry: os.DirEntry[str], real_root: str, result: ScanResult) -> 
         )
         return
     try:
-        st = os.stat(target)
+        st = os.lstat(target)  # ``target`` is a real path: its last part is no link
     except OSError as error:
         result.refused[entry.path] = f"Cannot read its details ({error.strerror or error})."
         return
     if stat.S_ISREG(st.st_mode):
-        result.files[entry.path] = FileStat(st.st_size, st.st_mtime_ns)
+        # Reads never follow links, and the walk finds this file under its own name.
+        result.refused[entry.path] = (
+            f"A symbolic link to {display_path(os.path.relpath(target, real_root))} in the same "
+            "folder; that file is indexed under its own name."
+        )
     elif not stat.S_ISDIR(st.st_mode):
         result.refused[entry.path] = "Not a regular file (a pipe, socket or device); not indexed."
     # A symlinked folder inside the root is indexed through its real path already.

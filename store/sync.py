@@ -1,21 +1,20 @@
 """The indexing pipeline of one collection: hash → claim → parse → chunk → embed → swap.
 
-A helper thread confirms changes by SHA-256, claims each document in its own committed
-transaction (``in_progress``, attempts + 1) right before it enters the parse pool, and chunks
-what comes back. The owner thread embeds chunks in batches across documents, so the embedder
-never waits for small files, and swaps each document's chunks and vectors in one transaction.
-``run_pipeline`` is a generator: every event it yields is a progress report and a cancel point.
+A helper thread (``parse_thread.ParseThread``) confirms changes by SHA-256, claims each document
+in its own committed transaction (``in_progress``, attempts + 1) right before it enters the
+parse pool, and chunks what comes back. The owner thread embeds chunks in batches across
+documents, so the embedder never waits for small files, and swaps each document's chunks and
+vectors in one transaction. ``Pipeline.run`` is a generator: every event it yields is a progress
+report and a cancel point, one at least per embedding batch, so a huge document is never silent.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,14 +22,13 @@ import numpy as np
 import sqlite_utils
 from numpy.typing import NDArray
 
-from .chunking import Chunk, chunk_pages
-from .db import open_library_db, write_transaction
-from .embedder import ChunkTokenizer, Embedder
+from .db import write_transaction
+from .embedder import Embedder
 from .library_types import MAX_CRASHES, SyncProgress
 from .parse_pools import ParsePoolLike
-from .parsers.types import ParseOutcome
-from .reconcile import SETTLED, WorkItem
-from .scan import FileStat
+from .parse_thread import DONE, Parsed, ParseThread, Settled
+from .parsers.limits import DEFAULT_MAX_BYTES
+from .reconcile import WorkItem
 from .vector_index import vector_to_blob
 
 EMBED_BATCH = 64
@@ -41,32 +39,10 @@ Cancel = Callable[[], bool]
 
 
 @dataclass
-class _Parsed:
-    item: WorkItem
-    outcome: ParseOutcome
-    sha: str
-    stat: FileStat
-    chunks: list[Chunk]
-    rewritten: bool
-
-
-@dataclass
-class _Settled:
-    item: WorkItem
-    kind: str  # "gone" | "touched" | "unreadable"
-    reason: str = ""
-    sha: str | None = None
-    stat: FileStat | None = None
-
-
-@dataclass
 class _Buffered:
-    parsed: _Parsed
+    parsed: Parsed
     vectors: list[NDArray[np.float32]] = field(default_factory=list)
     embedded: int = 0
-
-
-_DONE = object()
 
 
 def sqlite_text(text: str | None) -> str | None:
@@ -83,16 +59,6 @@ def sqlite_text(text: str | None) -> str | None:
     return text
 
 
-def sha256_file(path: str) -> tuple[str, FileStat]:
-    """SHA-256 of a file and its stat taken before reading."""
-    st = os.stat(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest(), FileStat(st.st_size, st.st_mtime_ns)
-
-
 class Pipeline:
     """One pass over ``work`` for collection ``collection_id``; use ``run()`` as a generator."""
 
@@ -105,6 +71,7 @@ class Pipeline:
         embedder: Embedder,
         pool: ParsePoolLike,
         cancel: Cancel,
+        max_file_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.db, self.db_path = db, db_path
         self.collection_id, self.collection_name = collection
@@ -112,9 +79,14 @@ class Pipeline:
         self.queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_DEPTH)
         self.stop = threading.Event()
         self.claimed: set[int] = set()
+        #: Files that changed while being read, to read again after a fresh scan.
         self.requeue: list[WorkItem] = []
+        self.parser = ParseThread(
+            db_path, work, pool, self.queue, self.stop, self.claimed, max_file_bytes
+        )
         self.files_done = 0
         self.chunks_done = 0
+        self.chunks_embedded = 0  # progress inside a long document, before its swap
         self.started = time.monotonic()
         self.current: str | None = None
 
@@ -125,7 +97,7 @@ class Pipeline:
         tokenizer = self.embedder.tokenizer()
         max_tokens = self.embedder.max_tokens
         thread = threading.Thread(
-            target=self._produce, args=(tokenizer, max_tokens), name="bastion-parse", daemon=True
+            target=self.parser.run, args=(tokenizer, max_tokens), name="bastion-parse", daemon=True
         )
         buffer: deque[_Buffered] = deque()
         pending = 0
@@ -141,16 +113,16 @@ class Pipeline:
                         event = self.queue.get(timeout=0.2 if pending == 0 else 0.02)
                     except queue.Empty:
                         event = None
-                    if event is _DONE:
+                    if event is DONE:
                         producer_done = True
                         continue
                     if isinstance(event, BaseException):
                         raise event
-                    if isinstance(event, _Settled):
+                    if isinstance(event, Settled):
                         self._settle(event)
                         yield self.progress()
                         continue
-                    if isinstance(event, _Parsed):
+                    if isinstance(event, Parsed):
                         if self._finish_without_vectors(event):
                             yield self.progress()
                         else:
@@ -161,9 +133,13 @@ class Pipeline:
                         yield self.progress()  # idle heartbeat: still a cancel point
                         continue
                 pending -= self._embed_batch(buffer)
+                swapped = False
                 while buffer and buffer[0].embedded == len(buffer[0].parsed.chunks):
                     self._swap(buffer.popleft())
+                    swapped = True
                     yield self.progress()
+                if not swapped:
+                    yield self.progress()  # a long document embeds batch by batch: not silence
         finally:
             self.stop.set()
             self._drain_queue()
@@ -177,12 +153,12 @@ class Pipeline:
         """A progress event for the work done so far."""
         elapsed = max(time.monotonic() - self.started, 1e-6)
         files_per_s = self.files_done / elapsed
-        chunks_per_s = self.chunks_done / elapsed
+        chunks_per_s = self.chunks_embedded / elapsed
         remaining = len(self.work) - self.files_done
         eta = remaining / files_per_s if files_per_s > 0 else None
         return SyncProgress(
             collection=self.collection_name, phase="index", files_done=self.files_done,
-            files_total=len(self.work), chunks=self.chunks_done, files_per_s=files_per_s,
+            files_total=len(self.work), chunks=self.chunks_embedded, files_per_s=files_per_s,
             chunks_per_s=chunks_per_s, eta_s=eta, current=self.current, elapsed_s=elapsed,
             cancelled=cancelled,
         )
@@ -202,7 +178,9 @@ class Pipeline:
                 break
         if not texts:
             return 0
+        self.current = spans[0][0].parsed.item.display
         vectors = self.embedder.embed(texts)
+        self.chunks_embedded += len(texts)
         offset = 0
         for entry, take in spans:
             entry.vectors.append(vectors[offset : offset + take])
@@ -210,10 +188,13 @@ class Pipeline:
             offset += take
         return len(texts)
 
-    def _finish_without_vectors(self, parsed: _Parsed) -> bool:
+    def _finish_without_vectors(self, parsed: Parsed) -> bool:
         """Record a parse that yields no chunks; False when the document goes to embedding."""
         item, outcome = parsed.item, parsed.outcome
         self.current = item.display
+        if parsed.chunks and outcome.status == "ok" and not parsed.rewritten:
+            return False
+        self.parser.held.release(parsed.held_chars)
         if parsed.rewritten:
             self.requeue.append(item)
             self._set_state(item.doc_id, "pending", "It changed while being read; it will be read again.")
@@ -236,12 +217,10 @@ class Pipeline:
                     parsed=parsed,
                     reset_attempts=False,
                 )
-        elif outcome.status != "ok" or not parsed.chunks:
+        else:
             state = "failed" if outcome.status == "failed" else "skipped"
             reason = outcome.reason or "No text found in it; nothing to index."
             self._set_state(item.doc_id, state, reason, parsed=parsed)
-        else:
-            return False
         self.files_done += 1
         return True
 
@@ -250,7 +229,7 @@ class Pipeline:
         doc_id: int,
         state: str,
         reason: str,
-        parsed: _Parsed | None = None,
+        parsed: Parsed | None = None,
         reset_attempts: bool = True,
     ) -> None:
         now = time.time()
@@ -262,7 +241,7 @@ class Pipeline:
                     "UPDATE documents SET size = ?, mtime_ns = ?, sha256 = ?, kind = ?, pages = ?, "
                     "title = ? WHERE id = ?",
                     [parsed.stat.size, parsed.stat.mtime_ns, parsed.sha,
-                     doc.kind if doc else None, len(doc.pages) if doc else None,
+                     doc.kind if doc else None, parsed.page_count,
                      sqlite_text(doc.title if doc else None), doc_id],
                 )
             self.db.execute(
@@ -305,20 +284,29 @@ class Pipeline:
                 [
                     sqlite_text("; ".join(parsed.outcome.warnings)[:500]), parsed.stat.size,
                     parsed.stat.mtime_ns, parsed.sha, doc.kind if doc else None,
-                    sqlite_text(doc.title if doc else None), len(doc.pages) if doc else None,
+                    sqlite_text(doc.title if doc else None), parsed.page_count,
                     len(parsed.chunks), now, now, parsed.item.doc_id,
                 ],
             )
             self._bump()
         self.claimed.discard(parsed.item.doc_id)
+        self.parser.held.release(parsed.held_chars)
         self.files_done += 1
         self.chunks_done += len(parsed.chunks)
         self.current = parsed.item.display
 
-    def _settle(self, event: _Settled) -> None:
+    def _settle(self, event: Settled) -> None:
         item = event.item
         self.current = item.display
         now = time.time()
+        if event.kind == "changed":
+            self.requeue.append(item)
+            self._set_state(
+                item.doc_id, "pending",
+                f"It changed after the folder was scanned ({event.reason}); it will be read again.",
+            )
+            self.files_done += 1
+            return
         with write_transaction(self.db):
             if event.kind == "gone":
                 self.db.execute("DELETE FROM documents WHERE id = ?", [item.doc_id])
@@ -329,13 +317,17 @@ class Pipeline:
                     [event.stat.size, event.stat.mtime_ns, now, item.doc_id],
                 )
             else:
-                self.db.execute("DELETE FROM chunks WHERE document_id = ?", [item.doc_id])
+                # Refused (swapped for a link, a FIFO or a device; too large) or unreadable.
+                # No size is kept, so the next sync looks again: refusing costs an open, and a
+                # raised size limit or repaired permissions take effect.
+                state = "skipped" if event.kind == "skipped" else "failed"
+                if self.db.execute("DELETE FROM chunks WHERE document_id = ?", [item.doc_id]).rowcount:
+                    self._bump()
                 self.db.execute(
-                    "UPDATE documents SET state = 'failed', reason = ?, chunk_count = 0, "
-                    "sha256 = NULL, updated_at = ? WHERE id = ?",
-                    [sqlite_text(event.reason), now, item.doc_id],
+                    "UPDATE documents SET state = ?, reason = ?, chunk_count = 0, size = NULL, "
+                    "mtime_ns = NULL, sha256 = NULL, updated_at = ? WHERE id = ?",
+                    [state, sqlite_text(event.reason), now, item.doc_id],
                 )
-                self._bump()
         self.files_done += 1
 
     def _bump(self) -> None:
@@ -364,77 +356,20 @@ class Pipeline:
             )
         self.claimed.clear()
 
-    # ---- parse thread ---------------------------------------------------------------------
 
-    def _put(self, event: object) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(event, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+def mark_still_changing(db: sqlite_utils.Database, doc_ids: list[int], passes: int) -> None:
+    """Documents that changed while being read in each of ``passes`` passes end ``skipped``.
 
-    def _produce(self, tokenizer: ChunkTokenizer, max_tokens: int) -> None:
-        lock = threading.Lock()
-        claim_db = open_library_db(self.db_path, migrate_schema=False, check_same_thread=False)
-        claims: dict[str, tuple[WorkItem, str, FileStat]] = {}
-        try:
-            paths = self._claimed_paths(claim_db, lock, claims)
-            for path, outcome in self.pool.parse_many(paths):
-                item, sha, st = claims.pop(str(path))
-                if outcome.status != "crashed":
-                    with lock, write_transaction(claim_db):
-                        # The parser came back: whatever happens next is not this file's fault.
-                        claim_db.execute(
-                            "UPDATE documents SET attempts = MAX(attempts - 1, 0) WHERE id = ?",
-                            [item.doc_id],
-                        )
-                try:
-                    sha_after, _ = sha256_file(item.path)
-                except OSError:
-                    sha_after = ""
-                chunks: list[Chunk] = []
-                if outcome.status == "ok" and outcome.document is not None and sha_after == sha:
-                    chunks = chunk_pages(outcome.document.pages, tokenizer, max_tokens)
-                if not self._put(_Parsed(item, outcome, sha, st, chunks, sha_after != sha)):
-                    break
-                if self.stop.is_set():
-                    break
-        except BaseException as error:  # surfaces in the owner thread, never lost
-            self._put(error)
-        finally:
-            with lock:
-                claim_db.close()
-            self._put(_DONE)
-
-    def _claimed_paths(
-        self,
-        claim_db: sqlite_utils.Database,
-        lock: threading.Lock,
-        claims: dict[str, tuple[WorkItem, str, FileStat]],
-    ) -> Iterator[Path]:
-        for item in self.work:
-            if self.stop.is_set():
-                return
-            try:
-                sha, st = sha256_file(item.path)
-            except FileNotFoundError:
-                self._put(_Settled(item, "gone"))
-                continue
-            except OSError as error:
-                why = error.strerror or str(error)
-                self._put(_Settled(item, "unreadable", f"Cannot read it ({why}). Check its permissions."))
-                continue
-            if item.old_state in SETTLED and item.old_sha == sha:
-                self._put(_Settled(item, "touched", sha=sha, stat=st))
-                continue
-            with lock, write_transaction(claim_db):
-                claim_db.execute(
-                    "UPDATE documents SET state = 'in_progress', updated_at = ?, attempts = "
-                    "CASE WHEN ? = 'quarantined' THEN 1 ELSE attempts + 1 END WHERE id = ?",
-                    [time.time(), item.old_state, item.doc_id],
-                )
-            self.claimed.add(item.doc_id)
-            claims[str(Path(item.path))] = (item, sha, st)
-            yield Path(item.path)
+    No size is kept, so the next sync reads them again (a file still being written, such as a
+    growing log, is indexed once it settles).
+    """
+    reason = (
+        f"It kept changing while being read ({passes} times in this sync), as a file that is "
+        "still being written does; it is read again at the next sync."
+    )
+    with write_transaction(db):
+        db.conn.executemany(
+            "UPDATE documents SET state = 'skipped', reason = ?, size = NULL, mtime_ns = NULL, "
+            "sha256 = NULL, chunk_count = 0, updated_at = ? WHERE id = ?",
+            [(reason, time.time(), doc_id) for doc_id in doc_ids],
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bastion.store import sync as sync_module
+from bastion.store import parse_thread
 from bastion.store.errors import StoreError
 from bastion.store.library import Library
 from bastion.store.parsers.types import ParseOutcome
@@ -147,9 +147,11 @@ def test_filesystem_oddities_are_skipped_with_reasons(tmp_path: Path, library: L
     assert states["link-out.txt"] == "skipped"
     assert states["loop-a"] == "skipped" and states["loop-b"] == "skipped"
     assert states["pipe"] == "skipped"
-    assert states["link-in.txt"] == "indexed"
+    # Reads never follow links: a link inside the folder names a file indexed under its own name.
+    assert states["link-in.txt"] == "skipped" and states["alpha.txt"] == "indexed"
     assert "dirloop" not in states
     reasons = {Path(f.path).name: f.reason for f in library.status("docs")[0].failures}
+    assert "alpha.txt in the same folder" in reasons["link-in.txt"]
     assert "outside" in reasons["link-out.txt"]
     assert "loop" in reasons["loop-a"]
     assert "regular file" in reasons["pipe"]
@@ -158,14 +160,14 @@ def test_filesystem_oddities_are_skipped_with_reasons(tmp_path: Path, library: L
 
 
 def test_permission_denied_file_fails_with_reason(library: Library, docs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = sync_module.sha256_file
+    real = parse_thread.sha256_file
 
-    def deny(path: str):  # type: ignore[no-untyped-def]
+    def deny(path: str, *args):  # type: ignore[no-untyped-def]
         if path.endswith("beta.md"):
             raise PermissionError(13, "Permission denied", path)
-        return real(path)
+        return real(path, *args)
 
-    monkeypatch.setattr(sync_module, "sha256_file", deny)
+    monkeypatch.setattr(parse_thread, "sha256_file", deny)
     drain(library.sync())
     states = _states(library)
     assert states["beta.md"] == "failed" and states["alpha.txt"] == "indexed"

@@ -1,0 +1,223 @@
+"""The helper thread of a sync: confirm each file by SHA-256, claim it, parse it, chunk it.
+
+Every read goes through ``parsers.fsread`` and insists on the file the scan saw (device, inode,
+size plus a margin), so a file swapped between the scan and the read for a FIFO, a device, a
+link out of the folder or an endless file ends ``skipped`` or read again, never in a hang. The
+thread hands ``Parsed`` and ``Settled`` events to the owner thread through a bounded queue, and
+holds back while the parsed text waiting there passes ``HELD_CHARS``, so a folder of huge files
+costs the memory of about one of them.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import sqlite_utils
+
+from .chunking import Chunk, chunk_pages
+from .db import open_library_db, write_transaction
+from .embedder import ChunkTokenizer
+from .parse_pools import ParsePoolLike, ParseRequest
+from .parsers.fsread import FileStat, sha256_file
+from .parsers.types import ParseOutcome
+from .parsers.verdicts import FileBroken, FileChanged, FileSkipped, FileVanished
+from .reconcile import SETTLED, WorkItem
+
+# Characters of parsed text that may wait for the embedder; one larger document still passes.
+HELD_CHARS = 4_000_000
+
+SettledKind = Literal["gone", "touched", "failed", "skipped", "changed"]
+
+
+@dataclass
+class Parsed:
+    """A file the pool parsed, chunked; ``rewritten`` when it changed while being read."""
+
+    item: WorkItem
+    outcome: ParseOutcome  # its document's pages are dropped once chunked (``page_count``)
+    sha: str
+    stat: FileStat
+    chunks: list[Chunk]
+    rewritten: bool
+    page_count: int | None = None
+    held_chars: int = 0
+
+
+@dataclass
+class Settled:
+    """A file settled without parsing: vanished, only touched, refused, unreadable or changed."""
+
+    item: WorkItem
+    kind: SettledKind
+    reason: str = ""
+    sha: str | None = None
+    stat: FileStat | None = None
+
+
+DONE = object()
+
+
+class HeldText:
+    """How many characters of parsed text wait for the owner thread; the parse thread waits
+    while adding the next document would pass ``limit`` (unless nothing waits at all)."""
+
+    def __init__(self, limit: int = HELD_CHARS) -> None:
+        self.limit = limit
+        self.chars = 0
+        self._room = threading.Condition()
+
+    def reserve(self, chars: int, stop: threading.Event) -> None:
+        """Wait for room for ``chars`` more (or for ``stop``), then count them."""
+        with self._room:
+            while self.chars > 0 and self.chars + chars > self.limit and not stop.is_set():
+                self._room.wait(0.1)
+            self.chars += chars
+
+    def release(self, chars: int) -> None:
+        """The owner thread is done with ``chars`` characters."""
+        if chars:
+            with self._room:
+                self.chars -= chars
+                self._room.notify_all()
+
+
+class ParseThread:
+    """Hash, claim, parse and chunk ``work``, putting events on ``events`` (then ``DONE``).
+
+    Args:
+        db_path: The library database; the thread opens its own connection for claims.
+        work: The files to look at, with what the scan saw of each.
+        pool: The parse pool (used from this thread only).
+        events: Where events go; ``stop`` makes the thread end at its next step.
+        claimed: Documents claimed ``in_progress`` and not yet settled (shared with the owner).
+        max_file_bytes: Larger files are skipped as too large, before they are hashed.
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        work: list[WorkItem],
+        pool: ParsePoolLike,
+        events: queue.Queue[object],
+        stop: threading.Event,
+        claimed: set[int],
+        max_file_bytes: int,
+    ) -> None:
+        self.db_path, self.work, self.pool = db_path, work, pool
+        self.events, self.stop, self.claimed = events, stop, claimed
+        self.max_file_bytes = max_file_bytes
+        self.held = HeldText()
+
+    def put(self, event: object) -> bool:
+        """Queue ``event`` unless the run stops first."""
+        while not self.stop.is_set():
+            try:
+                self.events.put(event, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self, tokenizer: ChunkTokenizer, max_tokens: int) -> None:
+        """The thread's body: every file of ``work`` ends as one event."""
+        lock = threading.Lock()
+        claim_db = open_library_db(self.db_path, migrate_schema=False, check_same_thread=False)
+        claims: dict[str, tuple[WorkItem, str, FileStat]] = {}
+        try:
+            requests = self._claimed(claim_db, lock, claims)
+            for path, outcome in self.pool.parse_many(requests):
+                item, sha, st = claims.pop(str(path))
+                if outcome.status != "crashed":
+                    with lock, write_transaction(claim_db):
+                        # The parser came back: whatever happens next is not this file's fault.
+                        claim_db.execute(
+                            "UPDATE documents SET attempts = MAX(attempts - 1, 0) WHERE id = ?",
+                            [item.doc_id],
+                        )
+                try:
+                    sha_after, _ = sha256_file(item.path, st, self.max_file_bytes)
+                except (FileBroken, FileSkipped, OSError):
+                    sha_after = ""
+                if not self._hand_over(item, outcome, sha, st, sha_after != sha, tokenizer, max_tokens):
+                    break
+        except BaseException as error:  # surfaces in the owner thread, never lost
+            self.put(error)
+        finally:
+            with lock:
+                claim_db.close()
+            self.put(DONE)
+
+    def _hand_over(
+        self,
+        item: WorkItem,
+        outcome: ParseOutcome,
+        sha: str,
+        st: FileStat,
+        rewritten: bool,
+        tokenizer: ChunkTokenizer,
+        max_tokens: int,
+    ) -> bool:
+        chunks: list[Chunk] = []
+        document = outcome.document
+        page_count = len(document.pages) if document is not None else None
+        if outcome.status == "ok" and document is not None and not rewritten:
+            chunks = chunk_pages(document.pages, tokenizer, max_tokens)
+        if document is not None:
+            # The chunks carry the text from here on; the pages would only double the memory.
+            outcome = replace(outcome, document=replace(document, pages=[]))
+        held = sum(len(c.text) for c in chunks)
+        self.held.reserve(held, self.stop)
+        parsed = Parsed(item, outcome, sha, st, chunks, rewritten, page_count, held)
+        if not self.put(parsed):
+            self.held.release(held)
+            return False
+        return not self.stop.is_set()
+
+    def _claimed(
+        self,
+        claim_db: sqlite_utils.Database,
+        lock: threading.Lock,
+        claims: dict[str, tuple[WorkItem, str, FileStat]],
+    ) -> Iterator[ParseRequest]:
+        for item in self.work:
+            if self.stop.is_set():
+                return
+            try:
+                sha, st = sha256_file(item.path, item.stat, self.max_file_bytes)
+            except FileVanished:
+                self.put(Settled(item, "gone"))
+                continue
+            except FileChanged as verdict:
+                self.put(Settled(item, "changed", str(verdict)))
+                continue
+            except FileSkipped as verdict:
+                self.put(Settled(item, "skipped", str(verdict)))
+                continue
+            except FileBroken as verdict:
+                self.put(Settled(item, "failed", str(verdict)))
+                continue
+            except FileNotFoundError:
+                self.put(Settled(item, "gone"))
+                continue
+            except OSError as error:
+                why = error.strerror or str(error)
+                self.put(Settled(item, "failed", f"Cannot read it ({why}). Check its permissions."))
+                continue
+            if item.old_state in SETTLED and item.old_sha == sha:
+                self.put(Settled(item, "touched", sha=sha, stat=st))
+                continue
+            with lock, write_transaction(claim_db):
+                claim_db.execute(
+                    "UPDATE documents SET state = 'in_progress', updated_at = ?, attempts = "
+                    "CASE WHEN ? = 'quarantined' THEN 1 ELSE attempts + 1 END WHERE id = ?",
+                    [time.time(), item.old_state, item.doc_id],
+                )
+            self.claimed.add(item.doc_id)
+            claims[str(Path(item.path))] = (item, sha, st)
+            yield ParseRequest(Path(item.path), st)
