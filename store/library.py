@@ -21,19 +21,18 @@ from .chunking import CHUNKER_VERSION
 from .db import open_library_db, write_transaction
 from .embedder import Embedder, check_embedder_folder
 from .errors import StoreError
+from .library_status import collection_status
 from .library_types import (
-    DOCUMENT_STATES,
     CollectionInfo,
     CollectionStatus,
     DocumentInfo,
     DocumentState,
-    Failure,
     SearchHit,
     SyncProgress,
 )
 from .parse_pools import ParsePoolLike
 from .parsers.limits import DEFAULT_MAX_BYTES
-from .reconcile import ensure_identity, reconcile, recover_interrupted
+from .reconcile import NOT_A_FOLDER_ROW, ensure_identity, reconcile, recover_interrupted
 from .search import CANDIDATES, bm25_candidates, load_hits, rrf_fuse
 from .sync import Pipeline, mark_still_changing
 from .vector_index import Matrix, VectorIndex, rescore, shortlist
@@ -160,48 +159,32 @@ class Library:
         )
 
     def status(self, name: str | None = None) -> list[CollectionStatus]:
-        """Counts per document state, chunk totals and failures with reasons."""
+        """Counts per document state, chunk totals, failures with reasons, unreadable folders.
+
+        ``CollectionStatus.warnings`` sums up the folders the last sync could not read ("3
+        folders could not be read: permission denied"); ``unreadable_folders`` lists them.
+        """
         infos = [self.collection(name)] if name else self.collections()
         result = []
         for info in infos:
-            counts: dict[str, int] = dict.fromkeys(DOCUMENT_STATES, 0)
-            for state, count in self.db.execute(
-                "SELECT state, COUNT(*) FROM documents WHERE collection_id = ? GROUP BY state",
-                [info.id],
-            ).fetchall():
-                counts[state] = count
-            chunks = self.db.execute(
-                "SELECT COALESCE(SUM(chunk_count), 0) FROM documents WHERE collection_id = ?",
-                [info.id],
-            ).fetchone()[0]
-            failures = [
-                Failure(path=r[0], state=r[1], reason=r[2])
-                for r in self.db.execute(
-                    "SELECT path, state, reason FROM documents WHERE collection_id = ? AND state "
-                    "IN ('failed', 'quarantined', 'skipped', 'unavailable') ORDER BY state, path",
-                    [info.id],
-                ).fetchall()
-            ]
             try:
                 current_id: str | None = self._embedder(info.embedder_folder).id
             except StoreError:  # its model folder is gone: it cannot be searched by meaning
                 current_id = None
-            stale = info.embedder_id is not None and (
-                info.chunker_version != CHUNKER_VERSION or info.embedder_id != current_id
-            )
-            result.append(
-                CollectionStatus(info.name, info.roots, counts, int(chunks), failures, info.embedder_id, stale)
-            )
+            result.append(collection_status(self.db, info, current_id))
         return result
 
     def documents(
         self, name: str, states: Sequence[DocumentState] | None = None
     ) -> list[DocumentInfo]:
-        """The documents of a collection (optionally only those in ``states``), by path."""
+        """The documents (files) of a collection, optionally only those in ``states``, by path.
+
+        Folders that could not be read are not documents: ``status()`` reports them.
+        """
         row = self._require(name)
         sql = (
             "SELECT id, path, state, reason, attempts, size, mtime_ns, sha256, kind, pages, "
-            "chunk_count, indexed_at FROM documents WHERE collection_id = ?"
+            f"chunk_count, indexed_at FROM documents WHERE collection_id = ? AND {NOT_A_FOLDER_ROW}"
         )
         params: list[object] = [row[0]]
         if states:

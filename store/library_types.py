@@ -52,7 +52,7 @@ class DocumentInfo:
 
 @dataclass(frozen=True)
 class Failure:
-    """A document that did not get indexed, and why (in words a person can act on)."""
+    """A document (or a folder) that did not get indexed, and why, in words a person can act on."""
 
     path: str
     state: DocumentState
@@ -60,8 +60,27 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class FolderWarning:
+    """A folder of a collection that the last sync could not read.
+
+    ``cause`` is the operating system's word for why ("permission denied"); ``reason`` is the
+    whole sentence, as in the failures.
+    """
+
+    path: str
+    cause: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class CollectionStatus:
-    """Counts per state and the failures of one collection."""
+    """Counts per state and the failures of one collection.
+
+    ``counts`` count documents (files) only. ``failures`` lists every file, and every folder,
+    that did not get indexed, with its reason. ``unreadable_folders`` are the folders the last
+    sync could not read (their files are missing from the index); ``warnings`` says so in one
+    sentence per cause.
+    """
 
     name: str
     roots: list[str]
@@ -70,6 +89,18 @@ class CollectionStatus:
     failures: list[Failure]
     embedder_id: str | None
     stale: bool = False  # the embedder or chunker changed: the next sync rebuilds it
+    unreadable_folders: list[FolderWarning] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One sentence per cause, e.g. "3 folders could not be read: permission denied"."""
+        by_cause: dict[str, int] = {}
+        for folder in self.unreadable_folders:
+            by_cause[folder.cause] = by_cause.get(folder.cause, 0) + 1
+        return [
+            f"{count} folder{'s' if count != 1 else ''} could not be read: {cause}"
+            for cause, count in sorted(by_cause.items(), key=lambda item: (-item[1], item[0]))
+        ]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,13 @@ from .scan import FileStat, ScanResult, display_path, scan_root
 # States whose recorded hash describes the file: a touched-but-same file just updates its mtime.
 SETTLED = frozenset({"indexed", "skipped", "failed", "quarantined"})
 
+# ``documents.kind`` of a row that records a folder the scan could not read. Such a row is
+# ``failed``, its ``reason`` is the sentence people read and its ``title`` the short cause
+# ("permission denied") the status groups warnings by; it never has chunks and leaves the table
+# as soon as the folder can be read again.
+FOLDER_KIND = "folder"
+NOT_A_FOLDER_ROW = "kind IS NOT 'folder'"
+
 
 @dataclass(frozen=True)
 class WorkItem:
@@ -94,13 +101,13 @@ def ensure_identity(
                 [collection_id],
             )
             db.execute(
-                """
+                f"""
                 UPDATE documents SET state = CASE WHEN state = 'unavailable' THEN state
                     ELSE 'pending' END,
                     prior_state = CASE WHEN state = 'unavailable' THEN 'pending' ELSE prior_state END,
                     sha256 = NULL, chunk_count = 0, attempts = 0,
                     reason = 'The embedding model or chunking changed; it will be re-indexed.'
-                WHERE collection_id = ?
+                WHERE collection_id = ? AND {NOT_A_FOLDER_ROW}
                 """,
                 [collection_id],
             )
@@ -117,6 +124,8 @@ def reconcile(db: sqlite_utils.Database, collection_id: int) -> list[WorkItem]:
 
     New files are inserted as pending; vanished files leave the index; a missing root (or an
     unreadable folder) makes its documents ``unavailable``; a returning root restores them.
+    A folder that cannot be read (and a root that cannot be reached) is recorded as a
+    ``FOLDER_KIND`` row, so the status can say so instead of the folder vanishing silently.
 
     Returns:
         The files that need a hash check, a parse or a retry.
@@ -141,19 +150,20 @@ def _reconcile_folder(
 ) -> list[WorkItem]:
     if not scan.available:
         db.execute(
-            """
+            f"""
             UPDATE documents SET prior_state = state, state = 'unavailable', updated_at = ?,
                 reason = ?
-            WHERE folder_id = ? AND state != 'unavailable'
+            WHERE folder_id = ? AND state != 'unavailable' AND {NOT_A_FOLDER_ROW}
             """,
             [now, f"The folder {display_path(folder.root)} cannot be reached (unplugged or "
                   "removed?). Its documents are kept and come back when it returns.", folder.id],
         )
+        _record_unreadable(db, collection_id, folder.id, scan.unreadable, {}, now)
         return []
     known = {
         bytes(r[1]): r
         for r in db.execute(
-            "SELECT id, path_bytes, size, mtime_ns, sha256, state, prior_state, reason "
+            "SELECT id, path_bytes, size, mtime_ns, sha256, state, prior_state, reason, kind "
             "FROM documents "
             "WHERE folder_id = ?",
             [folder.id],
@@ -171,7 +181,14 @@ def _reconcile_folder(
             )
             work.append(WorkItem(int(cursor.lastrowid or 0), path, display_path(path), None, "pending", st))
             continue
-        doc_id, _, size, mtime_ns, sha, state, prior, _ = row
+        doc_id, _, size, mtime_ns, sha, state, prior, _, kind = row
+        if kind == FOLDER_KIND:  # a folder that could not be read is a file now
+            db.execute(
+                "UPDATE documents SET state = 'pending', reason = '', kind = NULL, title = NULL "
+                "WHERE id = ?",
+                [doc_id],
+            )
+            state = "pending"
         unchanged = size == st.size and mtime_ns == st.mtime_ns
         if state == "unavailable":
             # Only an indexed document comes back as it was; the others are looked at again,
@@ -186,8 +203,54 @@ def _reconcile_folder(
             continue
         work.append(WorkItem(doc_id, path, display_path(path), sha, state, st))
     _record_refused(db, collection_id, folder.id, scan.refused, known, now)
+    _record_unreadable(db, collection_id, folder.id, scan.unreadable, known, now)
     _drop_missing(db, folder, scan, known, now)
     return work
+
+
+def folder_reason(cause: str) -> str:
+    """The sentence recorded for a folder that could not be read."""
+    return (
+        f"This folder could not be read ({cause}); the files in it are not indexed until it "
+        "can be. Documents indexed from it before are kept."
+    )
+
+
+def _record_unreadable(
+    db: sqlite_utils.Database,
+    collection_id: int,
+    folder_id: int,
+    unreadable: dict[str, str],
+    known: dict[bytes, tuple[object, ...]],
+    now: float,
+) -> None:
+    for path, cause in unreadable.items():
+        key = os.fsencode(path)
+        known.pop(key, None)
+        # A file that turned into an unreadable folder loses its chunks.
+        dropped = db.execute(
+            f"DELETE FROM chunks WHERE document_id IN (SELECT id FROM documents WHERE "
+            f"folder_id = ? AND path_bytes = ? AND {NOT_A_FOLDER_ROW})",
+            [folder_id, key],
+        ).rowcount
+        if dropped:
+            db.execute(
+                "UPDATE collections SET generation = generation + 1 WHERE id = ?", [collection_id]
+            )
+        db.execute(
+            """
+            INSERT INTO documents (collection_id, folder_id, path, path_bytes, state, reason, kind,
+                title, updated_at) VALUES (?, ?, ?, ?, 'failed', ?, ?, ?, ?)
+            ON CONFLICT (folder_id, path_bytes) DO UPDATE SET state = 'failed',
+                reason = excluded.reason, kind = excluded.kind, title = excluded.title,
+                size = NULL, mtime_ns = NULL, sha256 = NULL, chunk_count = 0, prior_state = NULL,
+                updated_at = excluded.updated_at
+            WHERE documents.state != 'failed' OR documents.reason != excluded.reason
+                OR documents.kind IS NOT excluded.kind
+            """,
+            [collection_id, folder_id, display_path(path), key, folder_reason(cause), FOLDER_KIND,
+             cause, now],
+        )
 
 
 def _record_refused(
@@ -211,7 +274,8 @@ def _record_refused(
             db.execute("DELETE FROM chunks WHERE document_id = ?", [row[0]])
             db.execute(
                 "UPDATE documents SET state = 'skipped', reason = ?, size = NULL, mtime_ns = NULL, "
-                "sha256 = NULL, chunk_count = 0, prior_state = NULL, updated_at = ? WHERE id = ?",
+                "sha256 = NULL, chunk_count = 0, prior_state = NULL, kind = NULL, title = NULL, "
+                "updated_at = ? WHERE id = ?",
                 [reason, now, row[0]],
             )
 
@@ -223,12 +287,15 @@ def _drop_missing(
     missing: dict[bytes, tuple[object, ...]],
     now: float,
 ) -> None:
-    """Files no longer on disk leave the index, unless their folder just could not be listed."""
+    """Files no longer on disk leave the index, unless their folder just could not be listed.
+
+    A row of a folder that could not be read before, and can be now, leaves as well.
+    """
     unreadable = [os.fsencode(p) + b"/" for p in scan.unreadable]
     gone: list[int] = []
     for key, row in missing.items():
         doc_id = int(str(row[0]))
-        if any(key.startswith(prefix) for prefix in unreadable):
+        if row[8] != FOLDER_KIND and any(key.startswith(prefix) for prefix in unreadable):
             db.execute(
                 "UPDATE documents SET prior_state = CASE WHEN state = 'unavailable' THEN "
                 "prior_state ELSE state END, state = 'unavailable', updated_at = ?, reason = "

@@ -24,15 +24,17 @@ class ScanResult:
 
     ``files``: regular files by path (``str`` with surrogate escapes for non-UTF-8 names).
     ``refused``: entries that are not indexable, with the reason (symlink out, FIFO, ...).
-    ``unreadable``: folders that could not be listed; documents under them are kept, not deleted.
-    ``available``: False when the root itself is missing (unplugged drive).
+    ``unreadable``: folders that could not be listed, with the cause ("permission denied");
+    documents under them are kept, not deleted.
+    ``available``: False when the root itself is missing (unplugged drive); ``unreadable``
+    then holds the root and why.
     """
 
     root: str
     available: bool = True
     files: dict[str, FileStat] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
-    unreadable: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 def display_path(path: str) -> str:
@@ -45,11 +47,13 @@ def scan_root(root: str) -> ScanResult:
     result = ScanResult(root=root)
     try:
         root_stat = os.stat(root)
-    except OSError:
+    except OSError as error:
         result.available = False
+        result.unreadable[root] = os_cause(error)
         return result
     if not stat.S_ISDIR(root_stat.st_mode):
         result.available = False
+        result.unreadable[root] = "not a folder any more"
         return result
     real_root = os.path.realpath(root)
     seen_dirs = {(root_stat.st_dev, root_stat.st_ino)}
@@ -60,9 +64,15 @@ def scan_root(root: str) -> ScanResult:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     _visit(entry, real_root, result, stack, seen_dirs)
-        except OSError:
-            result.unreadable.append(folder)
+        except OSError as error:
+            result.unreadable[folder] = os_cause(error)
     return result
+
+
+def os_cause(error: OSError) -> str:
+    """The operating system's word for ``error``, lower-case ("permission denied")."""
+    text = error.strerror or str(error) or type(error).__name__
+    return text[:1].lower() + text[1:]
 
 
 def _visit(
