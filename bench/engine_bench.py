@@ -53,6 +53,10 @@ def bench_engine(model: Path, threads: int, tokens: int, runs: int) -> dict[str,
 def bench_direct(model: Path, threads: int, tokens: int, runs: int) -> dict[str, float]:
     from llama_cpp import Llama
 
+    from bastion.models.llama_backends import load_cpu_backend
+
+    load_cpu_backend()  # the portable build registers its CPU kernels on request
+
     llm = Llama(model_path=str(model), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
                 n_batch=512, verbose=False)
     gen, ttft, n_gen = [], [], []

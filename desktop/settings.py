@@ -22,6 +22,10 @@ class Settings:
     n_threads: int | None = field(default=None, metadata={"help": "CPU threads; None = all cores."})
     n_ctx: int = field(default=4096, metadata={"help": "Context window in tokens."})
     n_gpu_layers: int = field(default=0, metadata={"help": "Layers offloaded to a GPU."})
+    cpu_kernels: str = field(
+        default="auto",
+        metadata={"help": "llama.cpp CPU kernels: auto, baseline or a variant (bastion doctor lists them)."},
+    )
     temperature: float = field(default=0.2, metadata={"help": "0 = greedy."})
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling."})
     top_k: int = field(default=40, metadata={"help": "Top-k sampling."})
@@ -30,7 +34,12 @@ class Settings:
     system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System prompt."})
 
     def load_options(self) -> LoadOptions:
-        return LoadOptions(n_ctx=self.n_ctx, n_threads=self.n_threads, n_gpu_layers=self.n_gpu_layers)
+        return LoadOptions(
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            n_gpu_layers=self.n_gpu_layers,
+            cpu_kernels=self.cpu_kernels,
+        )
 
     def sampling(self) -> Sampling:
         return Sampling(

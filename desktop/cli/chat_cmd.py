@@ -46,7 +46,11 @@ def _assistant(app: App, args: argparse.Namespace, mode: str) -> Assistant:
         app.settings.max_tokens = args.max_tokens
     if args.temperature is not None:
         app.settings.temperature = args.temperature
-    return app.assistant(args.model, retrieval=mode != "model")
+    assistant = app.assistant(args.model, retrieval=mode != "model")
+    info = app.loaded_model()
+    if info is not None and info.fallback_is_new:  # said once: later loads start on the safe setting
+        print(f"note: {info.fallback}", file=sys.stderr)
+    return assistant
 
 
 def stream_answer(events: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> AnswerDone | None:

@@ -141,10 +141,13 @@ class MainWindow(QMainWindow):
         if info is None:
             self.model_label.setText("No model loaded")
         else:
-            warning = " ⚠" if info.template_warning else ""
+            notes = [note for note in (info.template_warning, info.fallback) if note]
+            warning = " ⚠" if notes else ""
             self.model_label.setText(f"Model: {info.name} · context {info.n_ctx} · "
                                      f"{info.n_threads} threads{warning}")
-            self.model_label.setToolTip(info.template_warning or str(info.path))
+            self.model_label.setToolTip("\n".join(notes) or str(info.path))
+            if info.fallback and info.fallback_is_new:
+                self.statusBar().showMessage(info.fallback[:1].upper() + info.fallback[1:], 15000)
         self.model_loaded.emit(info)
 
     def _show_speed(self, meta: dict[str, Any]) -> None:

@@ -66,6 +66,10 @@ def test_streams_an_answer_with_counts_and_timings(engine: Engine) -> None:
 def test_greedy_answer_matches_llama_cpp_python_in_process(engine: Engine, smollm2_path: Path) -> None:
     from llama_cpp import Llama
 
+    from bastion.models.llama_backends import load_cpu_backend
+
+    load_cpu_backend()  # the portable build registers its CPU kernels on request
+
     messages = [{"role": "user", "content": "Give me a short tip for learning to cook."}]
     text, _ = collect(engine.chat(messages, GREEDY))
     llm = Llama(model_path=str(smollm2_path), n_ctx=2048, n_threads=2, verbose=False)

