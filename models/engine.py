@@ -28,6 +28,7 @@ from . import engine_worker
 from .chat_template import TemplateError
 from .engine_fallback import FallbackMemory, describe, safer_rungs
 from .engine_types import (
+    AdapterUse,
     ChatDelta,
     ChatDone,
     ChatEvent,
@@ -291,12 +292,19 @@ class Engine:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def chat(self, messages: Sequence[dict[str, str]], sampling: Sampling | None = None) -> Iterator[ChatEvent]:
+    def chat(
+        self,
+        messages: Sequence[dict[str, str]],
+        sampling: Sampling | None = None,
+        adapters: Sequence[AdapterUse] = (),
+    ) -> Iterator[ChatEvent]:
         """Stream the answer to ``messages`` as ``ChatDelta`` events, then one ``ChatDone``.
 
         The model's own chat template is used; special-token strings in the messages are
         neutralised; the oldest turns are dropped to fit the context (counted in the stats).
-        Closing the iterator early cancels the answer.
+        ``adapters`` are the LoRA adapters (with scales) to answer with; changing them from one
+        answer to the next does not reload the model, only its KV cache is reset. Closing the
+        iterator early cancels the answer.
         """
         sampling = sampling or Sampling()
         with self._lock:
@@ -305,7 +313,8 @@ class Engine:
             self._current_id = request_id
             started = time.perf_counter()
             child.send({"op": "chat", "id": request_id, "messages": list(messages),
-                        "sampling": sampling.to_dict()})
+                        "sampling": sampling.to_dict(),
+                        "adapters": [adapter.to_dict() for adapter in adapters]})
             finished = False
             first_token_s: float | None = None
             try:

@@ -51,6 +51,20 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class AdapterUse:
+    """A LoRA adapter applied to the loaded model at ``scale`` (0 = no effect, 1 = as trained).
+
+    ``path`` must be an adapter the catalog validated against the loaded base.
+    """
+
+    path: str
+    scale: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "scale": self.scale}
+
+
+@dataclass(frozen=True)
 class LoadInfo:
     path: Path
     name: str
@@ -90,6 +104,7 @@ class ChatStats:
     finish_reason: str = "stop"  # "stop", "length" or "cancelled"
     dropped_messages: int = 0  # oldest messages left out to fit the context
     template_warning: str | None = None
+    adapter_switch_s: float = 0.0  # time to change the adapters before this answer (0 = unchanged)
 
     @property
     def prefill_tps(self) -> float:

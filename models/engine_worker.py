@@ -17,7 +17,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,8 @@ class LoadedModel:
         self.n_ctx_train = int(self.llm._model.n_ctx_train())
         self.name = metadata.get("general.name") or path.stem
         self.cached: list[int] = []  # tokens whose keys and values are in the KV cache
+        self.adapter_handles: dict[str, Any] = {}  # loaded once per path, freed with the model
+        self.active_adapters: tuple[tuple[str, float], ...] = ()
         self.load_s = time.perf_counter() - started
 
     def _token_text(self, token: int) -> str:
@@ -140,6 +142,33 @@ class LoadedModel:
     def tokenize(self, text: str) -> list[int]:
         add_bos = self.add_bos and not (self.bos_text and text.startswith(self.bos_text))
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def set_adapters(self, wanted: Sequence[tuple[str, float]]) -> float:
+        """Answer with these (path, scale) LoRA adapters from now on; seconds it took (0 if
+        unchanged). The base stays loaded; the KV cache is cleared, as it holds keys and values
+        computed with the previous adapters."""
+        wanted = tuple(wanted)
+        if wanted == self.active_adapters:
+            return 0.0
+        started = time.perf_counter()
+        lib = self.lib
+        for path, _ in wanted:
+            if path not in self.adapter_handles:
+                handle = lib.llama_adapter_lora_init(self.llm._model.model, path.encode())
+                if not handle:
+                    raise ModelLoadFailed(
+                        f"llama.cpp could not apply the adapter {Path(path).name} to {self.path.name}: "
+                        "it is damaged or made for another base model. Remove it and import it again."
+                    )
+                self.adapter_handles[path] = handle
+        n = len(wanted)
+        handles = (lib.llama_adapter_lora_p_ctypes * n)(*(self.adapter_handles[p] for p, _ in wanted))
+        scales = (ctypes.c_float * n)(*(scale for _, scale in wanted))
+        lib.llama_set_adapters_lora(self.ctx, handles if n else None, n, scales if n else None)
+        lib.llama_memory_clear(lib.llama_get_memory(self.ctx), True)
+        self.cached.clear()
+        self.active_adapters = wanted
+        return time.perf_counter() - started
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(self.llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)) for t in texts]
@@ -390,12 +419,16 @@ def serve(conn: Connection, cancel_flag: Any) -> None:
                     # when it next writes to the closed pipe.
                     return bool(cancel_flag.value >= request_id) or os.getppid() != parent
 
+                switch_s = model.set_adapters(
+                    [(str(a["path"]), float(a["scale"])) for a in request.get("adapters", [])]
+                )
                 stats = model.chat(
                     plain_messages(request["messages"]),
                     Sampling(**request["sampling"]),
                     emit,
                     cancelled,
                 )
+                stats = replace(stats, adapter_switch_s=switch_s)
                 emit.flush()
                 send(conn, {"type": "done", "stats": asdict(stats)})
             elif op == "count":
