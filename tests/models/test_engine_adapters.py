@@ -77,6 +77,6 @@ def test_an_adapter_for_another_base_is_refused_and_the_engine_goes_on(
     wrong = random_adapter(tmp_path / "wrong.gguf", layers=2,
                            shapes={"q_proj": (1152, 1152), "v_proj": (128, 1152)})
     base, _ = ask(engine)
-    with pytest.raises(ModelLoadFailed, match="wrong.gguf"):
+    with pytest.raises(ModelLoadFailed, match=r"wrong\.gguf"):
         ask(engine, (AdapterUse(str(wrong), 1.0),))
     assert ask(engine)[0] == base
