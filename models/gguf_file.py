@@ -112,6 +112,10 @@ class GGUFInfo:
     alignment: int = DEFAULT_ALIGNMENT
     data_offset: int = 0
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict, compare=False, hash=False)
+    # Tensor name → dimensions as stored (innermost first, llama.cpp's ``ne``): what an adapter's
+    # shapes are checked against. A few hundred entries for a model; no data is read for them.
+    tensor_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict, compare=False,
+                                                        hash=False)
 
 
 class _Parser:
@@ -322,6 +326,7 @@ class _Parser:
             alignment=alignment,
             data_offset=data_offset,
             metadata=dict(v),
+            tensor_shapes={name: dims for name, dims, _, _ in tensors},
         )
 
 
