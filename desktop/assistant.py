@@ -8,8 +8,9 @@ generator (or ``cancel()``) stops the answer, which is stored as interrupted.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from bastion.desktop.errors import BastionError
@@ -27,6 +28,7 @@ from bastion.desktop.grounding import (
     select_passages,
 )
 from bastion.models.engine_types import (
+    AdapterUse,
     ChatDelta,
     ChatDone,
     ChatEvent,
@@ -46,7 +48,8 @@ class ChatEngine(Protocol):
     @property
     def info(self) -> LoadInfo | None: ...
 
-    def chat(self, messages: Sequence[dict[str, str]], sampling: Sampling | None = None) -> Iterator[ChatEvent]: ...
+    def chat(self, messages: Sequence[dict[str, str]], sampling: Sampling | None = None,
+             adapters: Sequence[AdapterUse] = ()) -> Iterator[ChatEvent]: ...
 
     def cancel(self) -> None: ...
 
@@ -97,6 +100,8 @@ class Assistant:
     sampling: Sampling = field(default_factory=Sampling)
     policy: RetrievalPolicy = field(default_factory=RetrievalPolicy)
     budget: AnswerBudget = field(default_factory=AnswerBudget)
+    # A LoRA adapter's catalog name → its validated file (raises with a message if unknown).
+    adapter_path: Callable[[str], Path] | None = None
 
     def cancel(self) -> None:
         self.engine.cancel()
@@ -155,8 +160,10 @@ class Assistant:
             retrieval_ms = (time.perf_counter() - started) * 1000
             yield PassagesFound(grounding.sources, retrieval_ms, query)
 
+        adapters = self._adapters(chat)
         meta: dict[str, Any] = {
             "model": self.engine.info.name if self.engine.info else None,
+            "adapters": [{"name": name, "scale": scale} for name, scale in chat.adapters],
             "sampling": self.sampling.to_dict(),
             "mode": mode,
             "collections": chat.collections,
@@ -177,7 +184,7 @@ class Assistant:
         text, stats, last_save = "", ChatStats(), time.monotonic()
         finished = False
         try:
-            for event in self.engine.chat(prompt, self.sampling):
+            for event in self.engine.chat(prompt, self.sampling, adapters):
                 if isinstance(event, ChatDelta):
                     text += event.text
                     yield AnswerDelta(event.text)
@@ -195,6 +202,13 @@ class Assistant:
             stored = self.chats.finish_message(answer.id, text, status, meta=meta,
                                                sources=mark_cited(grounding.sources, text, grounding.texts))
         yield AnswerDone(stored, not_found=bool(meta.get("not_found")))
+
+    def _adapters(self, chat: Chat) -> tuple[AdapterUse, ...]:
+        if not chat.adapters:
+            return ()
+        if self.adapter_path is None:
+            raise BastionError("This chat uses LoRA adapters, but no adapter catalog is available.")
+        return tuple(AdapterUse(str(self.adapter_path(name)), scale) for name, scale in chat.adapters)
 
     def _passage_budget(self, question: str) -> int:
         info = self.engine.info

@@ -71,6 +71,8 @@ class Chat:
     collections: list[str]
     created: float
     updated: float
+    # LoRA adapters the chat answers with, by catalog name, with their scales.
+    adapters: list[tuple[str, float]] = field(default_factory=list)
 
 
 def _migration_001_initial(db: sqlite_utils.Database) -> None:
@@ -97,8 +99,13 @@ def _migration_001_initial(db: sqlite_utils.Database) -> None:
     db.table("messages").create_index(["chat_id", "id"])
 
 
+def _migration_002_chat_adapters(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE chats ADD COLUMN adapters TEXT NOT NULL DEFAULT '[]'")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", _migration_001_initial),
+    ("002_chat_adapters", _migration_002_chat_adapters),
 ]
 
 # The ledger's timestamp column, as sqlite-utils created it in the first chat histories.
@@ -158,12 +165,13 @@ class ChatStore:
     # -- chats -------------------------------------------------------------------------------
 
     def create_chat(self, title: str = "New chat", mode: Mode = "model",
-                    collections: Sequence[str] = ()) -> Chat:
+                    collections: Sequence[str] = (),
+                    adapters: Sequence[tuple[str, float]] = ()) -> Chat:
         now = time.time()
         with self._write():
             chat_id = self.db.table("chats").insert(
                 {"title": title, "mode": mode, "collections": json.dumps(list(collections)),
-                 "created": now, "updated": now}
+                 "adapters": _adapters_json(adapters), "created": now, "updated": now}
             ).last_pk
         return self.chat(_pk(chat_id))
 
@@ -186,7 +194,8 @@ class ChatStore:
         return [_chat(r) for r in rows]
 
     def update_chat(self, chat_id: int, *, title: str | None = None, mode: Mode | None = None,
-                    collections: Sequence[str] | None = None) -> Chat:
+                    collections: Sequence[str] | None = None,
+                    adapters: Sequence[tuple[str, float]] | None = None) -> Chat:
         changes: dict[str, Any] = {"updated": time.time()}
         if title is not None:
             changes["title"] = title.strip() or "Untitled chat"
@@ -194,6 +203,8 @@ class ChatStore:
             changes["mode"] = mode
         if collections is not None:
             changes["collections"] = json.dumps(list(collections))
+        if adapters is not None:
+            changes["adapters"] = _adapters_json(adapters)
         with self._write():
             self.chat(chat_id)  # inside: a chat deleted meanwhile is an error, not a no-op
             self.db.table("chats").update(chat_id, changes)
@@ -286,7 +297,13 @@ def _sources_json(sources: Sequence[Source]) -> str:
 def _chat(row: dict[str, Any]) -> Chat:
     return Chat(id=row["id"], title=row["title"], mode=row["mode"],
                 collections=list(json.loads(row["collections"] or "[]")),
-                created=row["created"], updated=row["updated"])
+                created=row["created"], updated=row["updated"],
+                adapters=[(str(name), float(scale))
+                          for name, scale in json.loads(row.get("adapters") or "[]")])
+
+
+def _adapters_json(adapters: Sequence[tuple[str, float]]) -> str:
+    return json.dumps([[str(name), float(scale)] for name, scale in adapters])
 
 
 def _message(row: dict[str, Any]) -> Message:

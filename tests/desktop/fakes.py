@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bastion.models.engine_types import (
+    AdapterUse,
     ChatDelta,
     ChatDone,
     ChatEvent,
@@ -22,6 +23,7 @@ class FakeEngine:
     def __init__(self, reply: str = "The answer is 42 [1].", n_ctx: int = 2048):
         self.reply = reply
         self.prompts: list[list[dict[str, str]]] = []
+        self.adapters_used: list[tuple[AdapterUse, ...]] = []
         self.cancelled = False
         self._info = LoadInfo(path=Path("/fake.gguf"), name="fake", n_ctx=n_ctx, n_ctx_train=n_ctx,
                               n_threads=1, template_source="gguf", template_warning=None,
@@ -31,8 +33,10 @@ class FakeEngine:
     def info(self) -> LoadInfo | None:
         return self._info
 
-    def chat(self, messages: Sequence[dict[str, str]], sampling: Sampling | None = None) -> Iterator[ChatEvent]:
+    def chat(self, messages: Sequence[dict[str, str]], sampling: Sampling | None = None,
+             adapters: Sequence[AdapterUse] = ()) -> Iterator[ChatEvent]:
         self.prompts.append([dict(m) for m in messages])
+        self.adapters_used.append(tuple(adapters))
         self.cancelled = False
         words = self.reply.split(" ")
         for i, word in enumerate(words):

@@ -8,6 +8,7 @@ import pytest
 
 from bastion.desktop.assistant import AnswerDelta, AnswerDone, Assistant, PassagesFound
 from bastion.desktop.grounding import NOT_FOUND_ANSWER, PASSAGES_HEADER, RetrievalPolicy
+from bastion.models.engine_types import AdapterUse
 from bastion.store.chats import ChatStore
 from tests.desktop.fakes import FakeEngine, FakeHit, FakeRetriever
 
@@ -196,3 +197,15 @@ def test_a_short_numeric_answer_cites_its_passage(store: ChatStore) -> None:
     chat = store.create_chat(mode="docs", collections=["docs"])
     _, done = run(assistant.ask(chat.id, "How far in advance must a trip be approved?"))
     assert [s.path for s in done.message.sources if s.cited] == ["/d/travel.md"]
+
+
+def test_a_chat_answers_with_its_adapters_and_records_them(tmp_path: Path) -> None:
+    engine = FakeEngine("Fine.")
+    chats = ChatStore(tmp_path / "bastion.db")
+    files = {"terse": tmp_path / "terse.gguf"}
+    assistant = Assistant(engine=engine, chats=chats, adapter_path=files.__getitem__)
+    chat = chats.create_chat(adapters=[("terse", 0.5)])
+    done = [e for e in assistant.ask(chat.id, "Hello?") if isinstance(e, AnswerDone)][-1]
+    assert engine.adapters_used == [(AdapterUse(str(files["terse"]), 0.5),)]
+    assert done.message.meta["adapters"] == [{"name": "terse", "scale": 0.5}]
+    chats.close()

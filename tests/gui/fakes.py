@@ -16,6 +16,7 @@ from typing import Any
 from bastion.desktop.app import App
 from bastion.desktop.paths import DataPaths, data_paths
 from bastion.models.engine_types import (
+    AdapterUse,
     ChatDelta,
     ChatDone,
     ChatEvent,
@@ -50,9 +51,10 @@ class StreamingEngine(FakeEngine):
                                special_tokens=0, load_s=0.0)
         return self.loaded
 
-    def chat(self, messages: Sequence[dict[str, str]], sampling: Sampling | None = None
-             ) -> Iterator[ChatEvent]:
+    def chat(self, messages: Sequence[dict[str, str]], sampling: Sampling | None = None,
+             adapters: Sequence[AdapterUse] = ()) -> Iterator[ChatEvent]:
         self.prompts.append([dict(m) for m in messages])
+        self.adapters_used.append(tuple(adapters))
         self._stop.clear()
         self.started.set()
         words = self.reply.split(" ")

@@ -209,3 +209,30 @@ def test_the_first_chat_migration_failing_midway_leaves_the_file_as_it_was(tmp_p
 
     with closing(sqlite3.connect(path)) as conn:
         assert snapshot(conn) == before  # no `chats`, no `_migrations`
+
+
+def test_a_chat_keeps_its_adapters_and_scales(tmp_path: Path) -> None:
+    store = ChatStore(tmp_path / "bastion.db")
+    chat = store.create_chat(adapters=[("legal-style", 0.8)])
+    assert store.chat(chat.id).adapters == [("legal-style", 0.8)]
+    store.update_chat(chat.id, adapters=[("legal-style", 1.0), ("terse", 0.5)])
+    assert store.chat(chat.id).adapters == [("legal-style", 1.0), ("terse", 0.5)]
+    assert store.update_chat(chat.id, adapters=[]).adapters == []
+    store.close()
+
+
+def test_a_history_from_before_adapters_opens_with_none(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    from bastion.store.chats import MIGRATIONS
+    from bastion.store.migrations import run_migrations
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    run_migrations(db, MIGRATIONS[:1], applied_column="applied")
+    db.table("chats").insert({"title": "old", "mode": "model", "collections": "[]",
+                              "created": 1.0, "updated": 1.0})
+    db.conn.close()
+    store = ChatStore(path)
+    assert [c.adapters for c in store.chats()] == [[]]
+    store.close()
