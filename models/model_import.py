@@ -3,7 +3,8 @@
 The copy goes to a hidden temp file in the models folder, hashed while it is written, fsynced and
 renamed into place only once it is whole, verified and known not to be a duplicate. Any failure
 (disk full included) removes the temp file, so the folder never holds a half-written model.
-The source file is only read.
+The source file is only read. Adapter imports (``adapter_import``) copy through the same
+``copy_into_folder``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -135,34 +137,83 @@ def import_model(
         InvalidModelFile: ``src`` is not a GGUF llama.cpp can safely open.
         ModelAlreadyImported: the same file is already available, or the name is taken.
         ChecksumMismatch: the file differs from ``expected_sha256`` / ``SHA256SUMS``.
-        ModelImportFailed: the disk is full or the copy failed; nothing was left behind.
+        ModelImportFailed: ``src`` is a LoRA adapter, or the disk is full or the copy failed;
+            nothing was left behind.
     """
     src = Path(src).expanduser()
     info = read_gguf_info(src)  # refuse before copying a byte
+    if info.metadata.get("general.type") == "adapter":
+        raise ModelImportFailed(
+            f"{src.name} is a LoRA adapter, not a model: it changes a model rather than replacing "
+            "it. Import it with `bastion adapters import` (or under Adapters on the Models page).")
     src = src.resolve()
     models_dir = Path(models_dir)
-    models_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     name = src.name if src.name.lower().endswith(".gguf") else f"{src.name}.gguf"
-    dest = models_dir / name
-    if src.parent == models_dir.resolve():
-        raise ModelAlreadyImported(f"{src.name} is already in the models folder.")
-    if os.path.lexists(dest):
-        raise ModelAlreadyImported(
-            f"A model file named {name} is already in the models folder. Rename the file you are "
-            "importing (or remove the old one) and try again.")
     expected = (expected_sha256 or expected_sha256_from_sums(src) or "").lower() or None
     if embedded_sha256 is None:
         with contextlib.suppress(ModelNotFound):
             embedded_sha256 = embedded_default_expected_sha256()
-    free = shutil.disk_usage(models_dir).free
-    if free < info.file_size:
+    dest, _ = copy_into_folder(
+        src, models_dir, name, progress, kind="model", expected_sha256=expected,
+        expected_label="the expected SHA-256" if expected_sha256 else SUMS_FILE_NAME,
+        duplicate_of=lambda sha: _duplicate_of(models_dir, sha, embedded_sha256))
+    return Catalog(models_dir, include_embedded=False).entry(dest)
+
+
+def copy_into_folder(
+    src: Path,
+    folder: Path,
+    name: str,
+    progress: Progress | None = None,
+    *,
+    kind: str,
+    expected_sha256: str | None = None,
+    expected_label: str = "the expected SHA-256",
+    duplicate_of: Callable[[str], str | None] | None = None,
+    validate: Callable[[Path], object] = read_gguf_info,
+    manifest_record: Callable[[ManifestRecord], ManifestRecord] | None = None,
+) -> tuple[Path, str]:
+    """Copy a validated GGUF into ``folder`` as ``name``: whole, hashed, fsynced, recorded.
+
+    The copy goes to a hidden temp file hashed while it is written; it is renamed into place
+    only once it is whole, matches ``expected_sha256``, is no duplicate and passes ``validate``.
+    Any failure removes the temp file. Model and adapter imports both come through here.
+
+    Args:
+        src: the file (already validated and resolved); it is only read.
+        folder: the destination folder (created 0700 if missing).
+        name: the file name in ``folder``.
+        progress: ``(copied_bytes, total_bytes)`` during the copy.
+        kind: "model" or "adapter", for messages ("the models folder").
+        expected_sha256: the lower-case hash the copy must have, if known.
+        expected_label: where ``expected_sha256`` came from, for the mismatch message.
+        duplicate_of: SHA-256 → what already holds that content (refused), or None.
+        validate: checks the copy before it is renamed into place (raises ``ModelError``).
+        manifest_record: extends the manifest record (an adapter adds the base it fits).
+
+    Returns:
+        The imported file (mode 0600) and its SHA-256.
+    """
+    folder = Path(folder)
+    place = f"{kind}s folder"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    dest = folder / name
+    if src.parent == folder.resolve():
+        raise ModelAlreadyImported(f"{src.name} is already in the {place}.")
+    if os.path.lexists(dest):
+        raise ModelAlreadyImported(
+            f"A {kind} file named {name} is already in the {place}. Rename the file you are "
+            "importing (or remove the old one) and try again.")
+    size = src.stat().st_size
+    free = shutil.disk_usage(folder).free
+    if free < size:
         raise ModelImportFailed(
             f"There is not enough free space to import {src.name}: it needs "
-            f"{_gib(info.file_size)} and {_gib(free)} is free where the models folder is "
-            f"({models_dir}). Free some space and try again.")
-    _remove_stale_partials(models_dir)
+            f"{_gib(size)} and {_gib(free)} is free where the {place} is "
+            f"({folder}). Free some space and try again.")
+    _remove_stale_partials(folder)
 
-    tmp = models_dir / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+    tmp = folder / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
         with open(src, "rb") as source, os.fdopen(fd, "wb") as target:
@@ -174,33 +225,34 @@ def import_model(
         if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
             raise ModelImportFailed(f"{src.name} changed while it was being copied. Wait until "
                                     "it is complete (download finished) and import it again.")
-        if expected is not None and sha != expected:
-            source_of = "the expected SHA-256" if expected_sha256 else f"{SUMS_FILE_NAME}"
+        if expected_sha256 is not None and sha != expected_sha256:
             raise ChecksumMismatch(
-                f"{src.name} does not match {source_of} (expected {expected[:12]}…, got "
-                f"{sha[:12]}…): the file is damaged or not the one published. Download it again.")
-        duplicate = _duplicate_of(models_dir, sha, embedded_sha256)
+                f"{src.name} does not match {expected_label} (expected {expected_sha256[:12]}…, "
+                f"got {sha[:12]}…): the file is damaged or not the one published. Download it "
+                "again.")
+        duplicate = duplicate_of(sha) if duplicate_of is not None else None
         if duplicate is not None:
             raise ModelAlreadyImported(
                 f"{src.name} is already available as {duplicate} (same SHA-256); nothing was "
                 "imported.")
-        read_gguf_info(tmp)  # what lands in the folder is itself a valid model
+        validate(tmp)  # what lands in the folder is itself valid
         os.chmod(tmp, 0o600)
-        record_in_manifest(models_dir, name, ManifestRecord(
+        record = ManifestRecord(
             sha256=sha, size=before.st_size,
-            imported_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), source=str(src)))
-        with folder_lock(models_dir):
+            imported_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), source=str(src))
+        record_in_manifest(folder, name, manifest_record(record) if manifest_record else record)
+        with folder_lock(folder):
             if os.path.lexists(dest):  # another import took the name meanwhile
-                raise ModelAlreadyImported(f"A model file named {name} appeared in the models "
-                                           "folder during the import. Try again.")
+                raise ModelAlreadyImported(f"A {kind} file named {name} appeared in the {place} "
+                                           "during the import. Try again.")
             os.replace(tmp, dest)
-        fsync_dir(models_dir)
+        fsync_dir(folder)
     except OSError as error:
         _discard(tmp)
         if _full_disk(error):
             raise ModelImportFailed(
-                f"The disk is full: {src.name} ({_gib(info.file_size)}) could not be copied into "
-                f"{models_dir}. Nothing was left half-written; free some space and try again."
+                f"The disk is full: {src.name} ({_gib(size)}) could not be copied into "
+                f"{folder}. Nothing was left half-written; free some space and try again."
             ) from error
         raise ModelImportFailed(f"Copying {src.name} failed: {error.strerror or error}. Nothing "
                                 "was left half-written; check the disk and try again.") from error
@@ -208,9 +260,8 @@ def import_model(
         _discard(tmp)
         raise
     st = dest.stat()
-    HashCache(models_dir / HASH_CACHE_NAME).store(dest, sha, size=st.st_size,
-                                                  mtime_ns=st.st_mtime_ns)
-    return Catalog(models_dir, include_embedded=False).entry(dest)
+    HashCache(folder / HASH_CACHE_NAME).store(dest, sha, size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return dest, sha
 
 
 def import_folder(
