@@ -17,10 +17,13 @@ helpers at the bottom read files only and are safe in the app process.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import importlib.metadata as metadata
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +102,6 @@ def _dlclose(handle: ctypes.CDLL) -> None:
 def _linked_ggml() -> ctypes.CDLL:
     """The libggml that libllama was loaded with (found in this process's memory map)."""
     import llama_cpp  # loads libllama, and with it libggml
-
     lib_dir = Path(llama_cpp.__file__).resolve().parent / "lib"
     candidates: list[str] = []
     try:
@@ -115,6 +117,20 @@ def _linked_ggml() -> ctypes.CDLL:
     if not candidates:
         raise ModelLoadFailed(f"llama.cpp's libggml was not found in {lib_dir}: reinstall Bastion.")
     return ctypes.CDLL(candidates[0])
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence this process's C-level stderr (file descriptor 2) for the block."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def load_cpu_backend(prefer: str = AUTO) -> CpuBackend:
@@ -158,7 +174,9 @@ def load_cpu_backend(prefer: str = AUTO) -> CpuBackend:
     load.restype = ctypes.c_void_p
     load.argtypes = [ctypes.c_char_p]
     for name in order:
-        if load(str(files[name]).encode()):
+        with _quiet_stderr():  # ggml prints "loaded CPU backend from …" on every start
+            handle = load(str(files[name]).encode())
+        if handle:
             _loaded = CpuBackend(variant=name, scores=scores, held_back=held_back)
             return _loaded
     raise ModelLoadFailed(f"llama.cpp could not load any of its CPU kernels ({', '.join(order)}).")
