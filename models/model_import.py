@@ -93,7 +93,8 @@ def _remove_stale_partials(models_dir: Path) -> None:
                 path.unlink()
 
 
-def _duplicate_of(models_dir: Path, sha: str, embedded_sha: str | None) -> str | None:
+def duplicate_in_folder(models_dir: Path, sha: str, embedded_sha: str | None = None) -> str | None:
+    """What in ``models_dir`` (or the embedded default) already has this SHA-256, if anything."""
     if embedded_sha is not None and sha == embedded_sha:
         return "the embedded default model"
     for name, record in load_manifest(models_dir).items():
@@ -156,7 +157,7 @@ def import_model(
     dest, _ = copy_into_folder(
         src, models_dir, name, progress, kind="model", expected_sha256=expected,
         expected_label="the expected SHA-256" if expected_sha256 else SUMS_FILE_NAME,
-        duplicate_of=lambda sha: _duplicate_of(models_dir, sha, embedded_sha256))
+        duplicate_of=lambda sha: duplicate_in_folder(models_dir, sha, embedded_sha256))
     return Catalog(models_dir, include_embedded=False).entry(dest)
 
 
