@@ -30,6 +30,11 @@ class DataPaths:
         return self.home / "models"
 
     @property
+    def adapters_dir(self) -> Path:
+        """Imported LoRA adapters and their manifest (not listed as models: a subfolder)."""
+        return self.models_dir / "adapters"
+
+    @property
     def settings_file(self) -> Path:
         return self.home / "settings.json"
 

@@ -18,6 +18,7 @@ from bastion.desktop.errors import user_message
 COMMAND_MODULES = (
     "bastion.desktop.cli.chat_cmd",
     "bastion.desktop.cli.models_cmd",
+    "bastion.desktop.cli.adapters_cmd",
     "bastion.desktop.cli.library_cmd",
     "bastion.desktop.cli.chats_cmd",
     "bastion.desktop.cli.doctor_cmd",
