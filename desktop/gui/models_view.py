@@ -1,5 +1,5 @@
 """The models page: every model with its metadata and verified SHA-256; import, verify, load,
-unload, and the model Bastion starts with.
+unload, and the model Bastion starts with; below, the LoRA adapters (``adapters_view``).
 
 Catalog work (header reads, hashing, imports) runs in the files thread; loading runs in the core
 thread, which owns the engine. A model that fails to load is reported and the previous model
@@ -30,6 +30,7 @@ from bastion.desktop.errors import BastionError
 from bastion.desktop.gui import core_tasks
 from bastion.desktop.gui.backend import Backend
 from bastion.desktop.gui.table_model import HeaderedTableModel, Index
+from bastion.desktop.paths import data_paths
 from bastion.models.catalog import ModelEntry, VerifyResult
 
 SHA_LABELS = {
@@ -173,12 +174,18 @@ class ModelsView(QWidget):
         self.progress = QProgressBar()
         self.progress.setVisible(False)
         layout.addWidget(self.progress)
+        # Imported here: the adapters section reuses this module's labels.
+        from bastion.desktop.gui.adapters_view import AdaptersSection
+
+        self.adapters = AdaptersSection(backend, data_paths(create=False).adapters_dir)
+        layout.addWidget(self.adapters, 1)
         window.model_loaded.connect(self._model_loaded)
 
     # -- listing ---------------------------------------------------------------------------
 
     def start(self) -> None:
         self.refresh(hash_files=True)
+        self.adapters.start()
 
     def refresh(self, *, hash_files: bool = False) -> None:
         """Read the catalog (headers only), then hash what has no cached SHA-256 yet."""
