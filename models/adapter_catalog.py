@@ -282,6 +282,11 @@ class AdapterCatalog:
         fsync_dir(self.adapters_dir)
         return entry
 
+    def path_of(self, name: str, base: GGUFInfo | Path | str | None = None) -> Path:
+        """The file of the adapter ``name``, checked as :meth:`checked` does (the shape of
+        ``Assistant.adapter_path``: bind ``base`` to the loaded model's header or path)."""
+        return self.checked(self.resolve(name), _base_info(base)).path
+
     def checked(self, entry: AdapterEntry, base: GGUFInfo | None = None) -> AdapterEntry:
         """``entry`` if it may be attached: a valid adapter, unchanged since it was imported,
         and (given ``base``) fitting that base model.

@@ -395,6 +395,10 @@ def test_resolve_checks_the_adapter_against_the_base(
     with pytest.raises(AdapterError, match=r"given twice"):
         resolve_adapters(["facts:1", "facts:0.5"], adapters_dir)
     assert resolve_adapters([], adapters_dir, base=tmp_path / "never-read.gguf") == []
+    catalog = AdapterCatalog(adapters_dir)
+    assert catalog.path_of("Facts", base=smollm2_path) == dest
+    with pytest.raises(AdapterMismatch):
+        catalog.path_of("facts", base=read_gguf_info(tiny_base))
 
 
 def test_every_adapter_error_is_a_model_error() -> None:
