@@ -254,11 +254,14 @@ class Engine:
             cpu_kernels = str(reply.get("cpu_kernels"))
             reply = child.receive(LOAD_TIMEOUT_S)
             if reply is None or reply.get("kind") == "SelfTestFailed":
+                child.process.join(2.0)  # the pipe closes before the exit status is known
                 exitcode = child.process.exitcode
                 child.stop()
                 reason = _describe_exit(exitcode) if reply is None else str(reply.get("message"))
                 raise _SelfTestFailure(reason, exitcode, cpu_kernels)
         if reply is None or reply.get("type") != "loaded":
+            if reply is None:
+                child.process.join(2.0)
             exitcode = child.process.exitcode
             child.stop()
             if reply is None:
