@@ -6,6 +6,7 @@ Everything heavy is created lazily, so ``bastion chats list`` never starts a mod
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from bastion.desktop.assistant import Assistant
 from bastion.desktop.errors import BastionError
 from bastion.desktop.paths import DataPaths, data_paths
 from bastion.desktop.settings import Settings
+from bastion.models.adapter_catalog import AdapterCatalog
 from bastion.models.engine import Engine
 from bastion.models.engine_fallback import FallbackMemory
 from bastion.models.engine_types import LoadInfo
@@ -89,7 +91,9 @@ class App:
                 retriever = self.library
             except ImportError as error:
                 raise BastionError("The document library is not available in this build.") from error
+        catalog = AdapterCatalog(self.paths.adapters_dir)
         return Assistant(
+            adapter_path=functools.partial(catalog.path_of, base=engine.gguf_info),
             engine=engine,
             chats=self.chats,
             retriever=retriever,

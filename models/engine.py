@@ -44,7 +44,7 @@ from .errors import (
     ModelLoadFailed,
     PromptTooLong,
 )
-from .gguf_file import read_gguf_info
+from .gguf_file import GGUFInfo, read_gguf_info
 
 POLL_S = 0.05
 LOAD_TIMEOUT_S = 600.0
@@ -158,6 +158,7 @@ class Engine:
         self._memory = memory
         self._child: _Child | None = None
         self._info: LoadInfo | None = None
+        self._gguf: GGUFInfo | None = None
         self._ids = itertools.count(1)
         self._current_id = 0
         self._lock = threading.Lock()
@@ -168,6 +169,11 @@ class Engine:
     def info(self) -> LoadInfo | None:
         """What is loaded, or None."""
         return self._info
+
+    @property
+    def gguf_info(self) -> GGUFInfo | None:
+        """The loaded model's validated header (adapters are checked against it), or None."""
+        return self._gguf if self._info is not None else None
 
     def load(self, path: Path, options: LoadOptions | None = None) -> LoadInfo:
         """Validate ``path`` and load it in a fresh engine process that proves itself first.
@@ -221,7 +227,7 @@ class Engine:
                     self._memory.remember(key, rung.name, fallback, path.name)
             elif start > 0 and remembered:
                 fallback = remembered[1]
-            old, self._child = self._child, child
+            old, self._child, self._gguf = self._child, child, gguf
             self._info = LoadInfo(
                 path=path,
                 name=str(reply["name"]),

@@ -31,8 +31,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, default=None,
                         help="model: the model alone; docs: only your documents; both (default: "
                              "docs with a collection, else model)")
+    parser.add_argument("--adapter", action="append", default=[], type=_adapter_spec,
+                        metavar="NAME[:SCALE]",
+                        help="answer with this LoRA adapter (see `bastion adapters list`) at "
+                             "SCALE in [-4, 4], 1 by default (repeatable)")
     parser.add_argument("--max-tokens", type=int, help="longest answer in tokens")
     parser.add_argument("--temperature", type=float, help="0 = greedy")
+
+
+def _adapter_spec(text: str) -> tuple[str, float]:
+    from bastion.models.adapter_catalog import parse_adapter_spec
+    from bastion.models.errors import ModelError
+
+    try:
+        spec = parse_adapter_spec(text)
+    except ModelError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return spec.name, spec.scale
 
 
 def _mode(args: argparse.Namespace) -> str:
@@ -42,6 +57,12 @@ def _mode(args: argparse.Namespace) -> str:
 
 
 def _assistant(app: App, args: argparse.Namespace, mode: str) -> Assistant:
+    if args.adapter:  # an unknown name is refused before the model loads
+        from bastion.models.adapter_catalog import AdapterCatalog
+
+        catalog = AdapterCatalog(app.paths.adapters_dir)
+        for name, _ in args.adapter:
+            catalog.resolve(name)
     if args.max_tokens is not None:
         app.settings.max_tokens = args.max_tokens
     if args.temperature is not None:
@@ -92,7 +113,8 @@ def run_ask(args: argparse.Namespace) -> int:
     mode = _mode(args)
     with App() as app:
         assistant = _assistant(app, args, mode)
-        chat = app.chats.create_chat(mode=mode, collections=args.collection)  # type: ignore[arg-type]
+        chat = app.chats.create_chat(mode=mode, collections=args.collection,  # type: ignore[arg-type]
+                                     adapters=args.adapter)
         stream_answer(assistant.ask(chat.id, args.question))
     return 0
 
@@ -106,14 +128,18 @@ def run_chat(args: argparse.Namespace) -> int:
     with App() as app:
         if args.chat is not None:
             chat = app.chats.chat(args.chat)
+            if args.adapter:
+                chat = app.chats.update_chat(chat.id, adapters=args.adapter)
         else:
-            chat = app.chats.create_chat(mode=mode, collections=args.collection)  # type: ignore[arg-type]
+            chat = app.chats.create_chat(mode=mode, collections=args.collection,  # type: ignore[arg-type]
+                                         adapters=args.adapter)
         print("Loading the model…", file=sys.stderr)
         assistant = _assistant(app, args, chat.mode)
         info = app.loaded_model()
         if info is not None:
+            adapters = "".join(f" · adapter {name}:{scale:g}" for name, scale in chat.adapters)
             print(f"{info.name} · context {info.n_ctx} tokens · {info.n_threads} threads · mode "
-                  f"{chat.mode} · chat {chat.id}", file=sys.stderr)
+                  f"{chat.mode}{adapters} · chat {chat.id}", file=sys.stderr)
             if info.template_warning:
                 print(f"warning: {info.template_warning}", file=sys.stderr)
         print("Type a question. Ctrl-C stops an answer; Ctrl-D (or /quit) leaves.", file=sys.stderr)
