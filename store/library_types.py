@@ -108,6 +108,8 @@ class SyncProgress:
     """A progress event of ``Library.sync``; every event is also a cancel point.
 
     ``phase``: "scan" (walking folders), "index" (parsing/embedding), "done" (``finished``).
+    ``chunks``: while indexing, the chunks embedded so far (a long document moves it batch by
+    batch); in "done", the chunks stored.
     """
 
     collection: str

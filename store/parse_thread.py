@@ -20,7 +20,7 @@ from typing import Literal
 
 import sqlite_utils
 
-from .chunking import Chunk, chunk_pages
+from .chunking import DEFAULT_MAX_CHUNKS, Chunk, chunk_document
 from .db import open_library_db, write_transaction
 from .embedder import ChunkTokenizer
 from .parse_pools import ParsePoolLike, ParseRequest
@@ -61,6 +61,10 @@ class Settled:
 
 
 DONE = object()
+
+
+def _where(page: int | None) -> str:
+    return "the text" if page is None else f"page {page}"
 
 
 class HeldText:
@@ -167,7 +171,13 @@ class ParseThread:
         document = outcome.document
         page_count = len(document.pages) if document is not None else None
         if outcome.status == "ok" and document is not None and not rewritten:
-            chunks = chunk_pages(document.pages, tokenizer, max_tokens)
+            chunks, cut = chunk_document(document.pages, tokenizer, max_tokens, DEFAULT_MAX_CHUNKS)
+            if cut:
+                outcome = replace(outcome, warnings=[*outcome.warnings, (
+                    f"only the first {len(chunks):,} chunks (to character "
+                    f"{chunks[-1].char_end:,} of {_where(chunks[-1].page)}) are indexed; the "
+                    "rest was left out"
+                )])
         if document is not None:
             # The chunks carry the text from here on; the pages would only double the memory.
             outcome = replace(outcome, document=replace(document, pages=[]))

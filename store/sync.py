@@ -10,6 +10,7 @@ report and a cancel point, one at least per embedding batch, so a huge document 
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -256,7 +257,9 @@ class Pipeline:
         """Replace a document's chunks and vectors in one transaction."""
         parsed = entry.parsed
         doc = parsed.outcome.document
-        vectors = np.concatenate(entry.vectors) if entry.vectors else np.zeros((0, 0), np.float32)
+        # Rows are generated as SQLite takes them: one more copy of every vector and chunk
+        # would cost tens of megabytes for a huge document.
+        vectors = itertools.chain.from_iterable(entry.vectors)
         now = time.time()
         with write_transaction(self.db):
             self.db.execute("DELETE FROM chunks WHERE document_id = ?", [parsed.item.doc_id])
@@ -264,15 +267,15 @@ class Pipeline:
             self.db.conn.executemany(
                 "INSERT INTO chunks (id, document_id, ordinal, text, page, char_start, char_end, "
                 "heading) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
+                (
                     (first + i, parsed.item.doc_id, c.ordinal, sqlite_text(c.text), c.page,
                      c.char_start, c.char_end, sqlite_text(c.heading))
                     for i, c in enumerate(parsed.chunks)
-                ],
+                ),
             )
             self.db.conn.executemany(
                 "INSERT INTO embeddings (chunk_id, vector) VALUES (?, ?)",
-                [(first + i, vector_to_blob(v)) for i, v in enumerate(vectors)],
+                ((first + i, vector_to_blob(v)) for i, v in enumerate(vectors)),
             )
             self.db.execute(
                 """

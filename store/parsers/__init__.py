@@ -25,7 +25,7 @@ from . import (  # noqa: F401 - importing a parser module registers it
     text,
 )
 from .detect import TEXT_KINDS, detect_kind, zip_kind
-from .fsread import FileStat, open_regular_file, read_bytes, read_head
+from .fsread import FileBytes, FileStat, open_regular_file, read_bytes, read_head
 from .limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS, PageCollector, ParseLimits
 from .normalize import normalize_text
 from .registry import ParseInput, parser_for, registered_kinds
@@ -47,6 +47,9 @@ __all__ = [
 ]
 
 OUT_OF_MEMORY_REASON = "ran out of memory while parsing this file"
+
+# Kinds whose characters are the file's characters (no markup to strip).
+_PLAIN_TEXT_KINDS = frozenset({"text", "markdown", "rst"})
 
 
 def parse_file(
@@ -111,10 +114,13 @@ def _parse(path: Path, limits: ParseLimits, expected: FileStat | None) -> ParseO
         if not head:
             raise FileSkipped("empty file")
         kind = detect_kind(head, extension)
-        # Text needs at most 4 bytes per character: never read more than can be kept.
-        limit = 4 * limits.max_chars + 4 if kind in TEXT_KINDS else limits.max_bytes
-        limit = min(limit, (expected or FileStat.of(info)).read_bound())
-        content = read_bytes(fd, info.st_size, limit)
+        bound = (expected or FileStat.of(info)).read_bound()
+        if kind in _PLAIN_TEXT_KINDS:
+            content = _read_plain_text(fd, info.st_size, limits.max_chars, bound)
+        else:
+            # Text needs at most 4 bytes per character: never read more than can be kept.
+            limit = 4 * limits.max_chars + 4 if kind in TEXT_KINDS else limits.max_bytes
+            content = read_bytes(fd, info.st_size, min(limit, bound))
     finally:
         os.close(fd)
     if kind == "zip":
@@ -140,6 +146,20 @@ def _parse(path: Path, limits: ParseLimits, expected: FileStat | None) -> ParseO
         python_warnings.simplefilter("ignore")
         parser(source)
     return _finish(source, kind)
+
+
+def _read_plain_text(fd: int, size: int, max_chars: int, bound: int) -> FileBytes:
+    """The bytes of a plain text file that can hold ``max_chars`` characters, and no more.
+
+    ASCII is one byte per character, so ``max_chars`` bytes suffice; only other text is read
+    up to the 4 bytes per character UTF-8 may need. For a huge log that is a quarter of the
+    memory.
+    """
+    first = read_bytes(fd, size, min(max_chars + 4, bound))
+    if not first.truncated or (first.data.isascii() and b"\0" not in first.data):
+        return first
+    del first
+    return read_bytes(fd, size, min(4 * max_chars + 4, bound))
 
 
 def _finish(source: ParseInput, kind: str) -> ParseOutcome:

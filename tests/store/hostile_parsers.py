@@ -80,3 +80,9 @@ def by_name(path: Path, **limits: Any) -> ParseOutcome:
     if name.startswith("oom"):
         return oom(path)
     return parse_file(path, **limits)
+
+
+def surrogates(path: Path, **limits: Any) -> ParseOutcome:
+    """Text with CJK, an emoji and a lone surrogate (as undecodable file names give)."""
+    text = "東京 \U0001f600 caf\udce9"
+    return ParseOutcome(status="ok", document=ParsedDocument(pages=[PageText(text)], title=text))

@@ -149,3 +149,65 @@ def test_real_minilm_tokenizer_limits(minilm_path: Path) -> None:
     # Packed close to the limit: chunks are not needlessly small.
     cjk = chunk_pages([PageText(texts[1])], tok, 256)
     assert max(tok.count([c.text for c in cjk])) >= 200
+
+
+def _long_document(paragraphs: int) -> str:
+    parts = []
+    for i in range(paragraphs):
+        if i % 37 == 0:
+            parts.append(f"# Section {i}\n\n")
+        if i % 53 == 0:
+            parts.append(f"Part {i}\n{'=' * 8}\n\n")
+        words = " ".join(f"w{(i * 7 + j) % 101}" for j in range(20 + i % 30))
+        parts.append(f"Paragraph {i} says {words}. Then it ends!\n\n")
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("window", [997, 3_001])
+def test_long_pages_are_chunked_window_by_window_with_the_same_result(
+    window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Huge pages are tokenised a window at a time (bounded memory); the chunks must be the ones
+    # the whole page at once gives, headings across window edges included.
+    import bastion.store.chunking as chunking
+
+    text = _long_document(400)
+    assert len(text) > 10 * window
+    whole = _chunks(text)
+    monkeypatch.setattr(chunking, "_WINDOW_CHARS", window)
+    windowed = _chunks(text)
+    assert windowed == whole
+    assert {c.heading for c in windowed} >= {"Section 0", "Section 370", "Part 371"}
+    _assert_fit_and_offsets(windowed, {None: text}, MAX)
+
+
+def test_heading_carries_over_to_the_next_page_from_a_long_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bastion.store.chunking as chunking
+
+    monkeypatch.setattr(chunking, "_WINDOW_CHARS", 500)
+    first = _long_document(60) + "# Last heading\n\nshort tail.\n"
+    chunks = chunk_pages([PageText(first, 1), PageText("next page text", 2)], FakeTokenizer(), MAX)
+    assert chunks[-1].page == 2 and chunks[-1].heading == "Last heading"
+
+
+def test_a_single_huge_line_is_chunked_window_by_window_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bastion.store.chunking as chunking
+
+    text = " ".join(f"token{i % 997}. and more" for i in range(6_000))  # no line break at all
+    whole = _chunks(text)
+    monkeypatch.setattr(chunking, "_WINDOW_CHARS", 1_000)
+    assert _chunks(text) == whole
+
+
+def test_chunk_document_stops_at_max_chunks_and_says_so() -> None:
+    from bastion.store.chunking import chunk_document
+
+    text = _long_document(200)
+    everything = _chunks(text)
+    assert len(everything) > 30
+    capped, cut = chunk_document([PageText(text, None)], FakeTokenizer(), MAX, max_chunks=30)
+    assert cut and capped == everything[:30]
+    whole, cut = chunk_document([PageText(text, None)], FakeTokenizer(), MAX, len(everything))
+    assert not cut and whole == everything

@@ -165,3 +165,34 @@ def test_file_over_the_size_limit_is_skipped_unread_with_its_size_and_the_limit(
     doc = next(d for d in lib.documents("docs") if d.path.endswith("huge.log"))
     assert doc.state == "indexed" and "huge.log" in parser.calls
     lib.close()
+
+
+# -- huge documents ---------------------------------------------------------------------------
+
+
+def test_a_document_over_the_chunk_cap_is_indexed_in_part_with_a_warning(
+    library: Library, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.store import parse_thread
+
+    monkeypatch.setattr(parse_thread, "DEFAULT_MAX_CHUNKS", 5)
+    (docs / "long.txt").write_text("A sentence about herons and their nests. " * 400)
+    drain(library.sync())
+    doc = next(d for d in library.documents("docs") if d.path.endswith("long.txt"))
+    assert doc.state == "indexed" and doc.chunk_count == 5
+    assert doc.reason.startswith("only the first 5 chunks (to character ")
+    assert doc.reason.endswith("of the text) are indexed; the rest was left out")
+
+
+def test_a_long_document_reports_progress_while_it_is_embedded(
+    library: Library, docs: Path
+) -> None:
+    from bastion.store.sync import EMBED_BATCH
+
+    (docs / "long.txt").write_text("Words about herons and their nests. " * 3_000)
+    events = [e for e in drain(library.sync()) if e.phase == "index"]
+    long_doc = next(d for d in library.documents("docs") if d.path.endswith("long.txt"))
+    batches = long_doc.chunk_count // EMBED_BATCH
+    assert batches >= 5
+    during = {e.chunks for e in events if e.current and e.current.endswith("long.txt")}
+    assert len(during) >= batches  # a new count after every batch: never silent

@@ -181,3 +181,12 @@ def test_wire_format_round_trips_and_rejects_wrong_shapes() -> None:
                 {**good, "warnings": [1]}, {**good, "parse_seconds": "1"}):
         with pytest.raises(ValueError):
             outcome_from_wire(bad)
+
+
+def test_text_crosses_the_pipe_exactly_as_utf8(tmp_path: Path) -> None:
+    path = write(tmp_path, "any.txt")
+    with ParsePool(workers=1, parse_function="tests.store.hostile_parsers:surrogates") as pool:
+        outcome = pool.parse(path)
+    assert outcome.document is not None
+    assert outcome.document.pages[0].text == "東京 \U0001f600 caf\udce9"
+    assert outcome.document.title == "東京 \U0001f600 caf\udce9"

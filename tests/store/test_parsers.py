@@ -186,6 +186,15 @@ def test_text_longer_than_max_chars_is_cut_with_a_warning(tmp_path: Path) -> Non
     assert any("only the first 1,000 characters" in warning for warning in outcome.warnings)
 
 
+def test_multibyte_text_longer_than_max_chars_is_cut_at_characters(tmp_path: Path) -> None:
+    # Not ASCII: more than max_chars bytes are read, so max_chars characters are still kept.
+    path = tmp_path / "long-utf8.txt"
+    path.write_text("Grüße 東京 " * 2_000, encoding="utf-8")
+    outcome = parse_file(path, max_chars=1000)
+    assert ok_text(outcome) == ("Grüße 東京 " * 2_000)[:1000].rstrip()
+    assert any("only the first 1,000 characters" in warning for warning in outcome.warnings)
+
+
 def test_100_mb_single_line_text_is_capped_not_exploded(tmp_path: Path) -> None:
     path = tmp_path / "one-line.txt"
     with path.open("wb") as handle:
