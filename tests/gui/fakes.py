@@ -25,6 +25,7 @@ from bastion.models.engine_types import (
     Sampling,
 )
 from bastion.models.errors import ModelLoadFailed
+from bastion.models.gguf_file import GGUFInfo, read_gguf_info
 from bastion.store.library import Library
 from tests.desktop.fakes import FakeEngine
 from tests.store.fakes import HashingEmbedder, text_pool
@@ -39,13 +40,21 @@ class StreamingEngine(FakeEngine):
         self.delay_s = delay_s
         self._stop = threading.Event()
         self.loaded: LoadInfo | None = None
+        self.gguf: GGUFInfo | None = None
         self.started = threading.Event()
 
     @property
     def info(self) -> LoadInfo | None:
         return self.loaded
 
+    @property
+    def gguf_info(self) -> GGUFInfo | None:
+        """The loaded file's header when it is a real file (adapters are checked against it);
+        None for the made-up paths most tests load, so adapters are not checked against them."""
+        return self.gguf if self.loaded is not None else None
+
     def load_as(self, path: Path, n_ctx: int, n_threads: int) -> LoadInfo:
+        self.gguf = read_gguf_info(path) if path.is_file() else None
         self.loaded = LoadInfo(path=path, name=path.stem, n_ctx=n_ctx, n_ctx_train=n_ctx,
                                n_threads=n_threads, template_source="gguf", template_warning=None,
                                special_tokens=0, load_s=0.0)
