@@ -7,6 +7,7 @@ Watch mode treats file-system events as hints and a periodic full sync as the tr
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from bastion.desktop.paths import DataPaths, data_paths
+from bastion.desktop.settings import Settings
 from bastion.store.embedder import Embedder, SentenceTransformerEmbedder, default_embedder_folder
 from bastion.store.library import Library
 from bastion.store.library_types import SyncProgress
 from bastion.store.parse_pools import ParsePoolLike
+from bastion.store.parsers.limits import DEFAULT_MAX_BYTES
 
 # Seconds between full reconcile syncs in watch mode (events are only hints).
 RECONCILE_INTERVAL_S = 300.0
@@ -31,11 +34,12 @@ def default_embedder(folder: Path | None) -> Embedder:
     return SentenceTransformerEmbedder(folder or default_embedder_folder())
 
 
-def default_parse_pool() -> ParsePoolLike:
-    """One sandboxed parse worker: 60 s and 1 GB per file (the embedder needs the other core)."""
+def default_parse_pool(max_bytes: int = DEFAULT_MAX_BYTES) -> ParsePoolLike:
+    """One sandboxed parse worker: 60 s and 1 GB per file (the embedder needs the other core),
+    reading at most ``max_bytes`` of a file."""
     from bastion.store.parse_worker import ParsePool
 
-    return ParsePool(workers=1, timeout_s=60.0, memory_mb=1024)
+    return ParsePool(workers=1, timeout_s=60.0, memory_mb=1024, max_bytes=max_bytes)
 
 
 def open_library(
@@ -50,10 +54,13 @@ def open_library(
     ``default_parse_pool`` (looked up at call time, so tests can swap them).
     """
     paths = paths or data_paths()
+    limit = Settings.load(paths.settings_file).max_file_mb * 1024 * 1024
+    pool_factory = parse_pool_factory or functools.partial(default_parse_pool, max_bytes=limit)
     return Library(
         paths.library_db,
         embedder_factory or default_embedder,
-        parse_pool_factory or default_parse_pool,
+        pool_factory,
+        max_file_bytes=limit,
     )
 
 

@@ -31,6 +31,10 @@ class Settings:
     top_k: int = field(default=40, metadata={"help": "Top-k sampling."})
     repeat_penalty: float = field(default=1.1, metadata={"help": "Penalty on repeated tokens."})
     max_tokens: int = field(default=512, metadata={"help": "Longest answer, in tokens."})
+    max_file_mb: int = field(
+        default=200,
+        metadata={"help": "Documents larger than this are skipped (their size and the limit named)."},
+    )
     system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System prompt."})
 
     def load_options(self) -> LoadOptions:

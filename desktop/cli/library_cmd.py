@@ -173,6 +173,8 @@ def format_status(status: CollectionStatus) -> str:
     lines.append(f"  {counts}  ·  chunks: {status.chunks}")
     if status.stale:
         lines.append("  The embedding model or chunking changed: the next sync rebuilds this collection.")
+    for warning in status.warnings:
+        lines.append(f"  Warning: {warning}")
     for failure in status.failures:
         lines.append(f"  [{failure.state}] {failure.path}: {failure.reason}")
     return "\n".join(lines)

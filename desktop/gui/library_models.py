@@ -54,7 +54,10 @@ class CollectionRow:
             text = "Not indexed yet"
         if self.run == "idle" and self.status.stale:
             text = "Needs re-indexing"
-        return f"{text} · {failed} failed" if failed else text
+        if failed:
+            text = f"{text} · {failed} failed"
+        # Folders that could not be read are said on the row, not only in the file list.
+        return " · ".join([text, *(f"⚠ {w}" for w in self.status.warnings)])
 
 
 class CollectionsModel(HeaderedTableModel):
@@ -76,7 +79,8 @@ class CollectionsModel(HeaderedTableModel):
         if role == ROLE_NAME:
             return row.name
         if role == Qt.ItemDataRole.ToolTipRole:
-            return "\n".join(row.status.roots)
+            folders = [f"{w.path}: {w.reason}" for w in row.status.unreadable_folders]
+            return "\n".join([*row.status.roots, *folders])
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         counts, progress = row.status.counts, row.progress

@@ -138,3 +138,13 @@ def test_real_parse_workers_with_pdf_and_docx(monkeypatch: pytest.MonkeyPatch, t
         assert states["bad.pdf"].state in {"failed", "skipped"} and states["bad.pdf"].reason
         hit = library.search("propellers", k=1)[0]
         assert hit.path.endswith("manual.pdf") and hit.page == 2
+
+
+def test_status_names_the_folders_it_could_not_read() -> None:
+    from bastion.desktop.cli.library_cmd import format_status
+    from bastion.store.library_types import CollectionStatus, FolderWarning
+
+    status = CollectionStatus("docs", ["/d"], {"indexed": 1}, 3, [], "e", unreadable_folders=[
+        FolderWarning("/d/a", "permission denied", "/d/a could not be read: permission denied"),
+        FolderWarning("/d/b", "permission denied", "/d/b could not be read: permission denied")])
+    assert "Warning: 2 folders could not be read: permission denied" in format_status(status)

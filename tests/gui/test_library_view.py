@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 
 from bastion.desktop.gui.library_models import CollectionsModel, DocumentsModel, format_eta
 from bastion.desktop.gui.main_window import MainWindow
@@ -124,3 +125,15 @@ def test_eta_reads_naturally() -> None:
     assert format_eta(42) == "42 s"
     assert format_eta(125) == "2 min 05 s"
     assert format_eta(3 * 3600 + 60) == "3 h 01 min"
+
+
+def test_a_collection_with_unreadable_folders_says_so_on_its_row() -> None:
+    from bastion.store.library_types import FolderWarning
+
+    collections = CollectionsModel()
+    locked = [FolderWarning(f"/x/private{i}", "permission denied",
+                            f"/x/private{i} could not be read: permission denied") for i in range(3)]
+    collections.set_statuses([CollectionStatus("b", ["/x"], {"indexed": 2}, 10, [], "e",
+                                               unreadable_folders=locked)])
+    assert "⚠ 3 folders could not be read: permission denied" in collections.index(0, 6).data()
+    assert "/x/private2" in collections.index(0, 0).data(Qt.ItemDataRole.ToolTipRole)

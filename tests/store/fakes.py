@@ -93,7 +93,7 @@ class CountingParser:
                 return result
         return parse_text_file(path)
 
-    def pool(self) -> FunctionParsePool:
+    def pool(self, max_bytes: int | None = None) -> FunctionParsePool:
         return FunctionParsePool(self)
 
 
