@@ -7,6 +7,8 @@ Indexes ``articles_txt`` into a fresh data folder, then asks the same sampled qu
 in each mode through the real assistant (embedded SmolLM2 + MiniLM). Reports, per mode: answers
 containing a gold answer, citation hit rate (a cited passage contains a gold answer), abstention
 on unanswerable questions, mean retrieval ms and mean time to first token. Prints Markdown.
+Answers are scored with the lab's metrics (``bastion.desktop.lab.metrics``); ``bastion lab``
+runs the same comparison on any question set, with intervals and a report.
 """
 
 from __future__ import annotations
@@ -15,41 +17,15 @@ import argparse
 import json
 import os
 import random
-import re
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def normalise(text: str) -> str:
-    text = text.lower()
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    text = re.sub(r"[^\w\s]", " ", text)
-    return " ".join(text.split())
-
-
-def contains_gold(text: str, answers: Sequence[str]) -> bool:
-    norm = normalise(text)
-    return any(normalise(a) and normalise(a) in norm for a in answers)
-
-
-@dataclass
-class RecordingRetriever:
-    """Wraps the library so the benchmark can see the full text of the passages used."""
-
-    library: Any
-    last_hits: list[Any] = field(default_factory=list)
-
-    def search(self, query: str, collections: Sequence[str] | None, k: int) -> list[Any]:
-        self.last_hits = list(self.library.search(query, collections, k))
-        return self.last_hits
 
 
 @dataclass
@@ -65,10 +41,10 @@ class ModeResult:
     seconds: float = 0.0
 
 
-def run_mode(mode: str, questions: list[dict[str, Any]], app: Any, retriever: RecordingRetriever,
+def run_mode(mode: str, questions: list[dict[str, Any]], app: Any, retriever: Any,
              max_tokens: int) -> ModeResult:
     from bastion.desktop.assistant import AnswerDelta, AnswerDone, Assistant, PassagesFound
-    from bastion.desktop.grounding import is_abstention
+    from bastion.desktop.lab.metrics import abstained, contains_gold
     from bastion.models.engine_types import Sampling
 
     assistant = Assistant(engine=app.engine(), chats=app.chats, retriever=retriever,
@@ -79,7 +55,7 @@ def run_mode(mode: str, questions: list[dict[str, Any]], app: Any, retriever: Re
     for i, q in enumerate(questions):
         chat = app.chats.create_chat(mode=mode, collections=["squad"] if mode != "model" else [])
         text, done = "", None
-        retriever.last_hits = []
+        retriever.reset()
         for event in assistant.ask(chat.id, q["question"]):
             if isinstance(event, AnswerDelta):
                 text += event.text
@@ -93,7 +69,7 @@ def run_mode(mode: str, questions: list[dict[str, Any]], app: Any, retriever: Re
             result.ttft_s.append(meta["time_to_first_token_s"])
         if q["is_impossible"]:
             result.unanswerable += 1
-            if done.not_found or is_abstention(text):
+            if abstained(text, done.not_found):
                 result.abstained += 1
         else:
             result.answerable += 1
@@ -102,8 +78,7 @@ def run_mode(mode: str, questions: list[dict[str, Any]], app: Any, retriever: Re
             cited = [s for s in done.message.sources if s.cited]
             if cited:
                 result.cited_answers += 1
-                by_place = {(h.path, h.char_start): h.text for h in retriever.last_hits}
-                if any(contains_gold(by_place.get((s.path, s.char_start), s.snippet), q["answers"])
+                if any(contains_gold(retriever.text_of(s.path, s.char_start, s.snippet), q["answers"])
                        for s in cited):
                     result.citation_hits += 1
         if (i + 1) % 25 == 0:
@@ -138,6 +113,7 @@ def main() -> int:
     os.environ["BASTION_HOME"] = str(home)
     import bastion.desktop  # noqa: F401 - offline environment
     from bastion.desktop.app import App
+    from bastion.desktop.lab.runner import RecordingRetriever
     from bastion.desktop.library import add_collection
 
     with App() as app:
