@@ -1,0 +1,201 @@
+"""The lab's report files, made from a run folder: Markdown, HTML, and every answer as CSV and JSON.
+
+``write_reports`` can run at any time — during a run, after a kill, or long after — since it
+reads only the run folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bastion.desktop.lab.report_html import render_html
+from bastion.desktop.lab.run_folder import RunFolder, RunInfo
+from bastion.desktop.lab.summary import (
+    ArmSummary,
+    LabSummary,
+    ScoredAnswer,
+    scored_answers,
+    summarise,
+)
+
+ACCURACY_MEANS = ("Accuracy counts an answerable question as right when the answer contains a "
+                  "gold string (normalised: case, punctuation and articles ignored), and an "
+                  "unanswerable one as right when the answer declines. Intervals are 95% "
+                  "bootstrap intervals; differences are paired (the same questions in both arms).")
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    html: Path
+    csv: Path
+    json: Path
+    summary: LabSummary
+
+
+def write_reports(folder: RunFolder, seed: int = 0) -> ReportFiles:
+    """Write report.md, report.html, answers.csv and answers.json into the run folder.
+
+    Raises:
+        BastionError: the folder is not a lab run.
+    """
+    info = folder.info()
+    questions = folder.questions().questions
+    answers = scored_answers(questions, folder.answers())
+    summary = summarise(questions, info.arms, [a.record for a in answers], seed)
+    header = header_lines(info, summary, answers)
+    files = ReportFiles(folder.path / "report.md", folder.path / "report.html",
+                        folder.path / "answers.csv", folder.path / "answers.json", summary)
+    _write(files.markdown, render_markdown(header, summary, info))
+    _write(files.html, render_html(header, summary, arm_table(summary), difference_table(summary),
+                                   cost_lines(info), answers, ACCURACY_MEANS))
+    rows = [answer_row(a, info) for a in answers]
+    _write(files.csv, _csv(rows))
+    _write(files.json, json.dumps({"run": info.to_json(), "arms": [_arm_json(s) for s in summary.arms],
+                                   "recommendation": summary.recommendation,
+                                   "answers": [{**row, "passages": [asdict(p) for p in a.record.passages]}
+                                               for row, a in zip(rows, answers, strict=True)]},
+                                  indent=1, ensure_ascii=False) + "\n")
+    return files
+
+
+def header_lines(info: RunInfo, summary: LabSummary, answers: Sequence[ScoredAnswer]) -> list[str]:
+    """The run in a few lines: what was asked, of what, with which model and settings."""
+    asked = {a.question.id: a.question for a in answers}
+    unanswerable = sum(q.unanswerable for q in asked.values())
+    sampling = info.sampling
+    return [
+        f"Question set `{Path(info.questions_file).name}`: {summary.questions} questions "
+        f"({summary.questions - unanswerable} answerable, {unanswerable} unanswerable), "
+        f"{summary.answered} answers across {len(info.arms)} arms.",
+        f"Model {info.model}; collection {info.collection or '– (no documents)'}; greedy, "
+        f"seed {sampling.get('seed')}, at most {sampling.get('max_tokens')} answer tokens.",
+        (f"Started {time.strftime('%Y-%m-%d %H:%M', time.localtime(info.created))}; " if info.created
+         else "") + f"report made {time.strftime('%Y-%m-%d %H:%M')}.",
+    ]
+
+
+def _fmt(value: float | None, spec: str, unit: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{unit}"
+
+
+def arm_table(summary: LabSummary) -> list[list[str]]:
+    """The per-arm table, header first."""
+    rows = [["arm", "accuracy [95% CI]", "contains gold", "token F1", "citation hit", "cites with [n]",
+             "abstention (unanswerable)", "false abstention", "s / answer", "first token",
+             "tokens/s", "engine RAM"]]
+    for s in summary.arms:
+        rows.append([s.arm.label, s.accuracy.percent() if s.accuracy else "–", str(s.contains_gold),
+                     _fmt(s.f1, ".2f"), str(s.citation_hit), str(s.cites_marker), str(s.abstention),
+                     str(s.false_abstention), _fmt(s.seconds, ".1f", " s"), _fmt(s.ttft_s, ".2f", " s"),
+                     _fmt(s.tokens_per_s, ".0f"), _fmt(s.engine_rss_mb, ".0f", " MB")])
+    return rows
+
+
+def difference_table(summary: LabSummary) -> list[list[str]]:
+    rows = [["what", "arm", "against", "difference [95% CI]", "questions", "measurable"]]
+    for c in summary.comparisons:
+        rows.append([c.subject, c.arm.label, c.baseline.label, c.difference.points(),
+                     str(c.difference.n), "no" if c.difference.contains_zero else "yes"])
+    return rows
+
+
+def cost_lines(info: RunInfo) -> list[str]:
+    """What each route costs besides time per answer, from the run's recorded costs."""
+    costs, lines = info.costs, []
+    model = costs.get("model") or {}
+    if model.get("bytes"):
+        lines.append(f"Base model {info.model}: {_mb(model['bytes'])} file.")
+    collection = costs.get("collection") or {}
+    if collection:
+        lines.append(f"Documents (collection {collection.get('name')}): "
+                     f"{collection.get('documents', '?')} documents indexed, "
+                     f"{collection.get('chunks', '?')} passages; the library index holds "
+                     f"{_mb(collection.get('library_bytes') or 0)} for all collections.")
+    for name, adapter in (costs.get("adapters") or {}).items():
+        sha = adapter.get("sha256")
+        lines.append(f"Adapter {name}: {_mb(adapter.get('bytes') or 0)} file"
+                     + (f", SHA-256 {sha[:16]}…" if sha else "") + ".")
+    lines.append("Not measured by this run: time to build the index, time to train an adapter, "
+                 "and how fast each route reflects a change in the documents.")
+    return lines
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
+
+
+def _md_table(rows: list[list[str]]) -> list[str]:
+    cells = [[c.replace("|", "\\|") for c in row] for row in rows]
+    return (["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
+            + ["| " + " | ".join(r) + " |" for r in cells[1:]])
+
+
+def render_markdown(header: list[str], summary: LabSummary, info: RunInfo) -> str:
+    """The report as Markdown."""
+    lines = ["# Lab report", "", *header, "", "## Recommendation", ""]
+    lines += [f"- {line}" for line in summary.recommendation]
+    lines += ["", "## Arms", "", *_md_table(arm_table(summary)), "", ACCURACY_MEANS, ""]
+    if summary.comparisons:
+        lines += ["## Differences between arms", "", *_md_table(difference_table(summary)), ""]
+    lines += ["## Costs of each route", "", *[f"- {c}" for c in cost_lines(info)], "",
+              "Every answer: `answers.csv`, `answers.json`; charts: `report.html`.", ""]
+    return "\n".join(lines)
+
+
+def answer_row(answer: ScoredAnswer, info: RunInfo) -> dict[str, Any]:
+    """One answer as a flat row (CSV and JSON)."""
+    q, r, s = answer.question, answer.record, answer.scores
+    arm = next((a for a in info.arms if a.key == r.arm), None)
+    return {
+        "question_id": q.id, "arm": r.arm, "arm_label": arm.label if arm else r.arm,
+        "mode": arm.mode if arm else "", "question": q.question, "unanswerable": q.unanswerable,
+        "gold": " | ".join(q.answers), "source": q.source or "", "answer": r.answer,
+        "correct": s.correct, "contains_gold": s.contains_gold,
+        "f1": None if s.f1 is None else round(s.f1, 4), "abstained": s.abstained,
+        "cites": s.cites, "cites_marker": s.cites_marker, "citation_hit": s.citation_hit,
+        "cited": " | ".join(p.path for p in r.passages if p.cited),
+        "seconds": r.seconds, "time_to_first_token_s": r.time_to_first_token_s,
+        "generation_tps": r.generation_tps, "generated_tokens": r.generated_tokens,
+        "prompt_tokens": r.prompt_tokens, "retrieval_ms": r.retrieval_ms,
+        "engine_rss_mb": r.engine_rss_mb,
+    }
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    return out.getvalue()
+
+
+def _arm_json(s: ArmSummary) -> dict[str, Any]:
+    def rate(r: Any) -> dict[str, Any]:
+        return {"k": r.k, "n": r.n, "rate": r.value}
+
+    acc = s.accuracy
+    return {
+        "arm": s.arm.key, "label": s.arm.label, **s.arm.to_dict(), "answered": s.answered,
+        "accuracy": None if acc is None else {"estimate": acc.estimate, "low": acc.low, "high": acc.high},
+        "contains_gold": rate(s.contains_gold), "f1": s.f1, "citation_hit": rate(s.citation_hit),
+        "cites": rate(s.cites), "cites_marker": rate(s.cites_marker),
+        "abstention": rate(s.abstention), "false_abstention": rate(s.false_abstention),
+        "seconds_per_answer": s.seconds, "time_to_first_token_s": s.ttft_s,
+        "tokens_per_s": s.tokens_per_s, "retrieval_ms": s.retrieval_ms, "engine_rss_mb": s.engine_rss_mb,
+    }
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
