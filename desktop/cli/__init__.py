@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "bastion.desktop.cli.adapters_cmd",
     "bastion.desktop.cli.library_cmd",
     "bastion.desktop.cli.chats_cmd",
+    "bastion.desktop.cli.lab_cmd",
     "bastion.desktop.cli.doctor_cmd",
     "bastion.desktop.cli.gui_cmd",
 )
