@@ -187,7 +187,8 @@ def recommend(arms: Sequence[ArmSummary], answers: Sequence[ScoredAnswer],
                 "apart. Check that the collection holds the documents the questions are about "
                 "(`bastion library status`) and that the gold answers are written as the "
                 "documents write them."]
-    best = max(measured, key=lambda s: (s.accuracy.estimate if s.accuracy else 0.0, [-x for x in _cost_key(s)]))
+    # The most accurate arm; among equals, the cheapest.
+    best = min(measured, key=lambda s: (-(s.accuracy.estimate if s.accuracy else 0.0), _cost_key(s)))
     ties = []
     for other in measured:
         if other is best:
@@ -203,12 +204,13 @@ def recommend(arms: Sequence[ArmSummary], answers: Sequence[ScoredAnswer],
                      f"(accuracy {acc}).")
     else:
         gap = next(g for t, g in ties if t is choice)
-        lines.append(f"Recommended route: **{choice.arm.label}** — accuracy {acc}, "
-                     f"not measurably below the most accurate arm, {best.arm.label} "
-                     f"({gap.points()}), and cheaper ({_cost_words(choice, best)}).")
-    others = [t.arm.label for t, _ in ties if t is not choice] + ([best.arm.label] if choice is not best else [])
-    if choice is best and others:
-        lines.append("Not measurably different from it: " + ", ".join(others) + ".")
+        best_acc = best.accuracy.percent() if best.accuracy else "–"
+        lines.append(f"Recommended route: **{choice.arm.label}** — the cheapest arm not measurably "
+                     f"less accurate than the most accurate one, {best.arm.label} ({gap.points()}: "
+                     f"the interval contains 0). Accuracy {acc} against {best_acc}; "
+                     f"{_cost_words(choice, best)}.")
+    if choice is best and ties:
+        lines.append("Not measurably different from it: " + ", ".join(t.arm.label for t, _ in ties) + ".")
     lines.extend(c.sentence() for c in found)
     if choice.abstention.n:
         lines.append(f"On questions the documents cannot answer, {choice.arm.label} declined "

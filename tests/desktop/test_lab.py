@@ -19,8 +19,10 @@ from bastion.desktop.lab.metrics import (
     score,
     token_f1,
 )
-from bastion.desktop.lab.questions import QuestionSetError, load_questions
+from bastion.desktop.lab.questions import Question, QuestionSetError, load_questions
+from bastion.desktop.lab.run_folder import AnswerRecord
 from bastion.desktop.lab.stats import bootstrap_difference, bootstrap_mean
+from bastion.desktop.lab.summary import summarise
 
 # -- metrics ---------------------------------------------------------------------------------
 
@@ -204,3 +206,39 @@ def test_arms_without_a_collection_are_model_only() -> None:
         "model", "model+legal"]
     with pytest.raises(BastionError, match="--collection"):
         make_arms(["docs"], with_documents=False)
+
+
+# -- recommendation --------------------------------------------------------------------------
+
+
+def _records(arm: Arm, right: set[int], n: int, seconds: float) -> list[AnswerRecord]:
+    return [AnswerRecord(question_id=f"q{i}", arm=arm.key, answer="Paris" if i in right else "Lyon",
+                         not_found=False, passages=[], seconds=seconds) for i in range(n)]
+
+
+def _questions(n: int) -> list[Question]:
+    return [Question(id=f"q{i}", question=f"Question {i}?", answers=("Paris",)) for i in range(n)]
+
+
+def test_a_cheaper_arm_not_measurably_worse_is_recommended() -> None:
+    model, docs = Arm("model"), Arm("docs")
+    records = _records(model, set(range(20)), 40, 1.0) + _records(docs, set(range(1, 22)), 40, 5.0)
+    summary = summarise(_questions(40), [model, docs], records)
+    first = summary.recommendation[0]
+    assert first.startswith("Recommended route: **base** — the cheapest arm not measurably less "
+                            "accurate than the most accurate one, base + documents (+2 points")
+    assert "1.0 s per answer against 5.0 s" in first
+    assert "Documents make no measurable difference" in summary.recommendation[1]
+
+
+def test_a_measurably_better_arm_is_recommended_and_zero_everywhere_says_so() -> None:
+    model, docs = Arm("model"), Arm("docs")
+    records = _records(model, set(range(5)), 40, 1.0) + _records(docs, set(range(30)), 40, 5.0)
+    lines = summarise(_questions(40), [model, docs], records).recommendation
+    assert lines[0].startswith(
+        "Recommended route: **base + documents** — the most accurate arm (accuracy 75% [")
+    assert lines[1].startswith("Documents add 62 points [")
+
+    nothing = _records(model, set(), 10, 1.0) + _records(docs, set(), 10, 2.0)
+    [only] = summarise(_questions(10), [model, docs], nothing).recommendation
+    assert only.startswith("No arm answered any question correctly")
