@@ -48,7 +48,8 @@ from .gguf_file import GGUFInfo, read_gguf_info
 
 POLL_S = 0.05
 LOAD_TIMEOUT_S = 600.0
-REQUEST_TIMEOUT_S = 120.0  # a count or render; chats stream as long as tokens keep coming
+REQUEST_TIMEOUT_S = 120.0
+UNLOAD_WAIT_S = 5.0  # for a request in flight to finish before the engine is stopped anyway  # a count or render; chats stream as long as tokens keep coming
 # Longer than any honest message (a rendered prompt of a huge context); bounds what a child can make
 # the parent hold.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -281,8 +282,15 @@ class Engine:
         return child, reply
 
     def unload(self) -> None:
-        with self._lock:
+        """Stop the engine process. An answer still streaming (its iterator not closed, e.g. the
+        caller failed mid-answer) is cancelled rather than waited for."""
+        self.cancel()
+        locked = self._lock.acquire(timeout=UNLOAD_WAIT_S)
+        try:
             child, self._child, self._info = self._child, None, None
+        finally:
+            if locked:
+                self._lock.release()
         if child is not None:
             child.stop()
 

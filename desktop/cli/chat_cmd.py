@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from typing import Any, TextIO
@@ -115,7 +116,9 @@ def run_ask(args: argparse.Namespace) -> int:
         assistant = _assistant(app, args, mode)
         chat = app.chats.create_chat(mode=mode, collections=args.collection,  # type: ignore[arg-type]
                                      adapters=args.adapter)
-        stream_answer(assistant.ask(chat.id, args.question))
+        # Closed before the app: an answer cut short by an error releases the engine first.
+        with contextlib.closing(assistant.ask(chat.id, args.question)) as events:
+            stream_answer(events)
     return 0
 
 

@@ -248,3 +248,16 @@ def test_an_engine_whose_parent_is_killed_stops_mid_prefill(smollm2_path: Path, 
     if still:
         os.kill(child, signal.SIGKILL)
     assert not still, "the orphaned engine kept computing"
+
+
+def test_unload_with_an_answer_left_open_does_not_hang(smollm2_path: Path) -> None:
+    # A caller that fails mid-answer leaves the stream suspended, holding the engine's lock.
+    engine = Engine()
+    engine.load(smollm2_path, LoadOptions(n_ctx=512, n_threads=2))
+    stream = engine.chat([{"role": "user", "content": "Tell me a long story."}], GREEDY)
+    assert isinstance(next(stream), ChatDelta)
+    finished = threading.Event()
+    threading.Thread(target=lambda: (engine.unload(), finished.set()), daemon=True).start()
+    assert finished.wait(60), "unload waited for an answer nobody will finish"
+    assert engine.info is None
+    stream.close()
