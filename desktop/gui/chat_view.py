@@ -1,5 +1,5 @@
-"""The chat page: chats on the left; on the right the conversation, its mode and collections,
-and the question box. Answers stream from the core thread one token at a time.
+"""The chat page: chats on the left; on the right the conversation, its mode, collections and
+LoRA adapters, and the question box. Answers stream from the core thread one token at a time.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from bastion.desktop.gui.chat_sidebar import ChatSidebar
 from bastion.desktop.gui.message_list_view import MessageListView
 from bastion.desktop.gui.sources_view import open_source
 from bastion.desktop.gui.workers import Job
+from bastion.models.adapter_catalog import AdapterEntry
 from bastion.store.chats import Chat, Source
 
 
@@ -47,6 +48,7 @@ class ChatView(QWidget):
         self.messages = MessageListModel()
         self.chat: Chat | None = None
         self.collection_names: list[str] = []
+        self.adapter_entries: list[AdapterEntry] = []  # the imported adapters (Models page)
         self.answer_job: Job | None = None
         self._stream_chat: int | None = None
         self._stream_text = ""
@@ -75,6 +77,7 @@ class ChatView(QWidget):
         self.header = ChatHeader()
         self.header.mode_chosen.connect(self.set_mode)
         self.header.collections_chosen.connect(self.set_collections)
+        self.header.adapters_chosen.connect(self.set_adapters)
         column.addWidget(self.header)
 
         self.message_list = MessageListView(self.messages)
@@ -160,8 +163,10 @@ class ChatView(QWidget):
     def new_chat(self) -> None:
         mode: Mode = self.chat.mode if self.chat else "model"
         collections = self.chat.collections if self.chat else []
+        adapters = self.chat.adapters if self.chat else []
         self.backend.run(self.backend.core,
-                         partial(core_tasks.create_chat, mode=mode, collections=collections),
+                         partial(core_tasks.create_chat, mode=mode, collections=collections,
+                                 adapters=adapters),
                          "start a new chat", on_result=self._chat_created)
 
     def _chat_created(self, chat: Chat) -> None:
@@ -218,7 +223,7 @@ class ChatView(QWidget):
             self.chat = chat
             self._show_chat_settings()
 
-    # -- mode and collections --------------------------------------------------------------
+    # -- mode, collections and adapters ----------------------------------------------------
 
     def set_collection_names(self, names: Sequence[str]) -> None:
         """The collections that exist (from the Library page)."""
@@ -237,6 +242,18 @@ class ChatView(QWidget):
                                                         collections=list(names)),
                              "choose the collections", on_result=self._chat_updated)
 
+    def set_adapter_entries(self, entries: Sequence[AdapterEntry]) -> None:
+        """The LoRA adapters that are imported (from the Models page)."""
+        self.adapter_entries = list(entries)
+        self._show_chat_settings()
+
+    def set_adapters(self, adapters: Sequence[tuple[str, float]]) -> None:
+        """Answer this chat with ``adapters`` (name, scale) from its next answer on."""
+        if self.chat is not None:
+            self.backend.run(self.backend.core, partial(core_tasks.update_chat, chat_id=self.chat.id,
+                                                        adapters=list(adapters)),
+                             "choose the adapters", on_result=self._chat_updated)
+
     def show_loading(self, name: str | None) -> None:
         """While the model loads (``name``), say so where the answers will appear."""
         self._loading = name
@@ -244,7 +261,7 @@ class ChatView(QWidget):
 
     def _show_chat_settings(self) -> None:
         chat = self.chat
-        self.header.show_chat(chat, self.collection_names)
+        self.header.show_chat(chat, self.collection_names, self.adapter_entries)
         if self._loading:
             self.message_list.set_placeholder(f"Loading {self._loading}… You can type your "
                                               "question already; it is answered once it loads.")

@@ -133,13 +133,18 @@ def list_chats(session: CoreSession, job: JobLike, search: str | None = None) ->
 
 
 def create_chat(session: CoreSession, job: JobLike, mode: Mode = "model",
-                collections: Sequence[str] = ()) -> Chat:
-    return session.app.chats.create_chat(mode=mode, collections=collections)
+                collections: Sequence[str] = (), adapters: Sequence[tuple[str, float]] = ()
+                ) -> Chat:
+    return session.app.chats.create_chat(mode=mode, collections=collections, adapters=adapters)
 
 
 def update_chat(session: CoreSession, job: JobLike, chat_id: int, *, title: str | None = None,
-                mode: Mode | None = None, collections: Sequence[str] | None = None) -> Chat:
-    return session.app.chats.update_chat(chat_id, title=title, mode=mode, collections=collections)
+                mode: Mode | None = None, collections: Sequence[str] | None = None,
+                adapters: Sequence[tuple[str, float]] | None = None) -> Chat:
+    """Change what is given of the chat's title, mode, collections and LoRA adapters
+    (name, scale)."""
+    return session.app.chats.update_chat(chat_id, title=title, mode=mode, collections=collections,
+                                         adapters=adapters)
 
 
 def delete_chat(session: CoreSession, job: JobLike, chat_id: int) -> int:

@@ -71,6 +71,11 @@ class MainWindow(QMainWindow):
             ModelsView = None
         if ModelsView is not None:
             self.models_view = ModelsView(self.backend, self)
+            # The chat header offers the adapters the Models page lists, kept in step with its
+            # imports and removals (each refresh resets the list).
+            adapters = self.models_view.adapters.model
+            adapters.modelReset.connect(
+                lambda: self.chat_view.set_adapter_entries(adapters.rows()))
             self.tabs.addTab(self.models_view, "Models")
             self.pages["models"] = self.models_view
         try:
