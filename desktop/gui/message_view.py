@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bastion.desktop.gui.chat_header import AdapterChoice, describe_adapters
 from bastion.desktop.gui.chat_list_model import MessageItem
 from bastion.desktop.gui.sources_view import SourcesView
 
@@ -126,6 +127,8 @@ class MessageWidget(QFrame):
         footer.setSpacing(6)
         self.stats = QLabel()
         self.stats.setObjectName("messageStats")
+        # Wrapped: a long model name plus its adapters must not widen every card past the view.
+        self.stats.setWordWrap(True)
         footer.addWidget(self.stats, 1)
         self.copy_button = self._action(footer, "Copy", self.copy_requested)
         if item.role == "user":
@@ -194,7 +197,8 @@ class MessageWidget(QFrame):
 
 
 def stats_line(item: MessageItem) -> str:
-    """Speed and provenance under an answer: tokens/s, time to first token, model, mode."""
+    """Speed and provenance under an answer: tokens/s, time to first token, model and the LoRA
+    adapters it answered with."""
     if item.role != "assistant":
         return ""
     meta = item.meta
@@ -207,8 +211,10 @@ def stats_line(item: MessageItem) -> str:
         parts.append(f"{meta['generated_tokens']} tokens")
     if meta.get("retrieval_ms"):
         parts.append(f"search {meta['retrieval_ms']:.0f} ms")
-    if meta.get("model"):
-        parts.append(str(meta["model"]))
+    adapters = answer_adapters(meta)
+    if meta.get("model") or adapters:
+        with_adapters = f" + LoRA {describe_adapters(adapters)}" if adapters else ""
+        parts.append(f"{meta.get('model') or 'model'}{with_adapters}")
     if item.status == "interrupted":
         parts.append("stopped")
     elif item.status == "failed":
@@ -216,3 +222,17 @@ def stats_line(item: MessageItem) -> str:
     if meta.get("finish_reason") == "length":
         parts.append("cut at the answer length limit")
     return " · ".join(parts)
+
+
+def answer_adapters(meta: dict[str, Any]) -> list[AdapterChoice]:
+    """The adapters and scales an answer was made with (``meta["adapters"]``: name/scale
+    records); entries that are not such records (older or hand-edited histories) are skipped."""
+    adapters: list[AdapterChoice] = []
+    raw = meta.get("adapters")
+    for record in raw if isinstance(raw, list) else []:
+        if isinstance(record, dict) and isinstance(record.get("name"), str):
+            try:
+                adapters.append((record["name"], float(record.get("scale", 1.0))))
+            except (TypeError, ValueError):
+                continue
+    return adapters

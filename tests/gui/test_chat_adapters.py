@@ -1,6 +1,6 @@
 """A chat's LoRA adapters in the window: chosen with scales in the chat header, stored on the chat,
-handed to the engine with the next answer, and kept in step with the Models page's imports and
-removals. Real adapter catalog over generated adapters for a tiny base."""
+handed to the engine with the next answer, shown under that answer, and kept in step with the
+Models page's imports and removals. Real adapter catalog over generated adapters for a tiny base."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from bastion.desktop.gui.chat_header import ChatHeader, describe_adapters
+from bastion.desktop.gui.chat_list_model import MessageItem
 from bastion.desktop.gui.main_window import MainWindow
+from bastion.desktop.gui.message_view import MessageWidget, answer_adapters, stats_line
 from bastion.models.engine_types import AdapterUse
 from bastion.store.chats import Chat, ChatStore
 from tests.gui.fakes import StreamingEngine
@@ -76,6 +78,8 @@ def test_chosen_adapters_and_scales_are_stored_and_answer_with(
     answer = view.messages.item(1)
     assert answer.status == "complete"
     assert answer.meta["adapters"] == [{"name": "style", "scale": 0.5}]
+    stats = view.message_list.widgets[1].stats.text()
+    assert "Tiny-Base + LoRA style ×0.5" in stats
 
     # Two adapters; unchecking one leaves the other at its scale.
     header.adapters_picker.rows["facts"][0].setChecked(True)
@@ -89,6 +93,9 @@ def test_chosen_adapters_and_scales_are_stored_and_answer_with(
     view.send()
     qtbot.waitUntil(lambda: not view.busy, timeout=10000)
     assert engine.adapters_used[-1] == (AdapterUse(str(adapters_dir / "facts.gguf"), -1.5),)
+    assert "LoRA facts ×-1.5" in view.message_list.widgets[3].stats.text()
+    # The earlier answer still shows what it was made with.
+    assert "LoRA style ×0.5" in view.message_list.widgets[1].stats.text()
 
     # None again: the model alone.
     header.adapters_picker.rows["facts"][0].setChecked(False)
@@ -97,6 +104,7 @@ def test_chosen_adapters_and_scales_are_stored_and_answer_with(
     view.send()
     qtbot.waitUntil(lambda: not view.busy, timeout=10000)
     assert engine.adapters_used[-1] == ()
+    assert "LoRA" not in view.message_list.widgets[5].stats.text()
 
 
 def test_a_new_chat_keeps_the_adapters_and_another_chat_shows_its_own(
@@ -144,6 +152,30 @@ def test_the_adapter_list_follows_imports_and_removals(
 
     import_adapters(qtbot, window, tmp_path, "facts")
     assert list(picker.rows) == ["facts"] and not picker.rows["facts"][0].isChecked()
+
+
+def test_the_message_view_shows_an_answers_adapters(qtbot) -> None:
+    meta = {"model": "SmolLM2-135M-Instruct.Q4_1", "generated_tokens": 12, "generation_tps": 30.0,
+            "time_to_first_token_s": 0.1,
+            "adapters": [{"name": "facts", "scale": 1.0}, {"name": "style", "scale": 0.25}]}
+    widget = MessageWidget(MessageItem("assistant", "Hello.", "complete", id=2, meta=meta))
+    qtbot.addWidget(widget)
+    assert ("SmolLM2-135M-Instruct.Q4_1 + LoRA facts ×1, style ×0.25"
+            in widget.stats.text())
+    assert "tokens/s" in widget.stats.text()
+    # Many adapters wrap under the answer instead of widening every card past the view.
+    many = dict(meta, adapters=[{"name": f"an-adapter-with-a-long-name-{i}", "scale": 1.0}
+                                for i in range(6)])
+    crowded = MessageWidget(MessageItem("assistant", "Hi.", "complete", id=3, meta=many))
+    qtbot.addWidget(crowded)
+    assert crowded.minimumSizeHint().width() < 500
+    without = dict(meta, adapters=[])
+    assert "LoRA" not in stats_line(MessageItem("assistant", "Hi.", "complete", meta=without))
+    # Histories written before adapters existed, or edited by hand, are shown without them.
+    assert answer_adapters({}) == []
+    assert answer_adapters({"adapters": "style"}) == []
+    assert answer_adapters({"adapters": [{"name": "a", "scale": "x"}, {"scale": 1}, 3,
+                                         {"name": "b"}]}) == [("b", 1.0)]
 
 
 def test_the_header_without_a_chat_or_adapters(qtbot) -> None:
