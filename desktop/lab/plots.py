@@ -26,6 +26,7 @@ class Point:
 
 
 def colour(i: int) -> str:
+    """The colour of the ``i``-th arm (the palette repeats after eight)."""
     return PALETTE[i % len(PALETTE)]
 
 

@@ -45,6 +45,7 @@ class QuestionSet:
 
     @property
     def answerable(self) -> int:
+        """How many questions have an answer in the documents."""
         return sum(not q.unanswerable for q in self.questions)
 
 

@@ -34,6 +34,8 @@ ACCURACY_MEANS = ("Accuracy counts an answerable question as right when the answ
 
 @dataclass(frozen=True)
 class ReportFiles:
+    """The files written into a run folder, and the summary they show."""
+
     markdown: Path
     html: Path
     csv: Path
@@ -101,6 +103,7 @@ def arm_table(summary: LabSummary) -> list[list[str]]:
 
 
 def difference_table(summary: LabSummary) -> list[list[str]]:
+    """The comparisons table (paired differences), header first."""
     rows = [["what", "arm", "against", "difference [95% CI]", "questions", "measurable"]]
     for c in summary.comparisons:
         rows.append([c.subject, c.arm.label, c.baseline.label, c.difference.points(),

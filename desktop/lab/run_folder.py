@@ -121,6 +121,7 @@ class RunFolder:
             raise BastionError(f"{self.run_file} is damaged ({error}).") from error
 
     def questions(self) -> QuestionSet:
+        """The run's copy of its question set."""
         return load_questions(self.path / QUESTIONS_FILE)
 
     def start(self, info: RunInfo, questions: QuestionSet) -> None:

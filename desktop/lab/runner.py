@@ -42,9 +42,11 @@ class RecordingRetriever:
         return found
 
     def text_of(self, path: str, char_start: int | None, default: str = "") -> str:
+        """The full text of the passage found at (``path``, ``char_start``), else ``default``."""
         return self.hits.get((path, char_start), default)
 
     def reset(self) -> None:
+        """Forget the passages of the previous answer."""
         self.hits.clear()
 
 
@@ -73,6 +75,8 @@ class LabPlan:
 
 @dataclass(frozen=True)
 class LabStarted:
+    """The run begins; ``already_done`` answers were found from an earlier run."""
+
     total: int  # answers the plan asks for
     already_done: int  # found in the run folder from an earlier run
     folder: Path
@@ -94,6 +98,8 @@ class LabAnswered:
 
 @dataclass(frozen=True)
 class LabFinished:
+    """Every (question, arm) pair of the plan is answered (or the run stopped cleanly)."""
+
     folder: Path
     answered: int  # in this run
     total: int

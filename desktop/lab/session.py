@@ -56,6 +56,8 @@ class LabChecked:
 
 @dataclass(frozen=True)
 class LabReported:
+    """The report files are written."""
+
     files: ReportFiles
 
 

@@ -37,6 +37,8 @@ class Rate:
 
 @dataclass(frozen=True)
 class ScoredAnswer:
+    """A recorded answer with its question and scores."""
+
     question: Question
     record: AnswerRecord
     scores: Scores
@@ -74,6 +76,7 @@ class Comparison:
     difference: Interval
 
     def sentence(self) -> str:
+        """The comparison in words, e.g. "Documents add 14 points [8, 20] (… vs …)."."""
         d, s = self.difference, "" if self.plural else "s"
         pair = f"({self.arm.label} vs {self.baseline.label})"
         size = f"{abs(100 * d.estimate):.0f} points [{100 * d.low:.0f}, {100 * d.high:.0f}]".replace("-", "−")
@@ -86,6 +89,8 @@ class Comparison:
 
 @dataclass(frozen=True)
 class LabSummary:
+    """Everything the report shows: per-arm figures, comparisons, the recommendation."""
+
     arms: list[ArmSummary]
     comparisons: list[Comparison]
     recommendation: list[str]
