@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "bastion.desktop.cli.chat_cmd",
     "bastion.desktop.cli.models_cmd",
     "bastion.desktop.cli.adapters_cmd",
+    "bastion.desktop.cli.finetune_cmd",
     "bastion.desktop.cli.library_cmd",
     "bastion.desktop.cli.chats_cmd",
     "bastion.desktop.cli.lab_cmd",

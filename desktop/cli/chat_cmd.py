@@ -75,8 +75,10 @@ def _assistant(app: App, args: argparse.Namespace, mode: str) -> Assistant:
     return assistant
 
 
-def stream_answer(events: Any, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> AnswerDone | None:
+def stream_answer(events: Any, out: TextIO | None = None, err: TextIO | None = None) -> AnswerDone | None:
     """Print an answer as it streams, then its sources and speed. Returns the stored answer."""
+    # Looked up now, not when the module was imported: sys.stdout may have been replaced since.
+    out, err = out or sys.stdout, err or sys.stderr
     done: AnswerDone | None = None
     for event in events:
         if isinstance(event, PassagesFound):

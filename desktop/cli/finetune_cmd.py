@@ -1,0 +1,134 @@
+"""``bastion finetune``: train a LoRA adapter on your data; ``bastion finetune merge``: a
+standalone quantized model from an adapter and its base."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from bastion.desktop.paths import data_paths
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "finetune", help="train a LoRA adapter on chat JSONL (or: finetune merge NAME)",
+        description="bastion finetune NAME --data FILE.jsonl [--base MODEL] [options]\n"
+                    "bastion finetune merge NAME [--scale S] [--quantization Q8_0] [--as MODEL]",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", help="the adapter to create (or 'merge')")
+    parser.add_argument("adapter", nargs="?", help="after 'merge': the adapter to merge")
+    parser.add_argument("--data", type=Path, help="chat-format JSONL (bastion chats export --format jsonl)")
+    parser.add_argument("--base", help="base model id, file or path (default: the embedded SmolLM2)")
+    parser.add_argument("--epochs", type=_positive(int), default=3)
+    parser.add_argument("--rank", type=_positive(int), default=8)
+    parser.add_argument("--alpha", type=_positive(int), default=16)
+    parser.add_argument("--lr", type=_positive(float), default=5e-4, help="peak learning rate")
+    parser.add_argument("--max-steps", type=_positive(int), help="stop after this many steps")
+    parser.add_argument("--batch-tokens", type=_positive(int), default=2048, help="tokens per step")
+    parser.add_argument("--max-seq-tokens", type=_positive(int), default=1024,
+                        help="longer examples are left out (and counted), never cut")
+    parser.add_argument("--checkpoint-every", type=_positive(int), default=50)
+    parser.add_argument("--resume", action="store_true", help="continue a cancelled or crashed run")
+    parser.add_argument("--scale", type=float, default=1.0, help="merge: the adapter's strength")
+    parser.add_argument("--quantization", default="Q8_0", help="merge: Q4_0, Q4_1, Q8_0, Q4_K_M, … or F16")
+    parser.add_argument("--as", dest="model_name", help="merge: the new model's name")
+    parser.set_defaults(func=run_finetune)
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be more than 0")
+        return value
+    return parse
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    if args.name == "merge":
+        return _merge(args)
+    if args.adapter is not None:
+        print(f"bastion: unexpected argument {args.adapter!r} (did you mean `finetune merge`?)", file=sys.stderr)
+        return 2
+    if args.data is None:
+        print("bastion: finetune needs --data FILE.jsonl (chat-format lines; "
+              "`bastion chats export ID --format jsonl` writes them)", file=sys.stderr)
+        return 2
+    from bastion.desktop import finetuning
+    from bastion.models.finetune_data import read_chat_jsonl
+
+    paths = data_paths()
+    read_chat_jsonl(args.data)  # the first bad line is reported before anything loads
+    config = finetuning.finetune_config(
+        paths, args.name, args.data, args.base, epochs=args.epochs, rank=args.rank,
+        alpha=args.alpha, learning_rate=args.lr, max_steps=args.max_steps,
+        batch_tokens=args.batch_tokens, max_seq_tokens=min(args.max_seq_tokens, args.batch_tokens),
+        checkpoint_every=args.checkpoint_every, resume=args.resume)
+    events = finetuning.train(paths, config)
+    try:
+        for event in events:
+            print(describe(event), file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            events.close()  # the run saves a checkpoint as it stops
+        print(f"\nStopped. Continue with: bastion finetune {args.name} --data {args.data} --resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from bastion.desktop import finetuning
+
+    if not args.adapter:
+        print("bastion: finetune merge needs the adapter's name", file=sys.stderr)
+        return 2
+    print(f"Merging {args.adapter} into its base and quantizing to {args.quantization}…", file=sys.stderr)
+    path = finetuning.merge(data_paths(), args.adapter, scale=args.scale, quantization=args.quantization,
+                            model_name=args.model_name, base=args.base)
+    print(f"Registered the model {path.stem} ({path.stat().st_size / 1e6:.0f} MB): "
+          f"bastion ask \"…\" --model {path.stem}")
+    return 0
+
+
+def describe(event: object) -> str:
+    """One line per training event, for the terminal."""
+    from bastion.desktop.finetuning import Registered
+    from bastion.models import finetune_types as t
+
+    if isinstance(event, t.Loading):
+        return f"{event.stage}{': ' + event.detail if event.detail else ''}"
+    if isinstance(event, t.Prepared):
+        return (f"{event.train_examples} training and {event.held_out_examples} held-out examples"
+                + (f" ({event.too_long_examples} too long, left out)" if event.too_long_examples else "")
+                + f"; {event.total_steps} steps" + (f", resuming at {event.start_step}" if event.start_step else "")
+                + f"; {event.trainable_parameters:,} trainable parameters")
+    if isinstance(event, t.StepDone):
+        return (f"step {event.step}/{event.total_steps} · loss {event.loss:.3f} · "
+                f"{event.tokens_per_s:.0f} tokens/s · ETA {_duration(event.eta_s)} · "
+                f"peak RSS {event.peak_rss_mb / 1024:.1f} GB")
+    if isinstance(event, t.Evaluated):
+        return f"held-out loss {event.held_out_loss:.3f} at step {event.step}"
+    if isinstance(event, t.CheckpointSaved):
+        return f"checkpoint at step {event.step}"
+    if isinstance(event, t.Cancelled):
+        return f"cancelled at step {event.step}; checkpoint kept: {event.checkpoint or 'none'}"
+    if isinstance(event, t.Finished):
+        return (f"done: {event.steps} steps in {_duration(event.wall_s)}, final loss {event.final_loss:.3f}"
+                + (f", held-out {event.held_out_loss:.3f}" if event.held_out_loss is not None else "")
+                + f", peak RSS {event.peak_rss_mb / 1024:.1f} GB, adapter {event.adapter_bytes / 1e6:.1f} MB")
+    if isinstance(event, Registered):
+        return (f"registered the adapter {event.adapter.id}: "
+                f"bastion ask \"…\" --adapter {event.adapter.id}")
+    return str(event)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
