@@ -36,6 +36,7 @@ from bastion.models.engine_types import (
     LoadInfo,
     Sampling,
 )
+from bastion.models.errors import ModelError
 from bastion.store.chats import Chat, ChatStore, Message, Source
 
 SAVE_EVERY_S = 0.5  # how often streamed text is written down, so a kill keeps what was shown
@@ -160,10 +161,10 @@ class Assistant:
             retrieval_ms = (time.perf_counter() - started) * 1000
             yield PassagesFound(grounding.sources, retrieval_ms, query)
 
-        adapters = self._adapters(chat)
+        adapters, used, skipped = self._adapters(chat)
         meta: dict[str, Any] = {
             "model": self.engine.info.name if self.engine.info else None,
-            "adapters": [{"name": name, "scale": scale} for name, scale in chat.adapters],
+            "adapters": used,
             "sampling": self.sampling.to_dict(),
             "mode": mode,
             "collections": chat.collections,
@@ -171,6 +172,8 @@ class Assistant:
             "passages_dropped_for_budget": grounding.dropped_for_budget,
             "passages_below_threshold": grounding.below_threshold,
         }
+        if skipped:
+            meta["adapters_skipped"] = skipped
         if mode == "docs" and not grounding.sources:
             # Nothing relevant: say so rather than let the model invent an answer.
             meta["not_found"] = True
@@ -203,12 +206,28 @@ class Assistant:
                                                sources=mark_cited(grounding.sources, text, grounding.texts))
         yield AnswerDone(stored, not_found=bool(meta.get("not_found")))
 
-    def _adapters(self, chat: Chat) -> tuple[AdapterUse, ...]:
+    def _adapters(self, chat: Chat) -> tuple[tuple[AdapterUse, ...], list[dict[str, Any]],
+                                            list[dict[str, str]]]:
+        """The chat's adapters to answer with, as recorded, and those left out with why.
+
+        An adapter removed since it was chosen, changed on disk, or not made for the model now
+        loaded is left out of this answer (and said so in its record), not the whole answer.
+        """
         if not chat.adapters:
-            return ()
+            return (), [], []
         if self.adapter_path is None:
             raise BastionError("This chat uses LoRA adapters, but no adapter catalog is available.")
-        return tuple(AdapterUse(str(self.adapter_path(name)), scale) for name, scale in chat.adapters)
+        uses: list[AdapterUse] = []
+        used: list[dict[str, Any]] = []
+        skipped: list[dict[str, str]] = []
+        for name, scale in chat.adapters:
+            try:
+                uses.append(AdapterUse(str(self.adapter_path(name)), scale))
+            except ModelError as error:
+                skipped.append({"name": name, "reason": str(error)})
+                continue
+            used.append({"name": name, "scale": scale})
+        return tuple(uses), used, skipped
 
     def _passage_budget(self, question: str) -> int:
         info = self.engine.info

@@ -107,6 +107,8 @@ def stream_answer(events: Any, out: TextIO | None = None, err: TextIO | None = N
                 + (" · stopped" if message.status == "interrupted" else "") + "]",
                 file=err,
             )
+        for skipped in meta.get("adapters_skipped", []):
+            print(f"warning: answered without the adapter {skipped['name']}: {skipped['reason']}", file=err)
         if meta.get("template_warning"):
             print(f"warning: {meta['template_warning']}", file=err)
     return done

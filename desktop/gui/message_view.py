@@ -215,6 +215,9 @@ def stats_line(item: MessageItem) -> str:
     if meta.get("model") or adapters:
         with_adapters = f" + LoRA {describe_adapters(adapters)}" if adapters else ""
         parts.append(f"{meta.get('model') or 'model'}{with_adapters}")
+    skipped = [s.get("name") for s in meta.get("adapters_skipped", []) if isinstance(s, dict)]
+    if skipped:
+        parts.append(f"without LoRA {', '.join(str(n) for n in skipped)} (no longer usable)")
     if item.status == "interrupted":
         parts.append("stopped")
     elif item.status == "failed":

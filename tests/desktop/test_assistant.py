@@ -209,3 +209,24 @@ def test_a_chat_answers_with_its_adapters_and_records_them(tmp_path: Path) -> No
     assert engine.adapters_used == [(AdapterUse(str(files["terse"]), 0.5),)]
     assert done.message.meta["adapters"] == [{"name": "terse", "scale": 0.5}]
     chats.close()
+
+
+def test_an_adapter_gone_from_the_catalog_is_left_out_and_said_so(tmp_path: Path) -> None:
+    from bastion.models.errors import ModelNotFound
+
+    engine = FakeEngine("Fine.")
+    chats = ChatStore(tmp_path / "bastion.db")
+
+    def path_of(name: str) -> Path:
+        if name == "removed":
+            raise ModelNotFound("There is no adapter called 'removed'.")
+        return tmp_path / f"{name}.gguf"
+
+    assistant = Assistant(engine=engine, chats=chats, adapter_path=path_of)
+    chat = chats.create_chat(adapters=[("removed", 1.0), ("terse", 0.5)])
+    done = [e for e in assistant.ask(chat.id, "Hello?") if isinstance(e, AnswerDone)][-1]
+    assert engine.adapters_used == [(AdapterUse(str(tmp_path / "terse.gguf"), 0.5),)]
+    assert done.message.meta["adapters"] == [{"name": "terse", "scale": 0.5}]
+    assert done.message.meta["adapters_skipped"] == [
+        {"name": "removed", "reason": "There is no adapter called 'removed'."}]
+    chats.close()

@@ -139,13 +139,16 @@ def test_the_adapter_list_follows_imports_and_removals(
 
     window.models_view.adapters.remove_adapter("style")
     qtbot.waitUntil(lambda: "missing" in picker.rows["style"][0].text(), timeout=10000)
-    # Still chosen, so it can be unchecked; the chat says why it cannot answer.
+    # Still chosen, so it can be unchecked; the answer is made without it and says so.
     assert picker.rows["style"][0].isChecked()
     assert picker.rows["style"][2].text() == "no longer imported"
     view.input.setPlainText("With a removed adapter")
     view.send()
-    qtbot.waitUntil(lambda: bool(reporter.shown) and not view.busy, timeout=10000)
-    assert reporter.shown[-1].known and "No adapter called 'style'" in reporter.shown[-1].text
+    qtbot.waitUntil(lambda: not view.busy and view.messages.rowCount() >= 2, timeout=10000)
+    answer = view.messages.item(view.messages.rowCount() - 1)
+    assert answer.meta["adapters"] == []
+    assert "No adapter called 'style'" in answer.meta["adapters_skipped"][0]["reason"]
+    assert "without LoRA style" in stats_line(answer)
     picker.rows["style"][0].setChecked(False)
     qtbot.waitUntil(lambda: view.chat.adapters == [], timeout=5000)
     assert picker.rows == {}
