@@ -1,5 +1,5 @@
-"""The main window: chat, library, models and settings pages, and a status bar that always
-says which model is loaded and how fast the last answer was."""
+"""The main window: chat, library, models, fine-tune and settings pages, and a status bar that
+always says which model is loaded and how fast the last answer was."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ class MainWindow(QMainWindow):
         self.chat_view.answer_finished.connect(self._show_speed)
 
     def _add_pages(self) -> None:
-        """Library, models and settings pages (each optional so the chat works alone)."""
+        """Library, models, fine-tune and settings pages (each optional so the chat works
+        alone)."""
         try:
             from bastion.desktop.gui.library_view import LibraryView
         except ImportError:
@@ -78,6 +79,25 @@ class MainWindow(QMainWindow):
                 lambda: self.chat_view.set_adapter_entries(adapters.rows()))
             self.tabs.addTab(self.models_view, "Models")
             self.pages["models"] = self.models_view
+        try:
+            from bastion.desktop.gui.finetune_view import FinetuneView
+        except ImportError:
+            FinetuneView = None
+        if FinetuneView is not None:
+            from bastion.desktop.paths import data_paths
+
+            self.finetune_view = FinetuneView(self.backend, data_paths(create=False))
+            models_view = self.pages.get("models")
+            if models_view is not None:
+                # Trainable bases come from the Models page's list; what a run or a merge adds
+                # to the catalog shows up there (and so in the chat header) at once.
+                models = models_view.model
+                models.modelReset.connect(lambda: self.finetune_view.set_models(models.rows()))
+                self.finetune_view.adapter_registered.connect(
+                    lambda _entry: models_view.adapters.refresh())
+                self.finetune_view.model_merged.connect(lambda _path: models_view.refresh())
+            self.tabs.addTab(self.finetune_view, "Fine-tune")
+            self.pages["finetune"] = self.finetune_view
         try:
             from bastion.desktop.gui.settings_view import SettingsView
         except ImportError:
@@ -167,7 +187,10 @@ class MainWindow(QMainWindow):
         file it finished, the engine process is shut down."""
         self.statusBar().showMessage("Closing…")
         self.hide()
-        self.closed_cleanly = self.backend.stop()
+        finetune = self.pages.get("finetune")
+        # A training run is cancelled first: it saves a checkpoint the next start can resume.
+        stopped = finetune.stop() if finetune is not None else True
+        self.closed_cleanly = self.backend.stop() and stopped
         if not self.closed_cleanly:
             log.warning("a background thread did not stop in time")
         event.accept()
