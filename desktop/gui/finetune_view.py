@@ -4,8 +4,8 @@ resume it, and merge the result into a standalone quantized model.
 The page has a thread of its own (a run lasts minutes to hours, and the files and core threads
 must stay free for the other pages); the training itself runs in a separate process
 (``desktop.finetuning.train``). The data file is read line by line first, so a bad line is
-reported before the model loads. Cancel closes the run's event generator at its next event (the
-end of the current step): the run saves a checkpoint, and the page offers Resume.
+reported before the model loads. Cancel reaches the training process at once: it saves a
+checkpoint of its last whole step and stops, and the page offers Resume.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from bastion.desktop.gui.backend import Backend
 from bastion.desktop.gui.workers import Worker
 from bastion.desktop.paths import DataPaths
 from bastion.models.catalog import ModelEntry
+from bastion.models.finetune_process import FinetuneProcess
 from bastion.models.finetune_types import Evaluated, Prepared, StepDone
 from bastion.models.lora_merge import QUANTIZATIONS
 
@@ -110,8 +111,9 @@ class FinetuneView(QWidget):
     Args:
         backend: reports errors and tracks jobs.
         paths: the data folder (runs live in ``finetune/NAME``, adapters in the catalog).
-        train: the training use case (tests pass a scripted fake).
+        train: the training use case.
         merge: the merge use case.
+        process: makes the process a run trains in (tests pass a scripted fake).
 
     Signals:
         adapter_registered(object): an ``AdapterEntry`` a finished run added to the catalog.
@@ -124,12 +126,14 @@ class FinetuneView(QWidget):
     def __init__(self, backend: Backend, paths: DataPaths,
                  train: tasks.TrainFunction = finetuning.train,
                  merge: tasks.MergeFunction = finetuning.merge,
+                 process: tasks.ProcessFactory = FinetuneProcess,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.backend = backend
         self.paths = paths
         self.train = train
         self.merge_fn = merge
+        self.process = process
         self.worker = Worker(lambda: paths, None, "bastion-finetune")
         self.state: str = "idle"  # idle, checking, training, stopping, merging
         self.history = tasks.LossHistory()
@@ -216,8 +220,9 @@ class FinetuneView(QWidget):
         self.progress = QProgressBar()
         self.progress.setVisible(False)
         column.addWidget(self.progress)
-        self.status = QLabel("Choose a chat-format JSONL file (`bastion chats export ID --format "
-                             "jsonl` writes one) and a name, then Start.")
+        self.status = QLabel("Choose a chat-format JSONL file (one conversation per line, as "
+                             "bastion chats export ID --format jsonl writes them) and a name, "
+                             "then Start.")
         self.status.setObjectName("finetuneStatus")
         self.status.setWordWrap(True)
         column.addWidget(self.status)
@@ -249,6 +254,8 @@ class FinetuneView(QWidget):
         for entry in models:
             suffix = " (embedded)" if entry.origin == "embedded" else ""
             self.base_combo.addItem(f"{entry.name}{suffix}", str(entry.path))
+            self.base_combo.setItemData(self.base_combo.count() - 1, str(entry.path),
+                                        Qt.ItemDataRole.ToolTipRole)
         wanted = next((i for i, e in enumerate(models) if str(e.path) == current), None)
         if wanted is None:
             wanted = next((i for i, e in enumerate(models) if e.origin == "embedded"), 0)
@@ -339,7 +346,8 @@ class FinetuneView(QWidget):
         self.status.setText("Starting the training (loading the model takes a while)…")
         self._set_state("training")
         self._job = self.backend.run(
-            self.worker, partial(tasks.run_training, config=config, train=self.train),
+            self.worker, partial(tasks.run_training, config=config, train=self.train,
+                                 process=self.process),
             f"fine-tune {config.name}", on_yield=self._event, on_error=self._train_failed,
             on_finished=self._trained)
 
@@ -377,13 +385,13 @@ class FinetuneView(QWidget):
         self.merge_button.setVisible(self.adapter_id is not None)
 
     def cancel(self) -> None:
-        """Stop the run at its next event; it saves a checkpoint to resume from."""
+        """Stop the run; it saves a checkpoint of its last whole step to resume from."""
         if self.state == "checking":
             self._set_state("stopping")
             self.status.setText("Stopping…")
         elif self.state == "training" and self._job is not None:
             self._set_state("stopping")
-            self.status.setText("Stopping after the current step (a checkpoint is saved)…")
+            self.status.setText("Stopping: saving a checkpoint…")
             self._job.cancel()
 
     def _end_run(self, message: str) -> None:

@@ -1,6 +1,6 @@
-"""The Fine-tune page over a scripted stand-in for the training use case (no real training):
-the live loss curve and status line, Cancel and Resume, bad data reported before a run starts,
-and Merge off the GUI thread."""
+"""The Fine-tune page over the real training use case with a scripted stand-in for the training
+process (no real training): the live loss curve and status line, Cancel and Resume, bad data
+reported before a run starts, a failed run, and Merge off the GUI thread."""
 
 from __future__ import annotations
 
@@ -13,75 +13,100 @@ from typing import Any
 
 import pytest
 
-from bastion.desktop.finetuning import Registered
 from bastion.desktop.gui.finetune_tasks import has_checkpoint
 from bastion.desktop.gui.finetune_view import FinetuneView
 from bastion.desktop.gui.main_window import MainWindow
 from bastion.desktop.paths import DataPaths, data_paths
-from bastion.models.adapter_catalog import AdapterEntry
 from bastion.models.catalog import Catalog
 from bastion.models.finetune_types import (
+    Cancelled,
     Evaluated,
     FinetuneConfig,
+    FinetuneError,
     Finished,
     Loading,
     Prepared,
     StepDone,
 )
+from tests.models.adapter_fixtures import tiny_lora, write_base_gguf
 
 pytestmark = pytest.mark.qt_log_ignore("propagateSizeHints")
 
 
-class FakeTraining:
-    """Stands in for ``finetuning.train``: scripted events with a small sleep per step.
+class FakeRuns:
+    """Makes ``FakeProcess``es (the page's ``process`` factory) and holds their script."""
 
-    It records the configurations it was called with, the thread that ran it and whether its
-    generator was closed (a Cancel); closed, it leaves a checkpoint as the real run does.
-    """
-
-    def __init__(self, steps: int = 6, delay_s: float = 0.01, eval_every: int = 2) -> None:
-        self.steps = steps
-        self.delay_s = delay_s
-        self.eval_every = eval_every
-        self.configs: list[FinetuneConfig] = []
-        self.threads: list[threading.Thread] = []
-        self.steps_done = 0
-        self.closed = False
+    def __init__(self) -> None:
+        self.steps = 6
+        self.delay_s = 0.01
+        self.eval_every = 2
+        self.fail_at: int | None = None  # the run fails (as a full disk would) before this step
         self.hold = threading.Event()  # cleared: the run waits after its last step
         self.hold.set()
+        self.made: list[FakeProcess] = []
 
-    def __call__(self, paths: DataPaths, config: FinetuneConfig) -> Iterator[Any]:
-        self.configs.append(config)
-        self.threads.append(threading.current_thread())
-        return self._events(config)
+    def __call__(self, config: FinetuneConfig) -> FakeProcess:
+        self.made.append(FakeProcess(config, self))
+        return self.made[-1]
 
-    def _events(self, config: FinetuneConfig) -> Iterator[Any]:
-        try:
-            yield Loading("model", "SmolLM2")
-            yield Prepared(train_examples=9, held_out_examples=1, too_long_examples=0,
-                           total_steps=self.steps, start_step=0, trainable_parameters=2_400_000,
-                           gradient_checkpointing=False, load_s=0.1)
-            for step in range(1, self.steps + 1):
-                time.sleep(self.delay_s)
-                self.steps_done = step
-                yield StepDone(step=step, total_steps=self.steps, epoch=1, loss=3.0 / step,
-                               learning_rate=5e-4, tokens=120, tokens_per_s=180.0,
-                               s_per_step=0.5, eta_s=125.0, peak_rss_mb=1536.0)
-                if step % self.eval_every == 0:
-                    yield Evaluated(step=step, held_out_loss=2.0 / step)
-            self.hold.wait(10)
-            finished = Finished(adapter=str(config.output), record=str(config.record_path),
-                                steps=self.steps, final_loss=3.0 / self.steps, held_out_loss=0.4,
-                                wall_s=3.0, peak_rss_mb=1536.0, adapter_bytes=4_000_000)
-            yield finished
-            yield Registered(AdapterEntry(
-                id=config.name, name=config.name, path=config.output, origin="imported",
-                file_size=4_000_000, info=None, error=None, sha256=None, expected_sha256=None,
-                verified="unchecked", base=None, imported_at=None), finished)
-        except GeneratorExit:
-            self.closed = True
-            (config.work_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
-            raise
+    @property
+    def configs(self) -> list[FinetuneConfig]:
+        return [run.config for run in self.made]
+
+
+class FakeProcess:
+    """Stands in for ``FinetuneProcess`` under the real ``finetuning.train``: scripted events, a
+    small sleep per step. Cancelled, it keeps a checkpoint and says ``Cancelled`` as the real
+    process does; at the end it writes a real (tiny) adapter, which ``train`` registers."""
+
+    def __init__(self, config: FinetuneConfig, script: FakeRuns) -> None:
+        self.config = config
+        self.script = script
+        self.cancel_requested = threading.Event()
+        self.steps_done = 0
+        self.thread: threading.Thread | None = None
+        self.closed = False
+
+    def cancel(self) -> None:
+        self.cancel_requested.set()
+
+    def events(self) -> Iterator[Any]:
+        config, script = self.config, self.script
+        self.thread = threading.current_thread()
+        yield Loading("model", config.base.name)
+        yield Prepared(train_examples=9, held_out_examples=1, too_long_examples=0,
+                       total_steps=script.steps, start_step=0, trainable_parameters=2_400_000,
+                       gradient_checkpointing=False, load_s=0.1)
+        for step in range(1, script.steps + 1):
+            time.sleep(script.delay_s)
+            if self.cancel_requested.is_set() or step == script.fail_at:
+                checkpoint = config.work_dir / "checkpoint"
+                checkpoint.mkdir(parents=True, exist_ok=True)
+                if step == script.fail_at:
+                    raise FinetuneError("The disk is full: free some space, then resume.")
+                yield Cancelled(step - 1, str(checkpoint))
+                return
+            self.steps_done = step
+            yield StepDone(step=step, total_steps=script.steps, epoch=1, loss=3.0 / step,
+                           learning_rate=5e-4, tokens=120, tokens_per_s=180.0, s_per_step=0.5,
+                           eta_s=125.0, peak_rss_mb=1536.0)
+            if step % script.eval_every == 0:
+                yield Evaluated(step=step, held_out_loss=2.0 / step)
+        script.hold.wait(10)
+        tiny_lora(config.output)
+        config.record_path.write_text(json.dumps({"steps": script.steps}), encoding="utf-8")
+        yield Finished(adapter=str(config.output), record=str(config.record_path),
+                       steps=script.steps, final_loss=3.0 / script.steps, held_out_loss=0.4,
+                       wall_s=3.0, peak_rss_mb=1536.0, adapter_bytes=config.output.stat().st_size)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> FakeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class FakeMerge:
@@ -111,8 +136,8 @@ def write_chat_jsonl(path: Path, lines: int = 10, bad_line: int | None = None) -
 
 
 @pytest.fixture
-def training() -> FakeTraining:
-    return FakeTraining()
+def runs() -> FakeRuns:
+    return FakeRuns()
 
 
 @pytest.fixture
@@ -121,15 +146,22 @@ def merging() -> FakeMerge:
 
 
 @pytest.fixture
-def view(qtbot, make_backend, training: FakeTraining, merging: FakeMerge, embedded_gguf: Path,
-         tmp_path: Path) -> Iterator[FinetuneView]:
-    """The page on its own, its thread started, the tiny embedded model as the base."""
+def base_model(bastion_home: Path) -> Path:
+    """A tiny llama-style base in the models folder that ``tiny_lora`` adapters fit."""
+    return write_base_gguf(bastion_home / "models" / "Tiny-Base.gguf")
+
+
+@pytest.fixture
+def view(qtbot, make_backend, runs: FakeRuns, merging: FakeMerge, embedded_gguf: Path,
+         base_model: Path, tmp_path: Path) -> Iterator[FinetuneView]:
+    """The page on its own over the real use cases, its thread started, the tiny base chosen."""
     paths = data_paths()
-    page = FinetuneView(make_backend(), paths, train=training, merge=merging)
+    page = FinetuneView(make_backend(), paths, merge=merging, process=runs)
     qtbot.addWidget(page)
     page.show()
     page.start()
     page.set_models(Catalog(paths.models_dir, embedded_path=embedded_gguf).entries())
+    page.base_combo.setCurrentIndex(page.base_combo.findData(str(base_model)))
     page.set_data_file(write_chat_jsonl(tmp_path / "facts.jsonl"))
     yield page
     assert page.stop()
@@ -140,10 +172,12 @@ def idle(view: FinetuneView) -> bool:
 
 
 def test_the_curve_gets_a_point_per_step_and_the_held_out_points(
-        qtbot, view: FinetuneView, training: FakeTraining, embedded_gguf: Path) -> None:
+        qtbot, view: FinetuneView, runs: FakeRuns, base_model: Path, embedded_gguf: Path,
+        bastion_home: Path) -> None:
     assert view.name_edit.text() == "facts"  # named after the data file
-    assert view.base_combo.currentData() == str(embedded_gguf)
-    training.hold.clear()
+    assert [view.base_combo.itemData(i) for i in range(view.base_combo.count())] == [
+        str(embedded_gguf), str(base_model)]
+    runs.hold.clear()
     view.start_training()
     qtbot.waitUntil(lambda: "held-out loss 0.333" in view.status.text(), timeout=10000)
 
@@ -159,74 +193,98 @@ def test_the_curve_gets_a_point_per_step_and_the_held_out_points(
     assert view.progress.value() == 6 and view.progress.maximum() == 6
 
     with qtbot.waitSignal(view.adapter_registered, timeout=10000) as registered:
-        training.hold.set()
+        runs.hold.set()
     qtbot.waitUntil(lambda: idle(view), timeout=10000)
-    assert status != view.status.text() and view.status.text().startswith("Done: 6 steps")
-    config = training.configs[0]
-    assert (config.name, config.base, config.resume) == ("facts", embedded_gguf, False)
-    assert training.threads[0] is not threading.main_thread()  # never the GUI thread
-    assert registered.args[0].id == "facts"
+    assert view.status.text().startswith("Done: 6 steps")
+    config = runs.configs[0]
+    assert (config.name, config.base, config.resume) == ("facts", base_model, False)
+    assert runs.made[0].thread is not threading.main_thread()  # never the GUI thread
+    entry = registered.args[0]
+    assert entry.id == "facts" and entry.base is not None and entry.base.model == "Tiny-Base"
+    adapters = bastion_home / "models" / "adapters"
+    assert (adapters / "facts.gguf").is_file() and (adapters / "facts.training.json").is_file()
     assert view.adapter_id == "facts" and "facts is ready" in view.result.text()
     assert view.merge_button.isVisible() and view.merge_button.isEnabled()
     lines = [view.log.item(i).text() for i in range(view.log.count())]
-    assert lines[0].startswith("10 conversations in facts.jsonl")
-    assert any(line.startswith("held-out loss 0.500 at step 4") for line in lines)
+    assert lines[0] == "10 conversations in facts.jsonl; base Tiny-Base.gguf"
+    assert "held-out loss 0.500 at step 4" in lines
     assert lines[-1].startswith("registered the adapter facts")
 
 
-def test_start_is_disabled_while_a_run_goes(qtbot, view: FinetuneView,
-                                            training: FakeTraining) -> None:
-    training.steps, training.delay_s = 20, 0.02
+def test_start_is_disabled_while_a_run_goes(qtbot, view: FinetuneView, runs: FakeRuns) -> None:
+    runs.steps, runs.delay_s = 20, 0.02
     view.start_training()
     assert not view.start_button.isEnabled() and view.cancel_button.isEnabled()
-    qtbot.waitUntil(lambda: training.steps_done >= 2, timeout=10000)
+    qtbot.waitUntil(lambda: bool(runs.made) and runs.made[0].steps_done >= 2, timeout=10000)
     assert not view.start_button.isEnabled()
     assert not view.name_edit.isEnabled() and not view.resume.isEnabled()
     view.start_training()  # ignored: one run at a time
     qtbot.waitUntil(lambda: idle(view), timeout=10000)
-    assert len(training.configs) == 1
+    assert len(runs.made) == 1
     assert view.start_button.isEnabled() and not view.cancel_button.isEnabled()
 
 
-def test_cancel_closes_the_run_and_offers_resume(qtbot, view: FinetuneView,
-                                                 training: FakeTraining) -> None:
-    paths = data_paths()
-    training.steps, training.delay_s = 1000, 0.02
+def test_cancel_stops_the_run_keeps_its_checkpoint_and_offers_resume(
+        qtbot, view: FinetuneView, runs: FakeRuns, bastion_home: Path) -> None:
+    runs.steps, runs.delay_s = 1000, 0.02
     assert not view.resume.isEnabled()
     view.start_training()
-    qtbot.waitUntil(lambda: view.plot.training.getData()[0] is not None
-                    and len(view.plot.training.getData()[0]) >= 3, timeout=10000)
+    qtbot.waitUntil(lambda: len(view.history.steps) >= 3, timeout=10000)
     view.cancel()
-    assert "Stopping" in view.status.text()
+    assert "Stopping" in view.status.text() and not view.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: idle(view), timeout=10000)
 
-    assert training.closed and training.steps_done < 1000
-    assert has_checkpoint(paths, "facts")
+    run = runs.made[0]
+    assert run.cancel_requested.is_set() and run.closed and run.steps_done < 1000
+    assert has_checkpoint(data_paths(), "facts")
     assert view.resume.isEnabled() and view.resume.isChecked()
-    assert "checkpoint is kept" in view.result.text()
+    assert f"Stopped after step {run.steps_done}. The checkpoint is kept" in view.result.text()
+    assert view.log.item(view.log.count() - 1).text().startswith(
+        f"cancelled at step {run.steps_done}; checkpoint kept")
     assert view.adapter_id is None and not view.merge_button.isVisible()
+    assert not (bastion_home / "models" / "adapters" / "facts.gguf").exists()
 
-    training.steps, training.delay_s, training.closed = 3, 0.0, False
+    runs.steps, runs.delay_s = 3, 0.0
     view.start_training()
     qtbot.waitUntil(lambda: idle(view) and view.adapter_id == "facts", timeout=10000)
-    assert training.configs[-1].resume is True and not training.closed
+    assert runs.configs[-1].resume is True and not runs.made[-1].cancel_requested.is_set()
+
+
+def test_closing_the_page_cancels_a_run(qtbot, view: FinetuneView, runs: FakeRuns) -> None:
+    runs.steps, runs.delay_s = 1000, 0.02
+    view.start_training()
+    qtbot.waitUntil(lambda: len(view.history.steps) >= 2, timeout=10000)
+    assert view.stop()
+    assert runs.made[0].cancel_requested.is_set() and runs.made[0].closed
+    assert has_checkpoint(data_paths(), "facts")
+
+
+def test_a_failed_run_is_reported_and_its_checkpoint_offered(
+        qtbot, view: FinetuneView, runs: FakeRuns, reporter) -> None:
+    runs.fail_at = 4
+    view.start_training()
+    qtbot.waitUntil(lambda: bool(reporter.shown) and idle(view), timeout=10000)
+    assert reporter.shown[-1].title == "Could not fine-tune facts"
+    assert reporter.shown[-1].text == "The disk is full: free some space, then resume."
+    assert view.result.text().startswith("The training stopped with an error after step 3. "
+                                         "The checkpoint is kept")
+    assert view.resume.isEnabled() and view.resume.isChecked()
 
 
 def test_a_bad_line_is_reported_before_training_starts(
-        qtbot, view: FinetuneView, training: FakeTraining, reporter, tmp_path: Path) -> None:
+        qtbot, view: FinetuneView, runs: FakeRuns, reporter, tmp_path: Path) -> None:
     view.set_data_file(write_chat_jsonl(tmp_path / "broken.jsonl", bad_line=3))
     view.start_training()
     qtbot.waitUntil(lambda: bool(reporter.shown) and idle(view), timeout=10000)
     report = reporter.shown[-1]
     assert report.known and report.title == "Could not check the training data"
     assert report.text.startswith("Line 3 of the training data is unusable")
-    assert training.configs == []  # nothing was started
+    assert runs.made == []  # nothing was started
     assert view.start_button.isEnabled() and "Line 3" in view.result.text()
 
 
-def test_a_bad_name_and_a_missing_file_are_reported(qtbot, view: FinetuneView,
-                                                    training: FakeTraining, reporter,
-                                                    tmp_path: Path) -> None:
+def test_a_bad_name_and_a_missing_file_are_reported(qtbot, view: FinetuneView, runs: FakeRuns,
+                                                    reporter, tmp_path: Path) -> None:
     view.name_edit.setText("no spaces allowed")
     view.start_training()
     qtbot.waitUntil(lambda: bool(reporter.shown) and idle(view), timeout=10000)
@@ -236,7 +294,7 @@ def test_a_bad_name_and_a_missing_file_are_reported(qtbot, view: FinetuneView,
     view.start_training()
     qtbot.waitUntil(lambda: len(reporter.shown) == 2 and idle(view), timeout=10000)
     assert "missing.jsonl" in reporter.shown[-1].text
-    assert training.configs == []
+    assert runs.made == []
 
 
 def test_merge_runs_off_the_gui_thread(qtbot, view: FinetuneView, merging: FakeMerge) -> None:
