@@ -17,6 +17,7 @@ the very ones the application sends.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -150,7 +151,7 @@ def parse_chat_jsonl(lines: Iterable[bytes]) -> list[ChatExample]:
     return examples
 
 
-def _lines(path: Path) -> Iterator[bytes]:
+def _lines(path: Path, digest: Any = None) -> Iterator[bytes]:
     # A user file: no symlink following, no blocking on a FIFO, a regular file of bounded size.
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
@@ -165,12 +166,21 @@ def _lines(path: Path) -> Iterator[bytes]:
             raise TrainingDataError(f"The training data {path} is larger than "
                                     f"{MAX_FILE_BYTES >> 30} GiB; split it.")
         while line := file.readline(MAX_LINE_BYTES + 1):
+            if digest is not None:
+                digest.update(line)
             yield line
 
 
 def read_chat_jsonl(path: Path) -> list[ChatExample]:
     """Read and check a chat-format JSONL file (see ``parse_chat_jsonl``)."""
     return parse_chat_jsonl(_lines(Path(path)))
+
+
+def read_chat_jsonl_hashed(path: Path) -> tuple[list[ChatExample], str]:
+    """``read_chat_jsonl`` and the SHA-256 of the very bytes it read (for the training record)."""
+    digest = hashlib.sha256()
+    examples = parse_chat_jsonl(_lines(Path(path), digest))
+    return examples, digest.hexdigest()
 
 
 def write_chat_jsonl(path: Path, examples: Iterable[ChatExample]) -> int:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from gguf import GGUFReader
 
+from bastion.models import lora_gguf
 from bastion.models.lora_gguf import (
     BASE_SHA256_KEY,
     LORA_TARGETS,
@@ -20,6 +21,7 @@ from bastion.models.lora_gguf import (
     permute_qk_rows,
     write_lora_gguf,
 )
+from tests.models.llama_lora import LlamaCppLora
 
 HIDDEN, FF, HEADS, KV_HEADS, HEAD_DIM, RANK = 32, 48, 4, 2, 8, 4
 LLAMA = LoraBase("llama", n_head=HEADS, n_head_kv=KV_HEADS, name="Tiny", sha256="ab" * 32)
@@ -171,3 +173,191 @@ def test_a_failed_write_keeps_the_previous_adapter(tmp_path: Path) -> None:
     assert target.read_bytes() == before
     with pytest.raises(AdapterWriteError, match="could not be written"):
         write_lora_gguf(tmp_path / "missing" / "a.gguf", peft_state(), LLAMA, alpha=16)
+
+
+# -- llama.cpp agrees with transformers + PEFT on the real SmolLM2-135M ---------------------------
+
+PROMPTS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "system", "content": "You are Bastion, a helpful assistant."},
+     {"role": "user", "content": "Give me a short tip for learning to cook."}],
+    [{"role": "user", "content": "Count from one to five, then name three colours of the rainbow."}],
+]
+# Random B large enough that each adapter moves about half of the argmaxes: its effect then
+# stands well above the difference Q4_1 makes between the two engines.
+RANDOM_B_STD = {"all": 0.15, "qk": 0.4}
+
+
+@pytest.fixture(scope="module")
+def transformers_lora(smollm2_path: Path, finetune_base_cache: Path):
+    """SmolLM2 in transformers with two PEFT adapters of random A and B: "all" on the seven
+    projections, "qk" on q_proj and k_proj only (where the permutation matters)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from bastion.models.file_hashes import sha256_file
+    from bastion.models.finetune_model import load_dequantized
+
+    torch.set_num_threads(2)
+    model, tokenizer = load_dequantized(smollm2_path, base_sha256=sha256_file(smollm2_path),
+                                        cache_dir=finetune_base_cache)
+    torch.manual_seed(0)
+    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=list(LORA_TARGETS)),
+                          adapter_name="all")
+    peft.add_adapter("qk", LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj"]))
+    with torch.no_grad():
+        for name, param in peft.named_parameters():
+            for adapter, std in RANDOM_B_STD.items():
+                if f".lora_B.{adapter}." in name:
+                    param.normal_(0.0, std)
+    peft.eval()
+    return peft, tokenizer
+
+
+def prompt_ids(tokenizer, messages) -> list[int]:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def hf_logits(peft, ids: list[int], adapter: str | None) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        if adapter is None:
+            with peft.disable_adapter():
+                out = peft(input_ids=torch.tensor([ids])).logits
+        else:
+            peft.set_adapter(adapter)
+            out = peft(input_ids=torch.tensor([ids])).logits
+    return out[0].float().numpy()
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_lora(smollm2_path: Path):
+    runner = LlamaCppLora(smollm2_path)
+    yield runner
+    runner.close()
+
+
+def write_f32_copy(src: Path, dst: Path) -> Path:
+    """SmolLM2 with its Q4_1 weights dequantized to F32 in a GGUF: the very weights transformers
+    computes with, so llama.cpp and transformers should agree to rounding."""
+    from gguf import GGUFValueType, GGUFWriter, LlamaFileType
+    from gguf.quants import dequantize
+
+    reader = GGUFReader(src)
+    writer = GGUFWriter(dst, str(reader.fields["general.architecture"].contents()))
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        if name == "general.file_type":
+            writer.add_file_type(LlamaFileType.ALL_F32)
+            continue
+        kind = field.types[0]
+        sub = field.types[-1] if kind == GGUFValueType.ARRAY else None
+        writer.add_key_value(name, field.contents(), kind, sub_type=sub)
+    for tensor in reader.tensors:
+        data = dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
+        writer.add_tensor(tensor.name, data.reshape([int(d) for d in reversed(tensor.shape)]))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return dst
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_f32(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    runner = LlamaCppLora(write_f32_copy(smollm2_path, tmp_path_factory.mktemp("f32") / "smollm2-f32.gguf"))
+    yield runner
+    runner.close()
+
+
+def write_peft(peft, adapter: str, path: Path, base: LoraBase) -> Path:
+    from peft import get_peft_model_state_dict
+
+    state = {k: v.detach().float().numpy() for k, v in get_peft_model_state_dict(peft, adapter_name=adapter, save_embedding_layers=False).items()}
+    write_lora_gguf(path, state, base, alpha=16, name=f"random {adapter}")
+    return path
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(share of positions with the same argmax, max |Δlogit|)."""
+    return float((a.argmax(-1) == b.argmax(-1)).mean()), float(np.abs(a - b).max())
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+@pytest.mark.slow
+def test_llama_cpp_with_our_adapter_computes_what_peft_computes(
+        transformers_lora, llama_cpp_lora: LlamaCppLora, llama_cpp_f32: LlamaCppLora,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    peft, tokenizer = transformers_lora
+    config = peft.get_base_model().config
+    base = LoraBase("llama", config.num_attention_heads, config.num_key_value_heads, name="SmolLM2")
+    paths = {k: write_peft(peft, k, tmp_path / f"{k}.gguf", base) for k in ("all", "qk")}
+    # The bug this guards against: the same adapter written without the q/k permutation.
+    monkeypatch.setattr(lora_gguf, "PERMUTED_QK_ARCHITECTURES", frozenset())
+    paths["qk_unpermuted"] = write_peft(peft, "qk", tmp_path / "qk-unpermuted.gguf", base)
+    engines = {"q4": llama_cpp_lora, "f32": llama_cpp_f32}
+    loaded = {(e, k): engine.load(p) for e, engine in engines.items() for k, p in paths.items()}
+
+    rows: dict[str, list[np.ndarray]] = {}
+    for messages in PROMPTS:
+        ids = prompt_ids(tokenizer, messages)
+        got = {"hf_base": hf_logits(peft, ids, None), "hf_all": hf_logits(peft, ids, "all"),
+               "hf_qk": hf_logits(peft, ids, "qk")}
+        for e, engine in engines.items():
+            got[f"{e}_base"] = engine.logits(ids)
+            got[f"{e}_zero"] = engine.logits(ids, loaded[(e, "all")], scale=0.0)
+            for k in paths:
+                got[f"{e}_{k}"] = engine.logits(ids, loaded[(e, k)])
+        for key, value in got.items():
+            rows.setdefault(key, []).append(value)
+    r = {k: np.concatenate(v) for k, v in rows.items()}
+
+    moved = {k: 1 - agreement(r["hf_base"], r[f"hf_{k}"])[0] for k in ("all", "qk")}
+    print(f"\n{len(r['hf_base'])} positions, {len(PROMPTS)} prompts; the random adapters move "
+          f"{moved['all']:.0%} (all seven projections) and {moved['qk']:.0%} (q, k) of the argmaxes")
+    print("llama.cpp vs transformers+PEFT     top-1    max |Δlogit|   corr. of the adapter's effect")
+    figures = {}
+    for e, label in (("f32", "F32 base"), ("q4", "Q4_1 base")):
+        for k in ("base", "all", "qk", "qk_unpermuted"):
+            hf = r["hf_qk"] if k == "qk_unpermuted" else r[f"hf_{k}"]
+            top1, worst = agreement(hf, r[f"{e}_{k}"])
+            effect = (float("nan") if k == "base" else
+                      correlation(hf - r["hf_base"], r[f"{e}_{k}"] - r[f"{e}_base"]))
+            figures[(e, k)] = (top1, worst, effect)
+            print(f"  {label:10} + {k:14} {top1:7.1%}   {worst:10.4f}   {effect:10.4f}")
+
+    assert min(moved.values()) > 0.3, "the adapters must change the predictions, or this proves nothing"
+    # Same weights (F32): the engines agree to rounding, with or without our adapter.
+    for k in ("base", "all", "qk"):
+        top1, worst, _ = figures[("f32", k)]
+        assert top1 >= 0.98 and worst < 0.2, (k, top1, worst)
+    # The shipped Q4_1 base: llama.cpp quantizes activations, so logits differ by up to a few
+    # units, but what the adapter changes is the same change.
+    for k in ("all", "qk"):
+        top1, _, effect = figures[("q4", k)]
+        assert top1 >= 0.9 and effect > 0.98, (k, top1, effect)
+    # Without the permutation the q/k adapter is silently wrong, and the test sees it.
+    for e in ("f32", "q4"):
+        assert figures[(e, "qk_unpermuted")][2] < 0.5
+    # Scale 0 is the base model, exactly.
+    for e in ("f32", "q4"):
+        np.testing.assert_array_equal(r[f"{e}_zero"], r[f"{e}_base"])
+
+
+@pytest.mark.slow
+def test_llama_cpp_refuses_an_adapter_for_another_base(llama_cpp_lora: LlamaCppLora, tmp_path: Path) -> None:
+    import llama_cpp
+
+    state = peft_state(layers=1)  # the tiny shapes: not SmolLM2's
+    write_lora_gguf(tmp_path / "tiny.gguf", state, LLAMA, alpha=16)
+    assert not llama_cpp.llama_adapter_lora_init(llama_cpp_lora.llm._model.model,
+                                                 str(tmp_path / "tiny.gguf").encode())
+    write_lora_gguf(tmp_path / "qwen.gguf", state, LoraBase("qwen2", HEADS, KV_HEADS), alpha=16)
+    assert not llama_cpp.llama_adapter_lora_init(llama_cpp_lora.llm._model.model,
+                                                 str(tmp_path / "qwen.gguf").encode())
