@@ -9,6 +9,7 @@ its own process; this thread only waits for its events, so a run of hours never 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +54,12 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class CheckedRun:
-    """The data file read and every line valid; the run's configuration."""
+    """The data file read and every line valid; the run's configuration; when it resumes, the
+    loss curve so far."""
 
     config: FinetuneConfig
     examples: int
+    history: LossHistory
 
 
 def check_run(paths: DataPaths, job: JobLike, request: RunRequest) -> CheckedRun:
@@ -77,7 +80,8 @@ def check_run(paths: DataPaths, job: JobLike, request: RunRequest) -> CheckedRun
         resume=request.resume)
     config.check()
     check_base_model(config.base)
-    return CheckedRun(config, len(examples))
+    history = checkpoint_history(paths, config.name) if config.resume else LossHistory()
+    return CheckedRun(config, len(examples), history)
 
 
 def run_training(paths: DataPaths, job: JobLike, config: FinetuneConfig, train: TrainFunction,
@@ -101,12 +105,36 @@ def merge_adapter(paths: DataPaths, job: JobLike, adapter: str, merge: MergeFunc
     return merge(paths, adapter, scale=scale, quantization=quantization, model_name=model_name)
 
 
+def _checkpoint_state(paths: DataPaths, name: str) -> Path | None:
+    # Where load_checkpoint looks: the current checkpoint, else the one a crash mid-swap kept.
+    if not finetuning.NAME.match(name):
+        return None
+    work = finetuning.run_folder(paths, name) / "work"
+    return next((state for folder in (CURRENT, PREVIOUS)
+                 if (state := work / folder / "state.json").is_file()), None)
+
+
 def has_checkpoint(paths: DataPaths, name: str) -> bool:
     """Whether a cancelled or crashed run called ``name`` left a checkpoint to resume."""
-    if not finetuning.NAME.match(name):
-        return False
-    work = finetuning.run_folder(paths, name) / "work"
-    return any((work / folder).is_dir() for folder in (CURRENT, PREVIOUS))
+    return _checkpoint_state(paths, name) is not None
+
+
+def checkpoint_history(paths: DataPaths, name: str) -> LossHistory:
+    """The loss curve up to the checkpoint a resumed run starts from, so the page shows the
+    whole run (empty if there is none or it cannot be read: the run itself says why)."""
+    history = LossHistory()
+    state_file = _checkpoint_state(paths, name)
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8")) if state_file else {}
+        for step, loss in state.get("loss_curve", []):
+            history.steps.append(int(step))
+            history.losses.append(float(loss))
+        for step, loss in state.get("held_out_curve", []):
+            history.held_out_steps.append(int(step))
+            history.held_out_losses.append(float(loss))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return LossHistory()
+    return history
 
 
 def run_outcome(adapter: str | None, step: int, *, failed: bool, checkpoint: bool) -> str:

@@ -75,6 +75,12 @@ class LossPlot(pg.PlotWidget):  # type: ignore[misc]  # pyqtgraph has no type hi
     def show_history(self, history: tasks.LossHistory) -> None:
         self.training.setData(history.steps, history.losses)
         self.held_out.setData(history.held_out_steps, history.held_out_losses)
+        # Steps are whole numbers: no "2.5" ticks while a run is short.
+        axis = self.getAxis("bottom")
+        if history.steps and history.steps[-1] <= 12:
+            axis.setTickSpacing(1, 1)
+        else:
+            axis.setTickSpacing()
 
 
 class MergeDialog(QDialog):
@@ -252,8 +258,9 @@ class FinetuneView(QWidget):
         if not models:
             self.base_combo.addItem("Embedded default model", None)
         for entry in models:
+            # By id (the file name): a merged model keeps its base's general.name.
             suffix = " (embedded)" if entry.origin == "embedded" else ""
-            self.base_combo.addItem(f"{entry.name}{suffix}", str(entry.path))
+            self.base_combo.addItem(f"{entry.id}{suffix}", str(entry.path))
             self.base_combo.setItemData(self.base_combo.count() - 1, str(entry.path),
                                         Qt.ItemDataRole.ToolTipRole)
         wanted = next((i for i, e in enumerate(models) if str(e.path) == current), None)
@@ -341,6 +348,8 @@ class FinetuneView(QWidget):
             return
         config = checked.config
         self._run_name = config.name
+        self.history = checked.history  # a resumed run continues the curve it had
+        self.plot.show_history(self.history)
         self._log(f"{checked.examples} conversations in {config.data.name}; base {config.base.name}"
                   + ("; resuming" if config.resume else ""))
         self.status.setText("Starting the training (loading the model takes a while)…")

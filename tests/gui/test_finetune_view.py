@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from bastion.desktop.gui.finetune_tasks import has_checkpoint
+from bastion.desktop.finetuning import run_folder
+from bastion.desktop.gui.finetune_tasks import LossHistory, checkpoint_history, has_checkpoint
 from bastion.desktop.gui.finetune_view import FinetuneView
 from bastion.desktop.gui.main_window import MainWindow
 from bastion.desktop.paths import DataPaths, data_paths
@@ -73,15 +74,18 @@ class FakeProcess:
     def events(self) -> Iterator[Any]:
         config, script = self.config, self.script
         self.thread = threading.current_thread()
+        checkpoint = config.work_dir / "checkpoint"
+        start = 0
+        if config.resume:
+            start = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))["step"]
         yield Loading("model", config.base.name)
         yield Prepared(train_examples=9, held_out_examples=1, too_long_examples=0,
-                       total_steps=script.steps, start_step=0, trainable_parameters=2_400_000,
+                       total_steps=script.steps, start_step=start, trainable_parameters=2_400_000,
                        gradient_checkpointing=False, load_s=0.1)
-        for step in range(1, script.steps + 1):
+        for step in range(start + 1, script.steps + 1):
             time.sleep(script.delay_s)
             if self.cancel_requested.is_set() or step == script.fail_at:
-                checkpoint = config.work_dir / "checkpoint"
-                checkpoint.mkdir(parents=True, exist_ok=True)
+                self._keep(checkpoint, step - 1)
                 if step == script.fail_at:
                     raise FinetuneError("The disk is full: free some space, then resume.")
                 yield Cancelled(step - 1, str(checkpoint))
@@ -98,6 +102,15 @@ class FakeProcess:
         yield Finished(adapter=str(config.output), record=str(config.record_path),
                        steps=script.steps, final_loss=3.0 / script.steps, held_out_loss=0.4,
                        wall_s=3.0, peak_rss_mb=1536.0, adapter_bytes=config.output.stat().st_size)
+
+    def _keep(self, checkpoint: Path, step: int) -> None:
+        """A checkpoint's state as the real run writes it (its curves, for the page)."""
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        every = self.script.eval_every
+        checkpoint.joinpath("state.json").write_text(json.dumps({
+            "step": step, "loss_curve": [[n, 3.0 / n] for n in range(1, step + 1)],
+            "held_out_curve": [[n, 2.0 / n] for n in range(every, step + 1, every)],
+        }), encoding="utf-8")
 
     def close(self) -> None:
         self.closed = True
@@ -244,10 +257,15 @@ def test_cancel_stops_the_run_keeps_its_checkpoint_and_offers_resume(
     assert view.adapter_id is None and not view.merge_button.isVisible()
     assert not (bastion_home / "models" / "adapters" / "facts.gguf").exists()
 
-    runs.steps, runs.delay_s = 3, 0.0
+    stopped_at = run.steps_done
+    runs.steps, runs.delay_s = stopped_at + 3, 0.0
     view.start_training()
     qtbot.waitUntil(lambda: idle(view) and view.adapter_id == "facts", timeout=10000)
     assert runs.configs[-1].resume is True and not runs.made[-1].cancel_requested.is_set()
+    # The curve goes on from the checkpoint's: every step once, the held-out points kept.
+    assert list(view.plot.training.getData()[0]) == list(range(1, stopped_at + 4))
+    assert list(view.plot.held_out.getData()[0]) == list(range(2, stopped_at + 4, 2))
+    assert "resuming at" in view.log.item(2).text()
 
 
 def test_closing_the_page_cancels_a_run(qtbot, view: FinetuneView, runs: FakeRuns) -> None:
@@ -315,5 +333,15 @@ def test_the_window_has_the_page_with_the_catalog_bases(qtbot, window: MainWindo
     page = window.pages["finetune"]
     assert window.tabs.tabText(window.tabs.indexOf(page)) == "Fine-tune"
     qtbot.waitUntil(lambda: page.base_combo.currentData() == str(embedded_gguf), timeout=10000)
-    assert page.base_combo.currentText() == "Tiny Test Model (embedded)"
+    assert page.base_combo.currentText() == "SmolLM2-135M-Instruct.Q4_1 (embedded)"
     assert page.worker.isRunning()
+
+
+def test_a_damaged_checkpoint_state_still_offers_resume_with_an_empty_curve() -> None:
+    paths = data_paths()
+    state = run_folder(paths, "facts") / "work" / "checkpoint.old" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text('{"step": 3, "loss_curve": [[1, 2.5], [2, "x"]', encoding="utf-8")
+    assert has_checkpoint(paths, "facts")  # the run itself says what is wrong with it
+    assert checkpoint_history(paths, "facts") == LossHistory()
+    assert not has_checkpoint(paths, "../facts") and not has_checkpoint(paths, "")
