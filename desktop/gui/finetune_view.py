@@ -174,6 +174,7 @@ class FinetuneView(QWidget):
         form.addRow("Adapter name:", self.name_edit)
         self.base_combo = QComboBox()
         self.base_combo.setObjectName("finetuneBase")
+        self.base_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.base_combo.setToolTip("Llama, SmolLM, Mistral and Qwen 2/3 models can be fine-tuned.")
         self.base_combo.addItem("Embedded default model", None)
         form.addRow("Base model:", self.base_combo)
@@ -214,7 +215,7 @@ class FinetuneView(QWidget):
         self.merge_button.clicked.connect(self._ask_merge)
         self.merge_button.setVisible(False)
         form.addRow(self.merge_button)
-        form_box.setMaximumWidth(420)
+        form_box.setMaximumWidth(480)
         layout.addWidget(form_box, 0, Qt.AlignmentFlag.AlignTop)
 
         right = QSplitter(Qt.Orientation.Vertical)
