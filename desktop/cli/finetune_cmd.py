@@ -62,6 +62,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         return 2
     from bastion.desktop import finetuning
     from bastion.models.finetune_data import read_chat_jsonl
+    from bastion.models.finetune_process import FinetuneProcess
 
     paths = data_paths()
     read_chat_jsonl(args.data)  # the first bad line is reported before anything loads
@@ -70,14 +71,26 @@ def run_finetune(args: argparse.Namespace) -> int:
         alpha=args.alpha, learning_rate=args.lr, max_steps=args.max_steps,
         batch_tokens=args.batch_tokens, max_seq_tokens=min(args.max_seq_tokens, args.batch_tokens),
         checkpoint_every=args.checkpoint_every, resume=args.resume)
-    events = finetuning.train(paths, config)
-    try:
-        for event in events:
-            print(describe(event), file=sys.stderr, flush=True)
-    except KeyboardInterrupt:
-        with contextlib.suppress(Exception):
-            events.close()  # the run saves a checkpoint as it stops
-        print(f"\nStopped. Continue with: bastion finetune {args.name} --data {args.data} --resume",
+    process = FinetuneProcess(config)
+    events = finetuning.train(paths, config, process)
+    stopping = False
+    while True:
+        try:
+            for event in events:
+                print(describe(event), file=sys.stderr, flush=True)
+            break
+        except KeyboardInterrupt:
+            if stopping:  # a second Ctrl-C: leave now
+                with contextlib.suppress(Exception):
+                    events.close()
+                break
+            # Told to the training process at once: it stops within a layer, saves a checkpoint
+            # and ends the event stream; a run that finishes meanwhile is still registered.
+            stopping = True
+            process.cancel()
+            print("\nStopping at the next layer and saving a checkpoint…", file=sys.stderr, flush=True)
+    if stopping:
+        print(f"Stopped. Continue with: bastion finetune {args.name} --data {args.data} --resume",
               file=sys.stderr)
         return 130
     return 0
