@@ -185,9 +185,8 @@ def finetune(config: FinetuneConfig,
     total_steps = len(groups) * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    threshold = base.checkpointing_threshold(config)
     padded = [len(g) * max(len(train[i].ids) for i in g) for g in groups]
-    checkpointed = any(n > threshold for n in padded)
+    checkpointed = any(base.checkpoint_every(config, n) is not None for n in padded)
 
     import torch
 
@@ -227,7 +226,7 @@ def finetune(config: FinetuneConfig,
             for slot in optimizer.param_groups:
                 slot["lr"] = lr
             torch.manual_seed(config.seed * 1_000_003 + step)  # dropout repeats on resume
-            base.set_gradient_checkpointing(batch.ids.numel() > threshold)
+            base.set_checkpointing(base.checkpoint_every(config, batch.ids.numel()))
             t0 = time.perf_counter()
             try:
                 hooks.check()

@@ -41,6 +41,9 @@ _ERRORS: dict[str, type[FinetuneError]] = {
 
 def _child(config_json: dict[str, Any], conn: Connection, cancel: Any, parent: int) -> None:
     """The training process's main function: run, send every event, report an error as words."""
+    from .finetune_model import prepare_environment
+
+    prepare_environment()  # before torch is imported
     from .errors import ModelError
     from .finetune import finetune
 

@@ -70,9 +70,10 @@ class FinetuneConfig:
         checkpoint_every: steps between checkpoints.
         seed: data order, split and LoRA initialisation.
         n_threads: torch threads (None: all cores).
-        gradient_checkpointing: recompute activations in the backward pass (one more forward
-            pass, ~1.5× the time): "auto" does it for the steps whose activations would not fit
-            ``activation_budget_mb`` (long grounded examples), not for short ones.
+        gradient_checkpointing: recompute activations in the backward pass: "on" for every
+            layer (one more forward pass, ~1.5× the time); "auto" for as few layers as the steps
+            whose activations would not fit ``activation_budget_mb`` need (long grounded
+            examples), none for short steps.
         activation_budget_mb: memory allowed for one step's activations (see "auto"); about
             2.6 MB per token for SmolLM2-135M.
         loss_chunk_tokens: the 49k-word output layer is applied to this many answer tokens at a

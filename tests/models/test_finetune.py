@@ -107,6 +107,56 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(config: FinetuneCo
         run(dataclasses.replace(config, resume=True))
 
 
+def test_a_full_disk_keeps_the_last_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import safetensors.torch
+    import torch
+
+    from bastion.models.finetune_checkpoint import load_checkpoint
+
+    param = torch.ones(3, requires_grad=True)
+    optimizer = torch.optim.AdamW([param])
+    param.grad = torch.ones(3)
+    optimizer.step()
+    save_checkpoint(tmp_path, {"p": param}, optimizer, {"step": 4})
+    at_step_4 = param.detach().clone()
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with torch.no_grad():
+        param.add_(1.0)
+    with pytest.raises(FinetuneError, match=r"No space left on device\); the checkpoint at step 4 is "
+                       r"kept\. Free some disk space, then resume"):
+        save_checkpoint(tmp_path, {"p": param}, optimizer, {"step": 6})
+    kept = load_checkpoint(tmp_path)
+    assert kept is not None and kept.step == 4
+    torch.testing.assert_close(kept.weights["p"], at_step_4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]  # no temporary left
+
+
+def test_auto_checkpointing_recomputes_only_what_the_budget_needs(config: FinetuneConfig) -> None:
+    from bastion.models.finetune_model import BaseModel
+
+    class Inner:  # SmolLM2-135M's shape: ~2.6 MB of activations per token
+        config = type("Config", (), {"num_hidden_layers": 30, "hidden_size": 576})()
+
+    class Peft:
+        def get_base_model(self) -> Inner:
+            return Inner()
+
+    base = BaseModel(Peft(), tokenizer=None, pad_id=0, add_bos=False)
+    auto = dataclasses.replace(config, activation_budget_mb=1536)
+    assert base.checkpoint_every(auto, 500) is None  # 1.3 GB fits: nothing recomputed
+    assert base.checkpoint_every(auto, 726) == 6  # 1.9 GB: every 6th layer keeps 5/6 of it
+    assert base.checkpoint_every(auto, 1000) == 2
+    assert base.checkpoint_every(auto, 2904) == 1  # 7.5 GB: every layer
+    assert base.checkpoint_every(dataclasses.replace(auto, gradient_checkpointing="on"), 10) == 1
+    assert base.checkpoint_every(dataclasses.replace(auto, gradient_checkpointing="off"), 10**6) is None
+
+
 # -- the real model -----------------------------------------------------------------------------
 
 
@@ -223,9 +273,10 @@ def test_cancel_mid_step_then_resume_finishes_the_same_run(config: FinetuneConfi
     assert not config.output.exists()  # nothing half-made
     assert of(events, CheckpointSaved)[0].step == 2
 
-    resumed = run(dataclasses.replace(config, resume=True))
+    # Resumed with activations recomputed in the backward pass: the same numbers either way.
+    resumed = run(dataclasses.replace(config, resume=True, gradient_checkpointing="on"))
     [prepared] = of(resumed, Prepared)
-    assert prepared.start_step == 2
+    assert prepared.start_step == 2 and prepared.gradient_checkpointing
     losses = [s.loss for s in of(resumed, StepDone)]
     assert [s.step for s in of(resumed, StepDone)] == [3, 4, 5]
     np.testing.assert_allclose(losses, ref_losses[2:], rtol=1e-4)  # the very same run, continued
