@@ -31,7 +31,7 @@ from .adapter_file import (
     check_adapter_fits,
     read_adapter_info,
 )
-from .catalog import VerifiedState, VerifyResult, model_id
+from .catalog import VerifiedState, VerifyResult, model_id, verified_state, verify_file
 from .errors import ModelError
 from .file_hashes import (
     HASH_CACHE_NAME,
@@ -154,16 +154,6 @@ def _forget(adapters_dir: Path, name: str) -> None:
                               {"version": MANIFEST_VERSION, "files": files})
 
 
-def _state(valid: bool, sha: str | None, expected: str | None) -> VerifiedState:
-    if not valid:
-        return "invalid"
-    if sha is None:
-        return "unchecked"
-    if expected is None:
-        return "unrecorded"
-    return "verified" if sha == expected.lower() else "mismatch"
-
-
 class AdapterCatalog:
     """The adapters in ``adapters_dir`` (it need not exist yet)."""
 
@@ -222,7 +212,7 @@ class AdapterCatalog:
             id=model_id(path), name=(info.name if info and info.name else model_id(path)),
             path=path, origin="imported" if record else "folder", file_size=size, info=info,
             error=error, sha256=sha, expected_sha256=expected,
-            verified=_state(info is not None, sha, expected),
+            verified=verified_state(info is not None, sha, expected),
             base=record.base if record else None,
             imported_at=record.imported_at if record else None,
         )
@@ -246,26 +236,9 @@ class AdapterCatalog:
                ) -> VerifyResult:
         """Re-read an adapter's header and whole file; compare its SHA-256 with the record."""
         entry = target if isinstance(target, AdapterEntry) else self.resolve(target)
-        path = entry.path
-        if not path.exists():
-            return VerifyResult(entry.id, path, "missing", False, None, entry.expected_sha256,
-                                f"{path} is gone: it was deleted or moved.")
-        try:
-            read_adapter_info(path)
-        except ModelError as exc:
-            return VerifyResult(entry.id, path, "invalid", False, None, entry.expected_sha256,
-                                str(exc))
-        sha = self.hash_cache.sha256(path, progress, force=True)
-        state = _state(True, sha, entry.expected_sha256)
-        messages = {
-            "verified": "matches the SHA-256 recorded when it was imported.",
-            "mismatch": ("differs from the SHA-256 recorded when it was imported: the file was "
-                         "changed or damaged. Remove it and import it again."),
-            "unrecorded": ("has no recorded SHA-256 to compare with (it was put in the adapters "
-                           "folder by hand); import it to record one."),
-        }
-        return VerifyResult(entry.id, path, state, state != "mismatch", sha,
-                            entry.expected_sha256, f"{entry.id} {messages[state]}")
+        return verify_file(
+            entry.id, entry.path, entry.expected_sha256, self.hash_cache, read_adapter_info,
+            "imported", "Remove it and import it again.", "adapters", progress)
 
     def verify_all(self, progress: Progress | None = None) -> list[VerifyResult]:
         return [self.verify(entry, progress) for entry in self.entries()]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -220,7 +221,7 @@ class Catalog:
             error=error,
             sha256=sha,
             expected_sha256=expected,
-            verified=_state(info is not None, sha, expected),
+            verified=verified_state(info is not None, sha, expected),
         )
 
     # -- lookup ------------------------------------------------------------------------------
@@ -272,33 +273,52 @@ class Catalog:
         state ``unrecorded``.
         """
         entry = target if isinstance(target, ModelEntry) else self.resolve(target)
-        path = entry.path
-        if not path.exists():
-            return VerifyResult(entry.id, path, "missing", False, None, entry.expected_sha256,
-                                f"{path} is gone: it was deleted or moved.")
-        try:
-            read_gguf_info(path)
-        except ModelError as exc:
-            return VerifyResult(entry.id, path, "invalid", False, None, entry.expected_sha256,
-                                str(exc))
-        sha = self.hash_cache.sha256(path, progress, force=True)
-        state = _state(True, sha, entry.expected_sha256)
-        messages = {
-            "verified": "matches the SHA-256 recorded when it was installed or imported.",
-            "mismatch": ("differs from the SHA-256 recorded when it was installed or imported: "
-                         "the file was changed or damaged. Import or reinstall it again."),
-            "unrecorded": ("has no recorded SHA-256 to compare with (it was put in the models "
-                           "folder by hand); import it to record one."),
-        }
-        return VerifyResult(entry.id, path, state, state != "mismatch", sha,
-                            entry.expected_sha256, f"{entry.id} {messages[state]}")
+        return verify_file(
+            entry.id, entry.path, entry.expected_sha256, self.hash_cache, read_gguf_info,
+            "installed or imported", "Import or reinstall it again.", "models", progress)
 
     def verify_all(self, progress: Progress | None = None) -> list[VerifyResult]:
         """``verify`` every listed model."""
         return [self.verify(entry, progress) for entry in self.entries()]
 
 
-def _state(valid: bool, sha: str | None, expected: str | None) -> VerifiedState:
+def verify_file(
+    file_id: str,
+    path: Path,
+    expected_sha256: str | None,
+    hash_cache: HashCache,
+    validate: Callable[[Path], object],
+    recorded_when: str,
+    remedy: str,
+    folder: str,
+    progress: Progress | None = None,
+) -> VerifyResult:
+    """Re-validate a catalogued file (``validate`` raises ``ModelError``) and hash it whole.
+
+    Shared by the model and adapter catalogs: ``recorded_when`` says when the hash was taken,
+    ``remedy`` what to do on a mismatch, ``folder`` which folder a hand-placed file sits in.
+    """
+    if not path.exists():
+        return VerifyResult(file_id, path, "missing", False, None, expected_sha256,
+                            f"{path} is gone: it was deleted or moved.")
+    try:
+        validate(path)
+    except ModelError as exc:
+        return VerifyResult(file_id, path, "invalid", False, None, expected_sha256, str(exc))
+    sha = hash_cache.sha256(path, progress, force=True)
+    state = verified_state(True, sha, expected_sha256)
+    messages = {
+        "verified": f"matches the SHA-256 recorded when it was {recorded_when}.",
+        "mismatch": (f"differs from the SHA-256 recorded when it was {recorded_when}: the file "
+                     f"was changed or damaged. {remedy}"),
+        "unrecorded": (f"has no recorded SHA-256 to compare with (it was put in the {folder} "
+                       "folder by hand); import it to record one."),
+    }
+    return VerifyResult(file_id, path, state, state != "mismatch", sha, expected_sha256,
+                        f"{file_id} {messages[state]}")
+
+
+def verified_state(valid: bool, sha: str | None, expected: str | None) -> VerifiedState:
     if not valid:
         return "invalid"
     if sha is None:
