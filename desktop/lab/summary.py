@@ -176,9 +176,26 @@ def comparisons(arms: Sequence[Arm], answers: Sequence[ScoredAnswer], seed: int 
     return result
 
 
-def _cost_key(summary: ArmSummary) -> tuple[int, float]:
-    # Fewer adapters to train and keep, then less time per answer.
-    return (len(summary.arm.adapters), summary.seconds if summary.seconds is not None else 0.0)
+# A route is worth choosing for its cost only when it is clearly cheaper: less to build and
+# keep, or this much less time per answer (timings on a shared machine vary by more than 10%).
+CLEARLY_FASTER = 0.8
+
+
+def _upkeep(arm: Arm) -> tuple[int, bool]:
+    """What a route needs beyond the base model: adapters to train and keep, an index to build."""
+    return (len(arm.adapters), arm.uses_documents)
+
+
+def _cost_key(summary: ArmSummary) -> tuple[int, bool, float]:
+    return (*_upkeep(summary.arm), summary.seconds if summary.seconds is not None else 0.0)
+
+
+def clearly_cheaper(a: ArmSummary, b: ArmSummary) -> bool:
+    """Whether route ``a`` costs clearly less than ``b``: less upkeep, or at the same upkeep at
+    most ``CLEARLY_FASTER`` of its time per answer."""
+    if _upkeep(a.arm) != _upkeep(b.arm):
+        return _upkeep(a.arm) < _upkeep(b.arm)
+    return a.seconds is not None and b.seconds is not None and a.seconds <= CLEARLY_FASTER * b.seconds
 
 
 def recommend(arms: Sequence[ArmSummary], answers: Sequence[ScoredAnswer],
@@ -201,7 +218,8 @@ def recommend(arms: Sequence[ArmSummary], answers: Sequence[ScoredAnswer],
         gap = compare(best.arm, other.arm, answers, seed)
         if gap is not None and gap.contains_zero:
             ties.append((other, gap))
-    choice = min([best, *(t for t, _ in ties)], key=_cost_key)
+    cheaper = [t for t, _ in ties if clearly_cheaper(t, best)]
+    choice = min(cheaper, key=_cost_key) if cheaper else best
     lines = []
     acc = choice.accuracy.percent() if choice.accuracy else "–"
     if choice is best:
@@ -237,6 +255,8 @@ def _cost_words(cheap: ArmSummary, dear: ArmSummary) -> str:
     words = []
     if len(cheap.arm.adapters) < len(dear.arm.adapters):
         words.append("no adapter to train and keep")
+    if not cheap.arm.uses_documents and dear.arm.uses_documents:
+        words.append("no index to build and keep")
     if cheap.seconds is not None and dear.seconds is not None:
         words.append(f"{cheap.seconds:.1f} s per answer against {dear.seconds:.1f} s")
     return "; ".join(words) or "no more costly"

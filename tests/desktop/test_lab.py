@@ -227,7 +227,7 @@ def test_a_cheaper_arm_not_measurably_worse_is_recommended() -> None:
     first = summary.recommendation[0]
     assert first.startswith("Recommended route: **base** — the cheapest arm not measurably less "
                             "accurate than the most accurate one, base + documents (+2 points")
-    assert "1.0 s per answer against 5.0 s" in first
+    assert "no index to build and keep; 1.0 s per answer against 5.0 s" in first
     assert "Documents make no measurable difference" in summary.recommendation[1]
 
 
@@ -242,3 +242,13 @@ def test_a_measurably_better_arm_is_recommended_and_zero_everywhere_says_so() ->
     nothing = _records(model, set(), 10, 1.0) + _records(docs, set(), 10, 2.0)
     [only] = summarise(_questions(10), [model, docs], nothing).recommendation
     assert only.startswith("No arm answered any question correctly")
+
+
+def test_a_tie_at_the_same_upkeep_and_about_the_same_time_keeps_the_most_accurate() -> None:
+    docs, both = Arm("docs"), Arm("both")
+    records = _records(docs, set(range(14)), 40, 18.3) + _records(both, set(range(13)), 40, 17.3)
+    first = summarise(_questions(40), [docs, both], records).recommendation[0]
+    assert first.startswith("Recommended route: **base + documents** — the most accurate arm")
+    faster = _records(docs, set(range(14)), 40, 18.3) + _records(both, set(range(13)), 40, 9.0)
+    first = summarise(_questions(40), [docs, both], faster).recommendation[0]
+    assert first.startswith("Recommended route: **base + documents (both mode)** — the cheapest")
