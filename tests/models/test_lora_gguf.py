@@ -87,6 +87,7 @@ def test_writes_what_llama_cpp_reads(tmp_path: Path) -> None:
     assert (written.n_weights, written.rank, written.alpha) == (14, RANK, 16.0)
     assert written.size_bytes == (tmp_path / "a.gguf").stat().st_size
     assert [p.name for p in tmp_path.iterdir()] == ["a.gguf"]  # no temporary file left
+    assert (tmp_path / "a.gguf").stat().st_mode & 0o777 == 0o600
 
     reader = GGUFReader(tmp_path / "a.gguf")
     fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
