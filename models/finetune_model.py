@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +189,10 @@ def load_base_model(config: FinetuneConfig, info: GGUFInfo, base_sha256: str) ->
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=list(config.targets), bias="none",
                       task_type=TaskType.CAUSAL_LM)
-    peft_model = get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft 0.21 reads a property transformers 5 deprecated; nothing a user can act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(model, lora)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     add_bos = info.metadata.get("tokenizer.ggml.add_bos_token")
     if not isinstance(add_bos, bool):
