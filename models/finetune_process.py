@@ -93,6 +93,11 @@ class FinetuneProcess:
             self._child_conn.close()  # the child holds its end; EOF then means it is gone
             self._started = True
 
+    @property
+    def pid(self) -> int | None:
+        """The training process's id once started."""
+        return self._process.pid
+
     def cancel(self) -> None:
         """Ask the run to stop; it yields ``Cancelled`` with its checkpoint shortly after."""
         self._cancel.set()
@@ -142,10 +147,12 @@ class FinetuneProcess:
 
     def _crashed(self) -> FinetuneError:
         code = self._process.exitcode
-        why = " (killed: out of memory?)" if code == -9 else ""
-        return FinetuneError(
-            f"The training process stopped unexpectedly (exit code {code}{why}). Its last "
-            "checkpoint is kept: resume the training to continue.")
+        if code is not None and code < 0:
+            how = f"was killed by signal {-code}" + (" (out of memory?)" if code == -9 else "")
+        else:
+            how = f"stopped unexpectedly (exit code {code})"
+        return FinetuneError(f"The training process {how}. Its last checkpoint is kept: resume "
+                             "the training to continue.")
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop the run if it is still going (it saves a checkpoint) and reap the process."""

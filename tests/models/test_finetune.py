@@ -181,6 +181,23 @@ def test_conversations_are_learnt_on_the_replies_only(smollm2_path: Path, finetu
     text = tokenizer.decode(encoded.ids)
     assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
 
+    # The tokens trained on are the tokens llama.cpp will see for the same text.
+    from llama_cpp import Llama
+
+    from bastion.models.chat_template import neutralise_messages
+    from bastion.models.llama_backends import load_cpu_backend
+
+    load_cpu_backend()
+    vocab = Llama(model_path=str(smollm2_path), vocab_only=True, verbose=False)
+    try:
+        for messages in (example.messages, ({"role": "user", "content": "Ünïcödé — 東京, emoji 🙂, tabs\t!"},
+                                            {"role": "assistant", "content": "  spaced  out \n\n lines"})):
+            rendered, _ = encoder.spans(neutralise_messages(messages, encoder.neutralise))
+            ids = encoder.encode(ChatExample(tuple(messages))).ids
+            assert list(vocab.tokenize(rendered.encode(), add_bos=False, special=True)) == ids, rendered
+    finally:
+        vocab.close()
+
 
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_writes_an_adapter_llama_cpp_uses(
@@ -302,6 +319,21 @@ def test_the_training_process_streams_progress_and_stops_on_cancel(config: Finet
                 break
     assert kinds[0] == "Loading" and "Prepared" in kinds and kinds[-1] == "Cancelled"
     assert not config.output.exists()
+
+
+@pytest.mark.slow
+def test_a_killed_training_process_is_reported_and_its_checkpoint_kept(config: FinetuneConfig) -> None:
+    import os
+    import signal
+
+    config = dataclasses.replace(config, max_steps=50, max_batch_examples=2, checkpoint_every=1)
+    with FinetuneProcess(config) as process, pytest.raises(
+            FinetuneError, match=r"^The training process was killed by signal 9 \(out of memory\?\)\. "
+                                 r"Its last checkpoint is kept"):
+        for event in process.events():
+            if isinstance(event, CheckpointSaved) and process.pid:
+                os.kill(process.pid, signal.SIGKILL)  # as the OOM killer would
+    assert (config.work_dir / "checkpoint" / "state.json").is_file()
 
 
 def test_the_training_process_reports_bad_data_with_its_line(config: FinetuneConfig) -> None:
