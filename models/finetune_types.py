@@ -110,7 +110,7 @@ class FinetuneConfig:
     seed: int = 0
     n_threads: int | None = None
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
-    activation_budget_mb: int = 1536
+    activation_budget_mb: int = 1024
     loss_chunk_tokens: int = 1024
     tensor_type: TensorType = "f32"
     resume: bool = False
