@@ -27,8 +27,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--alpha", type=_positive(int), default=16)
     parser.add_argument("--lr", type=_positive(float), default=5e-4, help="peak learning rate")
     parser.add_argument("--max-steps", type=_positive(int), help="stop after this many steps")
-    parser.add_argument("--batch-tokens", type=_positive(int), default=2048, help="tokens per step")
-    parser.add_argument("--max-seq-tokens", type=_positive(int), default=1024,
+    parser.add_argument("--batch-tokens", type=_positive(int), default=None,
+                        help="tokens per step (default: the trainer's; a longer example trains alone)")
+    parser.add_argument("--max-seq-tokens", type=_positive(int), default=None,
                         help="longer examples are left out (and counted), never cut")
     parser.add_argument("--checkpoint-every", type=_positive(int), default=50)
     parser.add_argument("--resume", action="store_true", help="continue a cancelled or crashed run")
@@ -66,11 +67,13 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     paths = data_paths()
     read_chat_jsonl(args.data)  # the first bad line is reported before anything loads
+    # Step sizes left unset keep the trainer's defaults, which bound a step's memory.
+    sizes = {key: value for key, value in (("batch_tokens", args.batch_tokens),
+                                            ("max_seq_tokens", args.max_seq_tokens)) if value}
     config = finetuning.finetune_config(
         paths, args.name, args.data, args.base, epochs=args.epochs, rank=args.rank,
         alpha=args.alpha, learning_rate=args.lr, max_steps=args.max_steps,
-        batch_tokens=args.batch_tokens, max_seq_tokens=min(args.max_seq_tokens, args.batch_tokens),
-        checkpoint_every=args.checkpoint_every, resume=args.resume)
+        checkpoint_every=args.checkpoint_every, resume=args.resume, **sizes)
     process = FinetuneProcess(config)
     events = finetuning.train(paths, config, process)
     stopping = False
