@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bastion.desktop.errors import BastionError
+from bastion.desktop.grounded_training import (
+    GroundedData,
+    GroundedOptions,
+    build_grounded_data,
+    reusable_grounded_data,
+)
 from bastion.desktop.paths import DataPaths
 from bastion.models.adapter_catalog import AdapterCatalog, AdapterEntry
 from bastion.models.adapter_import import import_adapter
@@ -73,6 +79,45 @@ def finetune_config(paths: DataPaths, name: str, data: Path, base: str | None = 
         base=base_model_path(paths, base), data=data.resolve(), output=folder / f"{name}.gguf",
         work_dir=folder / "work", name=name, cache_dir=paths.home / "cache" / "dequantized",
         **settings)
+
+
+def grounded_data(paths: DataPaths, name: str, questions: Path, collections: Sequence[str],
+                  options: GroundedOptions | None = None,
+                  progress: Callable[[int, int], None] | None = None, *,
+                  reuse: bool = False) -> GroundedData:
+    """Build the grounded training data of run ``name`` from a question set and collections.
+
+    Written to ``finetune/NAME/grounded.jsonl``; a resumed run whose question set is unchanged
+    reuses it (``reuse``), so its examples (and the checkpoint's data order) stay the same.
+
+    Raises:
+        BastionError: the name is invalid, a collection is unknown or empty, or the question set
+            cannot be read (the line and reason are named).
+    """
+    from bastion.desktop.lab.questions import load_questions
+    from bastion.desktop.library import open_library
+    from bastion.desktop.settings import Settings
+
+    if not NAME.match(name):
+        raise BastionError(f"{name!r} cannot name an adapter: use letters, digits, '.', '_' or '-'.")
+    question_set = load_questions(questions)
+    if not collections:
+        raise BastionError("Grounded training needs a collection to retrieve passages from "
+                           "(--collection NAME).")
+    options = options or GroundedOptions()
+    out = run_folder(paths, name) / "grounded.jsonl"
+    if reuse and (previous := reusable_grounded_data(out, question_set.sha256, options)):
+        return previous
+    with open_library(paths) as library:
+        known = {c.name for c in library.collections()}
+        for collection in collections:
+            if collection not in known:
+                raise BastionError(f"There is no collection {collection!r}: "
+                                   f"{', '.join(sorted(known)) or 'none exists yet'}.")
+        system_prompt = Settings.load(paths.settings_file).system_prompt
+        return build_grounded_data(
+            question_set, lambda q: library.search(q, list(collections), options.k), out,
+            system_prompt=system_prompt, options=options, progress=progress)
 
 
 def train(paths: DataPaths, config: FinetuneConfig,

@@ -243,12 +243,19 @@ class Passage:
 @dataclass(frozen=True)
 class QAPair:
     """A question, its answer, the passages that hold the answer, and (optionally) passages
-    retrieved for the question that do not hold it, the best distractors there are."""
+    retrieved for the question that do not hold it, the best distractors there are.
+
+    An unanswerable pair (``answerable=False``: the documents do not hold its answer, like SQuAD
+    2.0's impossible questions) has no answer and no passages; its retrieved ``distractors`` are
+    shown and the target is the abstention sentence.
+    """
 
     question: str
     answer: str
     passages: tuple[Passage, ...]
     distractors: tuple[Passage, ...] = ()
+    answerable: bool = True
+    evidence: tuple[str, ...] = ()  # strings marking a passage as holding the answer (default: it)
 
 
 @dataclass(frozen=True)
@@ -286,6 +293,7 @@ class GroundedStats:
     answerable: int = 0
     abstention: int = 0
     short_of_distractors: int = 0  # examples that got fewer distractors than asked
+    unanswerable_left_out: int = 0  # unanswerable pairs beyond their half of the abstention share
     skipped: list[str] = field(default_factory=list)  # questions left out, with the reason
 
 
@@ -323,6 +331,9 @@ def grounded_examples(
         seed: which pairs abstain, which distractors, and passage order.
         stats: filled with counts, if given.
 
+    Unanswerable pairs fill at most half of the abstention share (the rest shows answerable
+    questions with distractors only); those beyond it are left out and counted.
+
     Returns:
         Examples of kind "grounded" or "abstention", in the order of ``pairs``.
     """
@@ -330,18 +341,39 @@ def grounded_examples(
         raise TrainingDataError("The abstention fraction must be between 0 and 1.")
     stats = stats if stats is not None else GroundedStats()
     rng = random.Random(seed)
-    usable = []
+    usable, unanswerable = [], []
     for pair in pairs:
-        if not pair.question.strip() or not pair.answer.strip():
+        if not pair.question.strip() or (pair.answerable and not pair.answer.strip()):
             stats.skipped.append(f"{pair.question[:60]!r}: empty question or answer")
+        elif not pair.answerable:
+            if pair.distractors:
+                unanswerable.append(pair)
+            else:
+                stats.skipped.append(f"{pair.question[:60]!r}: unanswerable, and no passage to show")
         elif not pair.passages:
             stats.skipped.append(f"{pair.question[:60]!r}: no passage holds the answer")
         else:
             usable.append(pair)
-    abstaining = set(rng.sample(range(len(usable)), round(len(usable) * abstention_fraction)))
+    # Real unanswerable questions are the better lesson (their passages look relevant), but
+    # alone they would teach abstaining on whatever resembles them: half the share at most.
+    wanted = round(len(usable) * abstention_fraction / 2)
+    kept = set(rng.sample(range(len(unanswerable)), min(wanted, len(unanswerable))))
+    stats.unanswerable_left_out = len(unanswerable) - len(kept)
+    total = len(usable) + len(kept)
+    synthetic = max(0, min(len(usable), round(total * abstention_fraction) - len(kept)))
+    abstaining = set(rng.sample(range(len(usable)), synthetic))
     pool = [p for pair in usable for p in pair.passages] + list(distractor_pool)
+    index = {id(pair): i for i, pair in enumerate(usable)}
+    kept_ids = {id(unanswerable[k]) for k in kept}
+    ordered = [pair for pair in pairs if id(pair) in index or id(pair) in kept_ids]
     examples: list[ChatExample] = []
-    for i, pair in enumerate(usable):
+    for pair in ordered:
+        if not pair.answerable:
+            shown = list(pair.distractors[:distractors + 1])
+            examples.append(_example(prompt, pair.question, shown, prompt.abstention, "abstention"))
+            stats.abstention += 1
+            continue
+        i = index[id(pair)]
         chosen = _distractors(pair, pool, distractors + (len(pair.passages) if i in abstaining else 0), rng)
         if len(chosen) < distractors:
             stats.short_of_distractors += 1
@@ -359,12 +391,7 @@ def grounded_examples(
                 numbers = [n for n, p in enumerate(shown, start=1) if p in pair.passages]
                 target += prompt.citation_template.format(n=", ".join(map(str, numbers)))
             kind = "grounded"
-        messages: list[Message] = []
-        if prompt.system_prompt:
-            messages.append({"role": "system", "content": prompt.system_prompt})
-        messages += [{"role": "user", "content": prompt.user_message(pair.question, shown)},
-                     {"role": "assistant", "content": target}]
-        examples.append(ChatExample(tuple(messages), kind=kind))
+        examples.append(_example(prompt, pair.question, shown, target, kind))
         if kind == "abstention":
             stats.abstention += 1
         else:
@@ -372,15 +399,26 @@ def grounded_examples(
     return examples
 
 
+def _example(prompt: GroundedPrompt, question: str, shown: Sequence[Passage], target: str,
+             kind: ExampleKind) -> ChatExample:
+    messages: list[Message] = []
+    if prompt.system_prompt:
+        messages.append({"role": "system", "content": prompt.system_prompt})
+    messages += [{"role": "user", "content": prompt.user_message(question, shown)},
+                 {"role": "assistant", "content": target}]
+    return ChatExample(tuple(messages), kind=kind)
+
+
 def _distractors(pair: QAPair, pool: Sequence[Passage], count: int, rng: random.Random) -> list[Passage]:
     """Passages that do not hold this pair's answer: its own retrieved ones first, then random."""
-    answer = _norm(pair.answer)
+    answers = [a for a in (_norm(e) for e in pair.evidence or (pair.answer,)) if a]
     golden = {_norm(p.text) for p in pair.passages}
 
     def fits(p: Passage, taken: list[Passage]) -> bool:
         text = _norm(p.text)
         # A passage that contains the answer would make an abstention target a lie.
-        return bool(text) and text not in golden and answer not in text and p not in taken
+        return (bool(text) and text not in golden and not any(a in text for a in answers)
+                and p not in taken)
 
     chosen: list[Passage] = []
     for p in pair.distractors:

@@ -16,11 +16,28 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "finetune", help="train a LoRA adapter on chat JSONL (or: finetune merge NAME)",
         description="bastion finetune NAME --data FILE.jsonl [--base MODEL] [options]\n"
-                    "bastion finetune merge NAME [--scale S] [--quantization Q8_0] [--as MODEL]",
+                    "bastion finetune NAME --questions QUESTIONS.jsonl --collection C [options]\n"
+                    "bastion finetune merge NAME [--scale S] [--quantization Q8_0] [--as MODEL]\n\n"
+                    "With --questions (the lab's question-set format), each question is searched in\n"
+                    "the collection and taught with the passages retrieval returns, distractors\n"
+                    "among them, and some questions teach the abstention sentence (RAFT): an\n"
+                    "adapter for answering from your documents.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="the adapter to create (or 'merge')")
     parser.add_argument("adapter", nargs="?", help="after 'merge': the adapter to merge")
     parser.add_argument("--data", type=Path, help="chat-format JSONL (bastion chats export --format jsonl)")
+    parser.add_argument("--questions", type=Path,
+                        help="grounded training: a question set (JSONL: question, answers, "
+                             "optional unanswerable), retrieved from --collection")
+    parser.add_argument("--collection", action="append", default=[],
+                        help="grounded training: a collection to retrieve from (repeatable)")
+    parser.add_argument("--passages", type=_positive(int), default=3,
+                        help="grounded training: passages shown per example (default 3)")
+    parser.add_argument("--abstention", type=_fraction, default=0.2,
+                        help="grounded training: share of examples teaching abstention (default 0.2)")
+    parser.add_argument("--answer-style", choices=("sentence", "as-given"), default="sentence",
+                        help="grounded training: teach the evidence sentence holding the answer "
+                             "(default) or the answer as given")
     parser.add_argument("--base", help="base model id, file or path (default: the embedded SmolLM2)")
     parser.add_argument("--epochs", type=_positive(int), default=3)
     parser.add_argument("--rank", type=_positive(int), default=8)
@@ -51,22 +68,49 @@ def _positive(kind: type) -> Any:
     return parse
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 0.5:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 0.5")
+    return value
+
+
 def run_finetune(args: argparse.Namespace) -> int:
     if args.name == "merge":
         return _merge(args)
     if args.adapter is not None:
         print(f"bastion: unexpected argument {args.adapter!r} (did you mean `finetune merge`?)", file=sys.stderr)
         return 2
-    if args.data is None:
-        print("bastion: finetune needs --data FILE.jsonl (chat-format lines; "
-              "`bastion chats export ID --format jsonl` writes them)", file=sys.stderr)
+    if (args.data is None) == (args.questions is None):
+        print("bastion: finetune needs either --data FILE.jsonl (chat-format lines; `bastion chats "
+              "export ID --format jsonl` writes them) or --questions FILE.jsonl --collection NAME "
+              "(grounded training)", file=sys.stderr)
+        return 2
+    if args.questions is not None and not args.collection:
+        print("bastion: --questions needs --collection NAME: the collection to retrieve passages from",
+              file=sys.stderr)
         return 2
     from bastion.desktop import finetuning
+    from bastion.desktop.grounded_training import GroundedOptions
     from bastion.models.finetune_data import read_chat_jsonl
     from bastion.models.finetune_process import FinetuneProcess
 
     paths = data_paths()
-    read_chat_jsonl(args.data)  # the first bad line is reported before anything loads
+    if args.questions is not None:
+        finetuning.finetune_config(paths, args.name, args.questions, args.base)  # name and base first
+        print(f"Retrieving passages for the questions of {args.questions.name}…", file=sys.stderr, flush=True)
+        built = finetuning.grounded_data(
+            paths, args.name, args.questions, args.collection,
+            GroundedOptions(passages=args.passages, k=max(8, args.passages + 2),
+                            abstention_fraction=args.abstention, answer_style=args.answer_style),
+            reuse=args.resume)
+        print(built.summary(), file=sys.stderr, flush=True)
+        args.data = built.path
+    else:
+        read_chat_jsonl(args.data)  # the first bad line is reported before anything loads
     # Step sizes left unset keep the trainer's defaults, which bound a step's memory.
     sizes = {key: value for key, value in (("batch_tokens", args.batch_tokens),
                                             ("max_seq_tokens", args.max_seq_tokens)) if value}
@@ -93,8 +137,9 @@ def run_finetune(args: argparse.Namespace) -> int:
             process.cancel()
             print("\nStopping at the next layer and saving a checkpoint…", file=sys.stderr, flush=True)
     if stopping:
-        print(f"Stopped. Continue with: bastion finetune {args.name} --data {args.data} --resume",
-              file=sys.stderr)
+        again = (f"--questions {args.questions} " + " ".join(f"--collection {c}" for c in args.collection)
+                 if args.questions is not None else f"--data {args.data}")
+        print(f"Stopped. Continue with: bastion finetune {args.name} {again} --resume", file=sys.stderr)
         return 130
     return 0
 

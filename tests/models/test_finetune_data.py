@@ -236,3 +236,25 @@ def test_events_cross_the_process_boundary_as_json() -> None:
     for bad in ({"type": "os.system"}, {"type": "Cancelled", "step": 1, "evil": 1}, {"type": "Cancelled"}):
         with pytest.raises(FinetuneError):
             event_from_json(bad)
+
+
+def test_unanswerable_pairs_fill_half_the_abstention_share_at_most() -> None:
+    answerable = pairs(40)
+    impossible = [QAPair(f"Who painted vault {i} red?", "", (), (Passage(f"Vault {i} is painted blue.",
+                                                                          f"/docs/paint{i}.txt"),),
+                         answerable=False) for i in range(30)]
+    stats = GroundedStats()
+    examples = grounded_examples(answerable + impossible, PROMPT, abstention_fraction=0.2,
+                                 distractors=2, seed=2, stats=stats)
+    # 40 answerable: 4 real unanswerable (half of 20%), so 44 examples, 9 abstaining in all.
+    assert len(examples) == 44 and stats.abstention == 9 and stats.answerable == 35
+    assert stats.unanswerable_left_out == 26
+    real = [e for e in examples if e.messages[1]["content"].endswith("red?")]
+    assert len(real) == 4
+    for e in real:
+        assert e.kind == "abstention" and e.messages[2]["content"] == PROMPT.abstention
+        assert "painted blue" in e.messages[1]["content"]  # its retrieved passage is shown
+    # Without passages to show, an unanswerable pair cannot teach anything.
+    lone = QAPair("Who?", "", (), (), answerable=False)
+    stats = GroundedStats()
+    assert grounded_examples([lone], PROMPT, stats=stats) == [] and "no passage" in stats.skipped[0]
