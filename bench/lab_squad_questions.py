@@ -1,7 +1,7 @@
 """Write a lab question set from the SQuAD 2.0 dev subset: test-half articles only.
 
     .venv/bin/python bench/lab_squad_questions.py [--data ../shared/data/squad2-dev-subset]
-        [--out squad-lab] [--answerable 50] [--unanswerable 50] [--seed 0]
+        [--out squad-lab] [--answerable 50] [--unanswerable 50] [--seed 0] [--half test]
 
 The articles are split by title into a train half and a test half, deterministically (by the
 SHA-256 of each title), so an adapter fine-tuned on the train half never saw a test article.
@@ -13,6 +13,10 @@ Writes into OUT:
     split.json        which titles are train and which are test
 
 Then: `bastion lab run OUT/questions.jsonl --collection squad-test`.
+
+With ``--half train`` it writes ``train-questions.jsonl`` and ``train-articles/`` instead: the
+questions a grounded adapter is trained on (`bastion finetune NAME --questions
+OUT/train-questions.jsonl --collection squad-train`), never a test article's.
 """
 
 from __future__ import annotations
@@ -60,12 +64,14 @@ def main() -> int:
     parser.add_argument("--answerable", type=int, default=50)
     parser.add_argument("--unanswerable", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--half", choices=("test", "train"), default="test")
     args = parser.parse_args()
 
     rows = [json.loads(line) for line in (args.data / "qa.jsonl").read_text(encoding="utf-8").splitlines()
             if line.strip()]
     train, test = split_titles(r["title"] for r in rows)
-    in_test = [r for r in rows if r["title"] in set(test)]
+    half = test if args.half == "test" else train
+    in_test = [r for r in rows if r["title"] in set(half)]
     rng = random.Random(args.seed)
     answerable = [r for r in in_test if not r["is_impossible"]]
     unanswerable = [r for r in in_test if r["is_impossible"]]
@@ -73,14 +79,15 @@ def main() -> int:
               + rng.sample(unanswerable, min(args.unanswerable, len(unanswerable))))
     rng.shuffle(chosen)
 
-    articles = args.out / "test-articles"
+    articles = args.out / f"{args.half}-articles"
     articles.mkdir(parents=True, exist_ok=True)
     for old in articles.glob("*.txt"):  # a re-run with other data leaves no stale article
         old.unlink()
     files = sorted({r["article_file"] for r in in_test})
     for file in files:
         shutil.copyfile(args.data / file, articles / Path(file).name)
-    with (args.out / "questions.jsonl").open("w", encoding="utf-8") as out:
+    questions = args.out / ("questions.jsonl" if args.half == "test" else "train-questions.jsonl")
+    with questions.open("w", encoding="utf-8") as out:
         for row in chosen:
             out.write(json.dumps(question_row(row), ensure_ascii=False) + "\n")
     (args.out / "split.json").write_text(json.dumps(
@@ -89,7 +96,7 @@ def main() -> int:
 
     n_unanswerable = sum(r["is_impossible"] for r in chosen)
     print(f"{len(chosen)} questions ({len(chosen) - n_unanswerable} answerable, {n_unanswerable} "
-          f"unanswerable) from {len(test)} test articles → {args.out / 'questions.jsonl'}\n"
+          f"unanswerable) from {len(half)} {args.half} articles → {questions}\n"
           f"test articles: {', '.join(test)}\ntrain articles: {', '.join(train)}", file=sys.stderr)
     return 0
 

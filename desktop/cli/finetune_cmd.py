@@ -49,6 +49,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-seq-tokens", type=_positive(int), default=None,
                         help="longer examples are left out (and counted), never cut")
     parser.add_argument("--checkpoint-every", type=_positive(int), default=50)
+    parser.add_argument("--eval-every", type=_positive(int), default=None,
+                        help="steps between held-out loss measurements (default: the trainer's)")
     parser.add_argument("--resume", action="store_true", help="continue a cancelled or crashed run")
     parser.add_argument("--scale", type=float, default=1.0, help="merge: the adapter's strength")
     parser.add_argument("--quantization", default="Q8_0", help="merge: Q4_0, Q4_1, Q8_0, Q4_K_M, … or F16")
@@ -113,7 +115,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         read_chat_jsonl(args.data)  # the first bad line is reported before anything loads
     # Step sizes left unset keep the trainer's defaults, which bound a step's memory.
     sizes = {key: value for key, value in (("batch_tokens", args.batch_tokens),
-                                            ("max_seq_tokens", args.max_seq_tokens)) if value}
+                                            ("max_seq_tokens", args.max_seq_tokens),
+                                            ("eval_every", args.eval_every)) if value}
     config = finetuning.finetune_config(
         paths, args.name, args.data, args.base, epochs=args.epochs, rank=args.rank,
         alpha=args.alpha, learning_rate=args.lr, max_steps=args.max_steps,
