@@ -132,7 +132,11 @@ def load_dequantized(base: Path, *, base_sha256: str, cache_dir: Path | None) ->
     prepare_environment()  # no hub, ever (a no-op for threading once torch is imported)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    # The environment switch is read when transformers is first imported, which may have been
+    # earlier: its GGUF conversion bar would fill the user's terminal with carriage returns.
+    transformers_logging.disable_progress_bar()
     safe: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
     cached = cache_dir / base_sha256 if cache_dir else None
     if cached is not None and (cached / "model.safetensors").is_file():
