@@ -24,6 +24,7 @@ from bastion.desktop.grounding import (
     interleave,
     is_abstention,
     mark_cited,
+    refusal_reason,
     retrieval_query,
     select_passages,
 )
@@ -175,8 +176,10 @@ class Assistant:
         if skipped:
             meta["adapters_skipped"] = skipped
         if mode == "docs" and not grounding.sources:
-            # Nothing relevant: say so rather than let the model invent an answer.
+            # Nothing relevant: say so rather than let the model invent an answer. (In "both"
+            # mode the model answers alone, from the question.)
             meta["not_found"] = True
+            meta["not_found_reason"] = refusal_reason(grounding, chat.collections, self.policy)
             message = self.chats.add_message(chat.id, "assistant", NOT_FOUND_ANSWER, meta=meta)
             yield AnswerDelta(NOT_FOUND_ANSWER)
             yield AnswerDone(message, not_found=True)

@@ -100,6 +100,9 @@ def stream_answer(events: Any, out: TextIO | None = None, err: TextIO | None = N
                 print(f"  [{s.n}] {s.path}{page}  (score {s.score:.3f})", file=out)
                 print(f"      {s.snippet}", file=out)
         meta = message.meta
+        if meta.get("not_found_reason"):
+            print(f"note: not answered from your documents: {meta['not_found_reason']}. Ask with "
+                  "--mode both to let the model answer on its own.", file=err)
         if meta.get("generated_tokens"):
             print(
                 f"[{meta['generated_tokens']} tokens · {meta.get('generation_tps', 0):.1f} tokens/s · "

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bastion.desktop.gui.chat_header import AdapterChoice, describe_adapters
+from bastion.desktop.gui.chat_header import MODE_LABELS, AdapterChoice, describe_adapters
 from bastion.desktop.gui.chat_list_model import MessageItem
 from bastion.desktop.gui.sources_view import SourcesView
 
@@ -172,8 +172,9 @@ class MessageWidget(QFrame):
             else:
                 self._render_timer.stop()
                 self._render()
-        self.note.setText(item.note)
-        self.note.setVisible(bool(item.note))
+        note = item.note or answer_note(item)
+        self.note.setText(note)
+        self.note.setVisible(bool(note))
         if item.role == "assistant":
             self.sources.set_sources(item.sources)
         self.stats.setText(stats_line(item))
@@ -194,6 +195,16 @@ class MessageWidget(QFrame):
         else:
             self.body.setHtml(render_markdown(text))
         self.renders += 1
+
+
+def answer_note(item: MessageItem) -> str:
+    """Why a stored answer is what it is, when that needs saying: a documents-only answer
+    refused because no passage was relevant enough (``meta["not_found_reason"]``)."""
+    reason = item.meta.get("not_found_reason") if item.role == "assistant" else None
+    if not isinstance(reason, str) or not reason or item.status == "streaming":
+        return ""
+    return (f"Not answered from your documents: {reason}. To let the model answer on its own "
+            f"when nothing is relevant, switch this chat to “{MODE_LABELS['both']}”.")
 
 
 def stats_line(item: MessageItem) -> str:

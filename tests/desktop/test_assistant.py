@@ -230,3 +230,34 @@ def test_an_adapter_gone_from_the_catalog_is_left_out_and_said_so(tmp_path: Path
     assert done.message.meta["adapters_skipped"] == [
         {"name": "removed", "reason": "There is no adapter called 'removed'."}]
     chats.close()
+
+
+def test_docs_mode_below_the_relevance_floor_refuses_and_says_why(store: ChatStore) -> None:
+    # Passages were found, and even matched words of the question, but none is similar enough.
+    retriever = FakeRetriever([FakeHit("Normans settled in Normandy.", "/d/normans.txt", vector_score=0.3),
+                               FakeHit("The Duchy of Normandy.", "/d/normans.txt", char_start=90,
+                                       vector_score=0.25)])
+    engine = FakeEngine("The Normans ate cheese [1].")
+    assistant = Assistant(engine, store, retriever, policy=RetrievalPolicy(min_similarity=0.45,
+                                                                          min_similarity_with_terms=0.45))
+    chat = store.create_chat(mode="docs", collections=["history"])
+    events, done = run(assistant.ask(chat.id, "Does cholesterol feed breast cancer cells?"))
+    assert engine.prompts == []  # the model was never asked
+    assert done.not_found and done.message.content == NOT_FOUND_ANSWER
+    assert [e.text for e in events if isinstance(e, AnswerDelta)] == [NOT_FOUND_ANSWER]
+    reason = done.message.meta["not_found_reason"]
+    assert reason == "no passage in “history” was relevant enough (best match 0.30, needed 0.45)"
+    assert store.messages(chat.id)[1].meta["not_found_reason"] == reason  # kept with the answer
+
+
+def test_both_mode_below_the_relevance_floor_lets_the_model_answer_alone(store: ChatStore) -> None:
+    retriever = FakeRetriever([FakeHit("Normans settled in Normandy.", "/d/normans.txt", vector_score=0.3)])
+    engine = FakeEngine("Some studies suggest so.")
+    assistant = Assistant(engine, store, retriever, policy=RetrievalPolicy(min_similarity=0.45,
+                                                                          min_similarity_with_terms=0.45))
+    chat = store.create_chat(mode="both", collections=["history"])
+    _, done = run(assistant.ask(chat.id, "Does cholesterol feed breast cancer cells?"))
+    assert engine.prompts[0][-1]["content"] == "Does cholesterol feed breast cancer cells?"
+    assert done.message.content == "Some studies suggest so."
+    assert not done.not_found and "not_found_reason" not in done.message.meta
+    assert done.message.sources == []

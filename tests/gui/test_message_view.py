@@ -65,3 +65,16 @@ def test_sources_show_file_page_and_snippet_cited_first(qtbot) -> None:
     assert "1 cited" in view.header.text()
     assert describe(Source(1, "/x/y.pdf", 2, "", 0.0)) == "y.pdf · page 2"
     assert readable_snippet("## Heading **here**") == "Heading here"
+
+
+def test_a_refused_answer_says_why_under_it(qtbot) -> None:
+    reason = "no passage in “history” was relevant enough (best match 0.30, needed 0.45)"
+    item = MessageItem("assistant", "I could not find this in your documents.", "complete", id=4,
+                       meta={"not_found": True, "not_found_reason": reason})
+    widget = MessageWidget(item)
+    qtbot.addWidget(widget)
+    assert widget.note.isVisibleTo(widget)
+    assert reason in widget.note.text() and "Model + documents" in widget.note.text()
+    plain = MessageWidget(MessageItem("assistant", "Paris [1].", "complete", id=5))
+    qtbot.addWidget(plain)
+    assert not plain.note.isVisibleTo(plain)
