@@ -127,7 +127,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     while True:
         try:
             for event in events:
-                print(describe(event), file=sys.stderr, flush=True)
+                print(finetuning.describe(event), file=sys.stderr, flush=True)
             break
         except KeyboardInterrupt:
             if stopping:  # a second Ctrl-C: leave now
@@ -159,40 +159,3 @@ def _merge(args: argparse.Namespace) -> int:
     print(f"Registered the model {path.stem} ({path.stat().st_size / 1e6:.0f} MB): "
           f"bastion ask \"…\" --model {path.stem}")
     return 0
-
-
-def describe(event: object) -> str:
-    """One line per training event, for the terminal."""
-    from bastion.desktop.finetuning import Registered
-    from bastion.models import finetune_types as t
-
-    if isinstance(event, t.Loading):
-        return f"{event.stage}{': ' + event.detail if event.detail else ''}"
-    if isinstance(event, t.Prepared):
-        return (f"{event.train_examples} training and {event.held_out_examples} held-out examples"
-                + (f" ({event.too_long_examples} too long, left out)" if event.too_long_examples else "")
-                + f"; {event.total_steps} steps" + (f", resuming at {event.start_step}" if event.start_step else "")
-                + f"; {event.trainable_parameters:,} trainable parameters")
-    if isinstance(event, t.StepDone):
-        return (f"step {event.step}/{event.total_steps} · loss {event.loss:.3f} · "
-                f"{event.tokens_per_s:.0f} tokens/s · ETA {_duration(event.eta_s)} · "
-                f"peak RSS {event.peak_rss_mb / 1024:.1f} GB")
-    if isinstance(event, t.Evaluated):
-        return f"held-out loss {event.held_out_loss:.3f} at step {event.step}"
-    if isinstance(event, t.CheckpointSaved):
-        return f"checkpoint at step {event.step}"
-    if isinstance(event, t.Cancelled):
-        return f"cancelled at step {event.step}; checkpoint kept: {event.checkpoint or 'none'}"
-    if isinstance(event, t.Finished):
-        return (f"done: {event.steps} steps in {_duration(event.wall_s)}, final loss {event.final_loss:.3f}"
-                + (f", held-out {event.held_out_loss:.3f}" if event.held_out_loss is not None else "")
-                + f", peak RSS {event.peak_rss_mb / 1024:.1f} GB, adapter {event.adapter_bytes / 1e6:.1f} MB")
-    if isinstance(event, Registered):
-        return (f"registered the adapter {event.adapter.id}: "
-                f"bastion ask \"…\" --adapter {event.adapter.id}")
-    return str(event)
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"

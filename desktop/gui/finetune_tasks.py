@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.desktop import finetuning
-from bastion.desktop.cli.finetune_cmd import describe
+from bastion.desktop.finetuning import describe
 from bastion.desktop.gui.core_tasks import JobLike
 from bastion.desktop.paths import DataPaths
 from bastion.models.catalog import ModelEntry

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from bastion.desktop import finetuning
-from bastion.desktop.cli.finetune_cmd import describe
+from bastion.desktop.finetuning import describe
 from bastion.desktop.gui import finetune_tasks as tasks
 from bastion.desktop.gui.backend import Backend
 from bastion.desktop.gui.finetune_widgets import LossPlot, MergeDialog
