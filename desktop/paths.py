@@ -47,6 +47,11 @@ class DataPaths:
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def lab_dir(self) -> Path:
+        """The window's lab runs, one folder each (``bastion lab run --out`` may put one anywhere)."""
+        return self.home / "lab"
+
 
 def location_file() -> Path:
     """Where a data folder chosen in Settings is remembered (outside the data folder itself)."""

@@ -68,20 +68,11 @@ def _modes(text: str) -> tuple[str, ...]:
     return modes
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
 def run_lab(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``lab run QUESTIONS``: progress on ``err``, the recommendation and files on ``out``."""
     out, err = out or sys.stdout, err or sys.stderr
     from bastion.desktop.app import App
-    from bastion.desktop.lab.runner import LabAnswered, LabFinished, LabStarted
+    from bastion.desktop.lab.runner import LabAnswered, LabFinished, LabStarted, duration
     from bastion.desktop.lab.session import LabChecked, LabReported, LabRequest, run_session
 
     request = LabRequest(questions=args.questions, collection=args.collection, adapters=args.adapter,
@@ -104,7 +95,7 @@ def run_lab(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | N
                     s = event.scores
                     verdict = "right" if s.correct else "wrong"
                     print(f"[{event.done}/{event.total}] {event.arm.label} · {event.question.id} · "
-                          f"{verdict} · {event.record.seconds:.1f} s · ETA {_duration(event.eta_s)}",
+                          f"{verdict} · {event.record.seconds:.1f} s · ETA {duration(event.eta_s)}",
                           file=err, flush=True)
                 elif isinstance(event, LabFinished):
                     print(f"{event.answered} answers made in this run.", file=err)
@@ -127,10 +118,8 @@ def _print_report(files: Any, out: TextIO) -> None:
 def run_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """``lab report DIR``: the report files of a run folder, made again from its answers."""
     out = out or sys.stdout
-    from bastion.desktop.lab.report import write_reports
+    from bastion.desktop.lab.report import report_again
     from bastion.desktop.lab.run_folder import RunFolder
 
-    folder = RunFolder(args.folder)
-    seed = int(folder.info().sampling.get("seed") or 0)
-    _print_report(write_reports(folder, seed=seed), out)
+    _print_report(report_again(RunFolder(args.folder)), out)
     return 0

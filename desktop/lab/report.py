@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -51,7 +52,7 @@ def write_reports(folder: RunFolder, seed: int = 0) -> ReportFiles:
     """
     info = folder.info()
     questions = folder.questions().questions
-    answers = scored_answers(questions, folder.answers())
+    answers = scored_answers(questions, folder.answers(repair=False))  # a run may be appending
     summary = summarise(questions, info.arms, [a.record for a in answers], seed)
     header = header_lines(info, summary, answers)
     files = ReportFiles(folder.path / "report.md", folder.path / "report.html",
@@ -67,6 +68,21 @@ def write_reports(folder: RunFolder, seed: int = 0) -> ReportFiles:
                                                for row, a in zip(rows, answers, strict=True)]},
                                   indent=1, ensure_ascii=False) + "\n")
     return files
+
+
+def report_again(folder: RunFolder) -> ReportFiles:
+    """The report files of a run folder made again from its answers, with the run's own seed
+    (``bastion lab report``, and the window's "Open the HTML report").
+
+    Raises:
+        BastionError: the folder is not a lab run.
+    """
+    return write_reports(folder, seed=run_seed(folder.info()))
+
+
+def run_seed(info: RunInfo) -> int:
+    """The seed a run sampled and bootstrapped with."""
+    return int(info.sampling.get("seed") or 0)
 
 
 def header_lines(info: RunInfo, summary: LabSummary, answers: Sequence[ScoredAnswer]) -> list[str]:
@@ -199,6 +215,7 @@ def _arm_json(s: ArmSummary) -> dict[str, Any]:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    # A name of its own per writer: the window may report a run while the run reports itself.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

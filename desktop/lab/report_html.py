@@ -22,7 +22,7 @@ summary { cursor: pointer; }
 """
 
 
-def _inline(text: str) -> str:
+def inline_markdown(text: str) -> str:
     """Escape, then render the Markdown the recommendation uses (**bold**, `code`)."""
     html = escape(text)
     html = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html)
@@ -77,8 +77,8 @@ def render_html(header: Sequence[str], summary: LabSummary, arm_rows: Sequence[S
     """
     points = [Point(s.arm.label, s.accuracy, s.seconds) for s in summary.arms]
     body = [
-        "<h1>Lab report</h1>", *[f"<p>{_inline(line)}</p>" for line in header],
-        "<h2>Recommendation</h2><ul>", *[f"<li>{_inline(line)}</li>" for line in summary.recommendation],
+        "<h1>Lab report</h1>", *[f"<p>{inline_markdown(line)}</p>" for line in header],
+        "<h2>Recommendation</h2><ul>", *[f"<li>{inline_markdown(line)}</li>" for line in summary.recommendation],
         "</ul><h2>Accuracy per arm</h2>", accuracy_bars(points),
         f'<p class="note">{escape(accuracy_means)}</p>',
         "<h2>Accuracy against cost</h2>", accuracy_vs_cost(points),
@@ -86,7 +86,7 @@ def render_html(header: Sequence[str], summary: LabSummary, arm_rows: Sequence[S
     ]
     if len(difference_rows) > 1:
         body += ["<h2>Differences between arms</h2>", _table(difference_rows)]
-    body += ["<h2>Costs of each route</h2><ul>", *[f"<li>{_inline(c)}</li>" for c in costs], "</ul>",
+    body += ["<h2>Costs of each route</h2><ul>", *[f"<li>{inline_markdown(c)}</li>" for c in costs], "</ul>",
              "<h2>Answers, question by question</h2>", _answers_by_question(summary, answers)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>Bastion lab report</title>"

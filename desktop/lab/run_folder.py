@@ -132,8 +132,7 @@ class RunFolder:
         """
         if self.exists():
             old = self.info()
-            new = info.to_json()
-            differ = [k for k in IDENTITY if old.to_json().get(k) != new.get(k)]
+            differ = self.differences(info)
             if differ:
                 raise BastionError(
                     f"{self.path} holds a lab run with a different {', '.join(differ)}. Give "
@@ -144,10 +143,20 @@ class RunFolder:
             shutil.copyfile(questions.path, self.path / QUESTIONS_FILE)
         _write_json(self.run_file, info.to_json())
 
-    def answers(self) -> list[AnswerRecord]:
+    def differences(self, info: RunInfo) -> list[str]:
+        """The settings (of ``IDENTITY``) in which ``info`` differs from this folder's run;
+        empty when the folder may continue it (or holds no run yet)."""
+        if not self.exists():
+            return []
+        old, new = self.info().to_json(), info.to_json()
+        return [k for k in IDENTITY if old.get(k) != new.get(k)]
+
+    def answers(self, repair: bool = True) -> list[AnswerRecord]:
         """The answers recorded so far, first of each (question, arm) kept.
 
-        A last line cut short by a kill is removed from the file (its answer is asked again).
+        A last line cut short by a kill is left out; with ``repair`` it is also removed from the
+        file (its answer is asked again). Only the run that appends next should repair: to any
+        other reader, a line cut short may be an answer being written at that moment.
 
         Raises:
             BastionError: a line other than the last is damaged.
@@ -157,7 +166,7 @@ class RunFolder:
         except FileNotFoundError:
             return []
         complete = data.rfind(b"\n") + 1
-        if complete < len(data):  # no newline after the last line: its write never finished
+        if repair and complete < len(data):  # no newline after the last line: its write never finished
             self._truncate(complete)
         records: list[AnswerRecord] = []
         seen: set[tuple[str, str]] = set()
@@ -187,6 +196,21 @@ class RunFolder:
             out.write(line)
             out.flush()
             os.fsync(out.fileno())
+
+
+def pick_run_folder(parent: Path, stem: str, info: RunInfo) -> RunFolder:
+    """The folder under ``parent`` for the run ``info``: ``stem`` if it is new or holds the same
+    experiment (so running again continues it), else ``stem-2``, ``stem-3``… likewise."""
+    for n in range(1, 1000):
+        folder = RunFolder(parent / (stem if n == 1 else f"{stem}-{n}"))
+        if not folder.exists():
+            return folder
+        try:
+            if not folder.differences(info):
+                return folder
+        except BastionError:  # a damaged run.json: leave that folder alone
+            continue
+    raise BastionError(f"{parent} holds a thousand lab runs of {stem}: remove old ones.")
 
 
 def _write_json(path: Path, data: Any) -> None:

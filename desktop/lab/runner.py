@@ -113,11 +113,14 @@ def greedy(sampling: Sampling, max_tokens: int, seed: int) -> Sampling:
     return Sampling(**{**sampling.to_dict(), "temperature": 0.0, "seed": seed, "max_tokens": max_tokens})
 
 
-def run_lab(plan: LabPlan, parts: LabParts, folder: RunFolder) -> Iterator[LabEvent]:
+def run_lab(plan: LabPlan, parts: LabParts, folder: RunFolder,
+            should_stop: Callable[[], bool] | None = None) -> Iterator[LabEvent]:
     """Answer every (question, arm) pair not yet in ``folder``, recording each as it comes.
 
     The run folder must have been started (``RunFolder.start``). Yields ``LabStarted``, one
-    ``LabAnswered`` per new answer, then ``LabFinished``.
+    ``LabAnswered`` per new answer, then ``LabFinished``. Once ``should_stop`` (polled from
+    this generator's thread) says so, the answer being generated is cut short at its next token
+    (not recorded: it is asked again next time) and the run finishes with what it has.
     """
     done = {(r.question_id, r.arm) for r in folder.answers()}
     pairs = [(q, arm) for q in plan.questions for arm in plan.arms]
@@ -133,7 +136,10 @@ def run_lab(plan: LabPlan, parts: LabParts, folder: RunFolder) -> Iterator[LabEv
         started = time.monotonic()
         answered = 0
         for question, arm in todo:
-            record = answer_one(assistant, chats, recorder, question, arm, plan.collection)
+            if should_stop is not None and should_stop():
+                break
+            record = answer_one(assistant, chats, recorder, question, arm, plan.collection,
+                                should_stop)
             if record is None:  # stopped mid-answer: asked again next time
                 break
             folder.append(record)
@@ -149,6 +155,17 @@ def run_lab(plan: LabPlan, parts: LabParts, folder: RunFolder) -> Iterator[LabEv
         chats.close()
 
 
+def duration(seconds: float | None) -> str:
+    """An ETA or elapsed time as people say it: "45 s", "3 min 05 s", "2 h 07 min" ("?" if
+    unknown)."""
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
 def score_record(question: Question, record: AnswerRecord) -> Scores:
     """The scores of a recorded answer to ``question``."""
     return score(record.answer, record.not_found, record.passages, question.answers,
@@ -156,8 +173,10 @@ def score_record(question: Question, record: AnswerRecord) -> Scores:
 
 
 def answer_one(assistant: Assistant, chats: ChatStore, recorder: RecordingRetriever | None,
-               question: Question, arm: Arm, collection: str | None) -> AnswerRecord | None:
-    """Ask ``question`` in a new chat set up as ``arm``; None if the answer did not complete."""
+               question: Question, arm: Arm, collection: str | None,
+               should_stop: Callable[[], bool] | None = None) -> AnswerRecord | None:
+    """Ask ``question`` in a new chat set up as ``arm``; None if the answer did not complete
+    (``should_stop`` said so: the engine is told to stop at the next event)."""
     collections = [collection] if arm.uses_documents and collection else []
     chat = chats.create_chat(title=f"{question.id} · {arm.label}"[:120], mode=arm.mode,
                              collections=collections, adapters=arm.adapters)
@@ -171,6 +190,10 @@ def answer_one(assistant: Assistant, chats: ChatStore, recorder: RecordingRetrie
             retrieval_ms = event.retrieval_ms
         elif isinstance(event, AnswerDone):
             done = event
+        elif should_stop is not None and should_stop():
+            # Asked at each event, from this thread: a stop that came before generation began
+            # (during retrieval) reaches the engine once its request is running.
+            assistant.cancel()
     seconds = time.perf_counter() - started
     if done is None or done.message.status != "complete":
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from bastion.desktop.grounding import MODES, Mode
 from bastion.desktop.lab.arms import Arm, make_arms
 from bastion.desktop.lab.questions import QuestionSet, load_questions
 from bastion.desktop.lab.report import ReportFiles, write_reports
-from bastion.desktop.lab.run_folder import RunFolder, RunInfo
+from bastion.desktop.lab.run_folder import RunFolder, RunInfo, pick_run_folder
 from bastion.desktop.lab.runner import LabEvent, LabParts, LabPlan, greedy, run_lab
 from bastion.models.adapter_catalog import AdapterCatalog
 
@@ -41,6 +41,9 @@ class LabRequest:
     modes: Sequence[Mode] = MODES
     max_tokens: int = DEFAULT_MAX_TOKENS
     seed: int = 0
+    # Without ``out``: the run's folder is picked under ``runs_dir`` (the window's runs live in
+    # the data folder), else ``default_out``.
+    runs_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -121,15 +124,16 @@ def _collection_costs(app: App, name: str) -> dict[str, Any]:
             "library_bytes": library_db.stat().st_size if library_db.exists() else 0}
 
 
-def run_session(app: App, request: LabRequest) -> Iterator[SessionEvent]:
+def run_session(app: App, request: LabRequest,
+                should_stop: Callable[[], bool] | None = None) -> Iterator[SessionEvent]:
     """Check the inputs, load the model, answer what the run folder still lacks, write the report.
 
     A generator: ``LabChecked``, then the runner's events (``LabStarted``, ``LabAnswered``…,
-    ``LabFinished``), then ``LabReported``. Closing it stops after the answer in progress.
+    ``LabFinished``), then ``LabReported``. Closing it stops after the answer in progress;
+    ``should_stop`` (polled in this generator's thread, as ``run_lab`` does) stops sooner, in
+    the middle of an answer, and the run still ends with ``LabFinished`` and its report.
     """
     checked = check_inputs(app, request)
-    folder = RunFolder(request.out or default_out(request.questions))
-    resumed = folder.exists()
     sampling = greedy(app.settings.sampling(), request.max_tokens, request.seed)
     info = RunInfo(
         questions_file=str(request.questions.resolve()), questions_sha256=checked.questions.sha256,
@@ -137,6 +141,11 @@ def run_session(app: App, request: LabRequest) -> Iterator[SessionEvent]:
         model_file=str(checked.model_file), arms=checked.arms, sampling=sampling.to_dict(),
         system_prompt=app.settings.system_prompt, limit=request.limit, costs=checked.costs,
         created=time.time())
+    if request.out is None and request.runs_dir is not None:
+        folder = pick_run_folder(request.runs_dir, request.questions.stem, info)
+    else:
+        folder = RunFolder(request.out or default_out(request.questions))
+    resumed = folder.exists()
     folder.start(info, checked.questions)
     questions = checked.questions.questions[: request.limit]
     yield LabChecked(folder.path, len(questions), checked.arms, checked.model_file, resumed)
@@ -149,5 +158,6 @@ def run_session(app: App, request: LabRequest) -> Iterator[SessionEvent]:
     parts = LabParts(engine=engine, retriever=app.library if request.collection else None,
                      sampling=sampling, system_prompt=app.settings.system_prompt,
                      adapter_path=adapter_path)
-    yield from run_lab(LabPlan(questions, checked.arms, request.collection), parts, folder)
+    yield from run_lab(LabPlan(questions, checked.arms, request.collection), parts, folder,
+                       should_stop)
     yield LabReported(write_reports(folder, seed=request.seed))
