@@ -1,4 +1,4 @@
-"""The main window: chat, library, models, fine-tune and settings pages, and a status bar that
+"""The main window: chat, library, models, fine-tune, lab and settings pages, and a status bar that
 always says which model is loaded and how fast the last answer was."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class MainWindow(QMainWindow):
         self.chat_view.answer_finished.connect(self._show_speed)
 
     def _add_pages(self) -> None:
-        """Library, models, fine-tune and settings pages (each optional so the chat works
+        """Library, models, fine-tune, lab and settings pages (each optional so the chat works
         alone)."""
         try:
             from bastion.desktop.gui.library_view import LibraryView
@@ -99,6 +99,12 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(self.finetune_view, "Fine-tune")
             self.pages["finetune"] = self.finetune_view
         try:
+            from bastion.desktop.gui.lab_view import LabView
+        except ImportError:
+            LabView = None
+        if LabView is not None:
+            self._add_lab_page(LabView)
+        try:
             from bastion.desktop.gui.settings_view import SettingsView
         except ImportError:
             SettingsView = None
@@ -106,6 +112,20 @@ class MainWindow(QMainWindow):
             self.settings_view = SettingsView(self.backend, self)
             self.tabs.addTab(self.settings_view, "Settings")
             self.pages["settings"] = self.settings_view
+
+    def _add_lab_page(self, lab_view_class: Any) -> None:
+        from bastion.desktop.paths import data_paths
+
+        self.lab_view = lab_view_class(self.backend, data_paths(create=False))
+        library_view = self.pages.get("library")
+        if library_view is not None:
+            library_view.collections_changed.connect(self.lab_view.set_collection_names)
+        models_view = self.pages.get("models")
+        if models_view is not None:
+            adapters = models_view.adapters.model
+            adapters.modelReset.connect(lambda: self.lab_view.set_adapter_entries(adapters.rows()))
+        self.tabs.addTab(self.lab_view, "Lab")
+        self.pages["lab"] = self.lab_view
 
     # -- start-up --------------------------------------------------------------------------
 
@@ -190,6 +210,8 @@ class MainWindow(QMainWindow):
         finetune = self.pages.get("finetune")
         # A training run is cancelled first: it saves a checkpoint the next start can resume.
         stopped = finetune.stop() if finetune is not None else True
+        lab = self.pages.get("lab")
+        stopped = (lab.stop() if lab is not None else True) and stopped
         self.closed_cleanly = self.backend.stop() and stopped
         if not self.closed_cleanly:
             log.warning("a background thread did not stop in time")
