@@ -20,6 +20,7 @@ from bastion.desktop.grounding import (
     Mode,
     RetrievalPolicy,
     Retriever,
+    clean_answer,
     grounded_user_message,
     interleave,
     is_abstention,
@@ -202,6 +203,14 @@ class Assistant:
             finished = stats.finish_reason != "cancelled"
         finally:
             meta.update(_timings(stats))
+            if grounding.texts:
+                # A small model may echo the prompt's layout ("[end of passage 2]"). What streamed
+                # is shown as it came; the stored answer, which the window re-renders at the end,
+                # is the cleaned one. A stopped answer of only debris is stored empty.
+                cleaned = clean_answer(text, NOT_FOUND_ANSWER if finished else "")
+                if cleaned != text:
+                    meta["debris_removed"] = True
+                    text = cleaned
             if mode == "docs" and is_abstention(text):
                 meta["not_found"] = True
             status = "complete" if finished else "interrupted"

@@ -240,6 +240,59 @@ def overlap_source(answer: str, texts: Sequence[str]) -> int | None:
     return best_n if best_share >= MIN_OVERLAP else None
 
 
+# What a small model echoes of the prompt's layout instead of answering (issue #13): passage
+# delimiters, passage headers, the passages' header line and the question label.
+_END_OF_PASSAGE = re.compile(r"\[\s*end of passage(?:\s+\d{1,3})?\s*\]", re.IGNORECASE)
+# "[3] (file.txt, page 4)": a header opening a line goes whole; inside a sentence only its
+# "(file, page)" part goes, since the model may mean the [3] as a citation.
+_HEADER_WHERE = r"\((?:[^()\n]*?\.[A-Za-z][A-Za-z0-9]{0,4}|[^()\n]*?, page \d+)\)"
+_HEADER_LINE = re.compile(r"^[ \t]*\[\d{1,3}\][ \t]*" + _HEADER_WHERE + r"[ \t]*:?[ \t]*$\n?", re.MULTILINE)
+_HEADER_INLINE = re.compile(r"(\[\d{1,3}\])[ \t]*" + _HEADER_WHERE)
+_PASSAGES_LINE = re.compile(r"Reference passages\s*(?:\([^()]*\))?\s*:?", re.IGNORECASE)
+# An echoed question: the label and the question, up to its "?" or the end of the line.
+_QUESTION_LINE = re.compile(r"^[ \t]*Question:[^\n?]*\??[ \t]*", re.MULTILINE)
+_ANSWER_LABEL = re.compile(r"^[ \t]*Answer:[ \t]*", re.MULTILINE)
+_INSTRUCTIONS = (DOCS_INSTRUCTION, BOTH_INSTRUCTION)
+_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+_GAP = "\x00"  # marks a removal until spacing around it is settled
+_GAPS = re.compile(r"[ \t]*\x00(?:[ \t]*\x00)*[ \t]*")
+_GAPS_BEFORE_PUNCTUATION = re.compile(r"[ \t]*\x00(?:[ \t]*\x00)*[ \t]*(?=[.,;:!?])")
+
+
+def clean_answer(answer: str, empty: str = NOT_FOUND_ANSWER) -> str:
+    """``answer`` without the prompt's layout the model echoed into it.
+
+    Removes "[end of passage N]" delimiters, passage headers such as "[3] (file.txt, page 4)",
+    the "Reference passages (…):" header, the instructions, an echoed "Question: …" and an
+    "Answer:" label; keeps citations like "[3]". An answer that was nothing but that debris
+    becomes ``empty`` (the abstention sentence: the model found nothing to say from the
+    passages). Meant for answers made from a prompt with passages (a model answering alone was
+    shown none of this layout).
+    """
+    text = answer
+    for instruction in _INSTRUCTIONS:
+        text = text.replace(instruction, _GAP)
+    text = _END_OF_PASSAGE.sub(_GAP, text)
+    text = _HEADER_LINE.sub("", text)
+    text = _HEADER_INLINE.sub(r"\1", text)
+    text = _PASSAGES_LINE.sub(_GAP, text)
+    text = _QUESTION_LINE.sub("", text)
+    text = _ANSWER_LABEL.sub("", text)
+    if text == answer:
+        return answer
+    # Where something went: no space before punctuation ("7741 ." → "7741."), else one space;
+    # the rest of the text (indentation, code) is left as it was.
+    text = _GAPS_BEFORE_PUNCTUATION.sub("", text)
+    text = _GAPS.sub(" ", text)
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    text = re.sub(r"(?m)^ (?=\S)", "", text)
+    text = _BLANK_LINES.sub("\n\n", text).strip()
+    without_citations = _CITATION.sub(" ", text)
+    if not re.search(r"\w", without_citations):
+        return empty
+    return text
+
+
 def is_abstention(answer: str) -> bool:
     """Whether the model said the documents do not hold the answer."""
     text = answer.lower()

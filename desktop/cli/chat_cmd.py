@@ -80,11 +80,13 @@ def stream_answer(events: Any, out: TextIO | None = None, err: TextIO | None = N
     # Looked up now, not when the module was imported: sys.stdout may have been replaced since.
     out, err = out or sys.stdout, err or sys.stderr
     done: AnswerDone | None = None
+    streamed = ""
     for event in events:
         if isinstance(event, PassagesFound):
             if event.sources:
                 print(f"[{len(event.sources)} passages, {event.retrieval_ms:.0f} ms]", file=err)
         elif isinstance(event, AnswerDelta):
+            streamed += event.text
             out.write(event.text)
             out.flush()
         elif isinstance(event, AnswerDone):
@@ -92,6 +94,10 @@ def stream_answer(events: Any, out: TextIO | None = None, err: TextIO | None = N
     out.write("\n")
     if done is not None:
         message = done.message
+        if message.meta.get("debris_removed") and message.content.strip() != streamed.strip():
+            # The model repeated the prompt's delimiters; what was stored is the cleaned answer.
+            print("note: the model repeated parts of the prompt; the answer as stored:", file=err)
+            print(message.content, file=out)
         cited = [s for s in message.sources if s.cited] or message.sources
         if cited:
             print("\nSources:", file=out)

@@ -261,3 +261,47 @@ def test_both_mode_below_the_relevance_floor_lets_the_model_answer_alone(store: 
     assert done.message.content == "Some studies suggest so."
     assert not done.not_found and "not_found_reason" not in done.message.meta
     assert done.message.sources == []
+
+
+def test_an_answer_of_only_echoed_delimiters_is_stored_as_the_abstention(store: ChatStore) -> None:
+    retriever = FakeRetriever([FakeHit("Visitors park in lot C.", "/d/parking.txt")])
+    assistant = Assistant(FakeEngine("[end of passage 1]"), store, retriever)
+    chat = store.create_chat(mode="docs", collections=["docs"])
+    events, done = run(assistant.ask(chat.id, "Where do visitors park?"))
+    assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == "[end of passage 1]"  # as streamed
+    assert done.message.content == NOT_FOUND_ANSWER and done.not_found
+    assert done.message.meta["debris_removed"] is True
+    assert not any(s.cited for s in done.message.sources)
+    assert store.messages(chat.id)[1].content == NOT_FOUND_ANSWER
+
+
+def test_echoed_delimiters_are_cut_from_a_real_answer_and_its_citation_kept(store: ChatStore) -> None:
+    retriever = FakeRetriever([FakeHit("Visitors park in lot C.", "/d/parking.txt", page=2)])
+    assistant = Assistant(FakeEngine("Question: Where do visitors park?\nIn lot C [1]. [end of passage 1]"),
+                          store, retriever)
+    chat = store.create_chat(mode="docs", collections=["docs"])
+    _, done = run(assistant.ask(chat.id, "Where do visitors park?"))
+    assert done.message.content == "In lot C [1]."
+    assert not done.not_found
+    assert [(s.n, s.cited_by) for s in done.message.sources if s.cited] == [(1, "marker")]
+
+
+def test_a_model_answering_alone_is_not_cleaned(store: ChatStore) -> None:
+    reply = "Question: what is 2 + 2?\nAnswer: 4."  # a quiz the user asked for
+    assistant = Assistant(FakeEngine(reply), store)
+    chat = store.create_chat(mode="model")
+    _, done = run(assistant.ask(chat.id, "Write me a one-line quiz."))
+    assert done.message.content == reply and "debris_removed" not in done.message.meta
+
+
+def test_a_stopped_answer_of_only_delimiters_is_stored_empty(store: ChatStore) -> None:
+    retriever = FakeRetriever([FakeHit("Visitors park in lot C.", "/d/parking.txt")])
+    assistant = Assistant(FakeEngine("[end of passage 1] and more words"), store, retriever)
+    chat = store.create_chat(mode="docs", collections=["docs"])
+    events = assistant.ask(chat.id, "Where do visitors park?")
+    for event in events:
+        if isinstance(event, AnswerDelta) and "1]" in event.text:
+            break
+    events.close()  # stopped right after "[end of passage 1]"
+    stored = store.messages(chat.id)[1]
+    assert stored.status == "interrupted" and stored.content == ""

@@ -1,8 +1,22 @@
-"""Grounding's pure functions: the relevance floor and the words that explain a refusal."""
+"""Grounding's pure functions: the relevance floor, the words that explain a refusal, and the
+cleaning of the prompt's layout a small model echoes into its answer."""
 
 from __future__ import annotations
 
-from bastion.desktop.grounding import Grounding, RetrievalPolicy, refusal_reason, select_passages
+import pytest
+
+from bastion.desktop.grounding import (
+    DOCS_INSTRUCTION,
+    NOT_FOUND_ANSWER,
+    PASSAGES_HEADER,
+    Grounding,
+    RetrievalPolicy,
+    clean_answer,
+    mark_cited,
+    refusal_reason,
+    select_passages,
+)
+from bastion.store.chats import Source
 from tests.desktop.fakes import FakeHit
 
 
@@ -38,3 +52,39 @@ def test_a_refusal_says_where_nothing_was_relevant_enough() -> None:
     assert refusal_reason(Grounding(), [], policy) == "this chat searches no document collection"
     too_long = Grounding(found=2, dropped_for_budget=2)
     assert "did not fit in the model's context" in refusal_reason(too_long, ["contracts"], policy)
+
+
+@pytest.mark.parametrize(
+    ("answer", "cleaned"),
+    [
+        ("[end of passage 2]", NOT_FOUND_ANSWER),
+        ("  [End of passage 2]\n[end of passage 3] ", NOT_FOUND_ANSWER),
+        ("The code is 7741 [1].\n[end of passage 1]", "The code is 7741 [1]."),
+        ("The code is 7741 [end of passage 1].", "The code is 7741."),
+        ("[3] (codes.pdf, page 4)\nThe valve opens at dawn [3].", "The valve opens at dawn [3]."),
+        ("Paris is the capital [2] (geo.txt, page 4).", "Paris is the capital [2]."),
+        ("Question: What is the code?\nAnswer: 7741 [1]", "7741 [1]"),
+        ("Question: What is the code?", NOT_FOUND_ANSWER),
+        (f"{PASSAGES_HEADER}\n\n[1] (a.pdf)\n[end of passage 1]", NOT_FOUND_ANSWER),
+        (f"{DOCS_INSTRUCTION}\n\nLot C [1].", "Lot C [1]."),
+        ("Steps:\n\n    keep  this  code\n[end of passage 1]", "Steps:\n\n    keep  this  code"),
+        # Nothing to clean: returned as it was, citations and all.
+        ("The code is 7741 [1] and [2, 3].", "The code is 7741 [1] and [2, 3]."),
+        ("[1]", "[1]"),
+        ("", ""),
+        ("See passage [1] (the first one).", "See passage [1] (the first one)."),
+        ("Use version 3 [1] (version 3.5).", "Use version 3 [1] (version 3.5)."),
+    ],
+)
+def test_clean_answer_strips_the_prompt_layout_and_keeps_citations(answer: str, cleaned: str) -> None:
+    assert clean_answer(answer) == cleaned
+
+
+def test_an_answer_of_only_debris_can_become_something_else_than_the_abstention() -> None:
+    assert clean_answer("[end of passage 1]", empty="") == ""
+
+
+def test_the_cleaned_answer_cites_what_it_still_cites() -> None:
+    sources = [Source(1, "/d/a.txt", None, "", 0.1), Source(2, "/d/b.txt", None, "", 0.1)]
+    answer = clean_answer("[2] (b.txt)\nLot C, by the gate [1].\n[end of passage 2]")
+    assert [s.n for s in mark_cited(sources, answer) if s.cited] == [1]
