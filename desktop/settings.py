@@ -16,24 +16,44 @@ DEFAULT_SYSTEM_PROMPT = "You are Bastion, a helpful assistant. Answer clearly an
 
 @dataclass
 class Settings:
+    """Every setting, with its default; a number's ``range`` metadata is its inclusive
+    (lowest, highest) value, shared by the window's form, ``bastion settings set`` and the CLI's
+    options (``bastion.desktop.configuration`` checks values against it)."""
+
     default_model: str | None = field(
         default=None, metadata={"help": "Model id or path; None = the embedded SmolLM2."}
     )
-    n_threads: int | None = field(default=None, metadata={"help": "CPU threads; None = all cores."})
-    n_ctx: int = field(default=4096, metadata={"help": "Context window in tokens."})
-    n_gpu_layers: int = field(default=0, metadata={"help": "Layers offloaded to a GPU."})
+    n_threads: int | None = field(
+        default=None, metadata={"help": "CPU threads; None = all cores.", "range": (1, 1024)}
+    )
+    n_ctx: int = field(
+        default=4096, metadata={"help": "Context window in tokens.", "range": (512, 131072)}
+    )
+    n_gpu_layers: int = field(
+        default=0, metadata={"help": "Layers offloaded to a GPU.", "range": (0, 999)}
+    )
     cpu_kernels: str = field(
         default="auto",
         metadata={"help": "llama.cpp CPU kernels: auto, baseline or a variant (bastion doctor lists them)."},
     )
-    temperature: float = field(default=0.2, metadata={"help": "0 = greedy."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling."})
-    top_k: int = field(default=40, metadata={"help": "Top-k sampling."})
-    repeat_penalty: float = field(default=1.1, metadata={"help": "Penalty on repeated tokens."})
-    max_tokens: int = field(default=512, metadata={"help": "Longest answer, in tokens."})
+    temperature: float = field(default=0.2, metadata={"help": "0 = greedy.", "range": (0.0, 2.0)})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling.", "range": (0.0, 1.0)})
+    top_k: int = field(default=40, metadata={"help": "Top-k sampling; 0 = off.", "range": (0, 1000)})
+    repeat_penalty: float = field(
+        default=1.1, metadata={"help": "Penalty on repeated tokens; 1 = none.", "range": (0.5, 2.0)}
+    )
+    max_tokens: int = field(
+        default=512, metadata={"help": "Longest answer, in tokens.", "range": (1, 32768)}
+    )
     max_file_mb: int = field(
         default=200,
-        metadata={"help": "Documents larger than this are skipped (their size and the limit named)."},
+        metadata={"help": "Documents larger than this are skipped (their size and the limit named).",
+                  "range": (1, 1_000_000)},
+    )
+    index_hidden: bool = field(
+        default=False,
+        metadata={"help": "Also index hidden folders and files (.git, dotfiles); off, they are "
+                          "skipped and counted in the library status."},
     )
     system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System prompt."})
 

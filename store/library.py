@@ -23,6 +23,7 @@ from .embedder import Embedder, check_embedder_folder
 from .errors import StoreError
 from .library_status import collection_status
 from .library_types import (
+    DOCUMENT_STATES,
     CollectionInfo,
     CollectionStatus,
     DocumentInfo,
@@ -180,8 +181,18 @@ class Library:
         """The documents (files) of a collection, optionally only those in ``states``, by path.
 
         Folders that could not be read are not documents: ``status()`` reports them.
+
+        Raises:
+            StoreError: There is no collection ``name``, or a state is not one of
+                ``DOCUMENT_STATES``.
         """
         row = self._require(name)
+        unknown = [s for s in states or () if s not in DOCUMENT_STATES]
+        if unknown:
+            raise StoreError(
+                f"There is no file state {unknown[0]!r}. Choose one of: "
+                f"{', '.join(DOCUMENT_STATES)}."
+            )
         sql = (
             "SELECT id, path, state, reason, attempts, size, mtime_ns, sha256, kind, pages, "
             f"chunk_count, indexed_at FROM documents WHERE collection_id = ? AND {NOT_A_FOLDER_ROW}"

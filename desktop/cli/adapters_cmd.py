@@ -11,13 +11,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.desktop.cli.models_cmd import VERIFIED_LABELS, ProgressPrinter, _print_table, _size
 from bastion.desktop.paths import data_paths
-from bastion.models.adapter_catalog import AdapterCatalog, AdapterEntry
-from bastion.models.adapter_import import import_adapter
-from bastion.models.catalog import Catalog, VerifyResult
+
+if TYPE_CHECKING:  # imported when a command runs, so refusing its arguments stays instant
+    from bastion.models.adapter_catalog import AdapterCatalog, AdapterEntry
+    from bastion.models.catalog import VerifyResult
 
 
 def register(subparsers: Any) -> None:
@@ -55,6 +56,8 @@ def register(subparsers: Any) -> None:
 
 
 def _catalog() -> AdapterCatalog:
+    from bastion.models.adapter_catalog import AdapterCatalog
+
     return AdapterCatalog(data_paths().adapters_dir)
 
 
@@ -124,6 +127,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from bastion.models.adapter_import import import_adapter
+    from bastion.models.catalog import Catalog
+
     paths = data_paths()
     entry = import_adapter(args.path, paths.adapters_dir, Catalog(paths.models_dir),
                            ProgressPrinter(f"Importing {args.path.name}"), base=args.base,

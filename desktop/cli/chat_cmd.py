@@ -6,11 +6,19 @@ import argparse
 import contextlib
 import signal
 import sys
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
-from bastion.desktop.app import App
-from bastion.desktop.assistant import AnswerDelta, AnswerDone, Assistant, PassagesFound
-from bastion.desktop.grounding import MODES
+from bastion.desktop.cli.arg_types import adapter_spec, positive_int, setting
+
+if TYPE_CHECKING:
+    from bastion.desktop.app import App
+    from bastion.desktop.assistant import AnswerDone, Assistant
+    from bastion.store.chats import Source
+
+# As bastion.desktop.grounding.MODES (a test checks); not imported from there, because that
+# would load the chat database's modules before the arguments are even checked.
+MODES = ("model", "docs", "both")
 
 
 def register(subparsers: Any) -> None:
@@ -20,7 +28,7 @@ def register(subparsers: Any) -> None:
     ask.set_defaults(func=run_ask)
 
     chat = subparsers.add_parser("chat", help="an interactive chat in the terminal")
-    chat.add_argument("--chat", type=int, metavar="ID", help="continue chat ID (see `bastion chats list`)")
+    chat.add_argument("--chat", type=positive_int, metavar="ID", help="continue chat ID (see `bastion chats list`)")
     _common(chat)
     chat.set_defaults(func=run_chat)
 
@@ -32,23 +40,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, default=None,
                         help="model: the model alone; docs: only your documents; both (default: "
                              "docs with a collection, else model)")
-    parser.add_argument("--adapter", action="append", default=[], type=_adapter_spec,
+    parser.add_argument("--adapter", action="append", default=[], type=adapter_spec,
                         metavar="NAME[:SCALE]",
                         help="answer with this LoRA adapter (see `bastion adapters list`) at "
                              "SCALE in [-4, 4], 1 by default (repeatable)")
-    parser.add_argument("--max-tokens", type=int, help="longest answer in tokens")
-    parser.add_argument("--temperature", type=float, help="0 = greedy")
-
-
-def _adapter_spec(text: str) -> tuple[str, float]:
-    from bastion.models.adapter_catalog import parse_adapter_spec
-    from bastion.models.errors import ModelError
-
-    try:
-        spec = parse_adapter_spec(text)
-    except ModelError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-    return spec.name, spec.scale
+    parser.add_argument("--max-tokens", type=setting("max_tokens"), metavar="N",
+                        help="longest answer in tokens (1 to 32768)")
+    parser.add_argument("--temperature", type=setting("temperature"), metavar="T",
+                        help="0 = greedy, up to 2")
 
 
 def _mode(args: argparse.Namespace) -> str:
@@ -77,6 +76,8 @@ def _assistant(app: App, args: argparse.Namespace, mode: str) -> Assistant:
 
 def stream_answer(events: Any, out: TextIO | None = None, err: TextIO | None = None) -> AnswerDone | None:
     """Print an answer as it streams, then its sources and speed. Returns the stored answer."""
+    from bastion.desktop.assistant import AnswerDelta, AnswerDone, PassagesFound
+
     # Looked up now, not when the module was imported: sys.stdout may have been replaced since.
     out, err = out or sys.stdout, err or sys.stderr
     done: AnswerDone | None = None
@@ -98,13 +99,8 @@ def stream_answer(events: Any, out: TextIO | None = None, err: TextIO | None = N
             # The model repeated the prompt's delimiters; what was stored is the cleaned answer.
             print("note: the model repeated parts of the prompt; the answer as stored:", file=err)
             print(message.content, file=out)
-        cited = [s for s in message.sources if s.cited] or message.sources
-        if cited:
-            print("\nSources:", file=out)
-            for s in cited:
-                page = f", page {s.page}" if s.page is not None else ""
-                print(f"  [{s.n}] {s.path}{page}  (score {s.score:.3f})", file=out)
-                print(f"      {s.snippet}", file=out)
+        for line in source_lines(message.sources):
+            print(line, file=out)
         meta = message.meta
         if meta.get("not_found_reason"):
             print(f"note: not answered from your documents: {meta['not_found_reason']}. Ask with "
@@ -123,7 +119,27 @@ def stream_answer(events: Any, out: TextIO | None = None, err: TextIO | None = N
     return done
 
 
+def source_lines(sources: Sequence[Source]) -> list[str]:
+    """The sources under an answer: those it cites, then, indented, the others it was shown."""
+    from bastion.desktop.grounding import cited_and_retrieved
+
+    if not sources:
+        return []
+    cited, also = cited_and_retrieved(sources)
+    lines = ["", "Sources:" if cited else "Sources: no passage cited"]
+    for heading, indent, group in ((None, "  ", cited), ("  Also retrieved:", "    ", also)):
+        if heading and group:
+            lines.append(heading)
+        for s in group:
+            page = f", page {s.page}" if s.page is not None else ""
+            lines.append(f"{indent}[{s.n}] {s.path}{page}  (score {s.score:.3f})")
+            lines.append(f"{indent}    {s.snippet}")
+    return lines
+
+
 def run_ask(args: argparse.Namespace) -> int:
+    from bastion.desktop.app import App
+
     mode = _mode(args)
     with App() as app:
         assistant = _assistant(app, args, mode)
@@ -141,6 +157,8 @@ def run_chat(args: argparse.Namespace) -> int:
         # Ctrl-C is how a person stops an answer here. A shell that starts a program in the
         # background makes it ignore SIGINT, and Python then installs no handler: take it back.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    from bastion.desktop.app import App
+
     with App() as app:
         if args.chat is not None:
             chat = app.chats.chat(args.chat)

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bastion.desktop.app import App
-from bastion.desktop.chat_export import export_chat, to_markdown
+from bastion.desktop.cli.arg_types import positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -21,26 +20,28 @@ def register(subparsers: Any) -> None:
     listing.set_defaults(func=run_list)
 
     show = sub.add_parser("show", help="print a chat with its sources")
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=positive_int)
     show.set_defaults(func=run_show)
 
     rename = sub.add_parser("rename", help="give a chat a new title")
-    rename.add_argument("id", type=int)
+    rename.add_argument("id", type=positive_int)
     rename.add_argument("title")
     rename.set_defaults(func=run_rename)
 
     delete = sub.add_parser("delete", help="delete a chat and its messages")
-    delete.add_argument("id", type=int)
+    delete.add_argument("id", type=positive_int)
     delete.set_defaults(func=run_delete)
 
     export = sub.add_parser("export", help="export a chat as Markdown, JSON or fine-tuning JSONL")
-    export.add_argument("id", type=int)
+    export.add_argument("id", type=positive_int)
     export.add_argument("--format", choices=("md", "json", "jsonl"), default="md")
     export.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
     export.set_defaults(func=run_export)
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from bastion.desktop.app import App
+
     with App() as app:
         chats = app.chats.chats(args.search)
         if not chats:
@@ -54,6 +55,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from bastion.desktop.app import App
+    from bastion.desktop.chat_export import to_markdown
+
     with App() as app:
         chat = app.chats.chat(args.id)
         sys.stdout.write(to_markdown(chat, app.chats.messages(chat.id)))
@@ -61,6 +65,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_rename(args: argparse.Namespace) -> int:
+    from bastion.desktop.app import App
+
     with App() as app:
         chat = app.chats.update_chat(args.id, title=args.title)
         print(f"Chat {chat.id} is now “{chat.title}”.")
@@ -68,6 +74,8 @@ def run_rename(args: argparse.Namespace) -> int:
 
 
 def run_delete(args: argparse.Namespace) -> int:
+    from bastion.desktop.app import App
+
     with App() as app:
         app.chats.delete_chat(args.id)
         print(f"Deleted chat {args.id}.")
@@ -75,6 +83,9 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from bastion.desktop.app import App
+    from bastion.desktop.chat_export import export_chat
+
     with App() as app:
         chat = app.chats.chat(args.id)
         text = export_chat(chat, app.chats.messages(chat.id), args.format,

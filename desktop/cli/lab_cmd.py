@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from bastion.desktop.cli.arg_types import positive_int, setting
 from bastion.desktop.grounding import MODES
 
 
@@ -36,8 +37,8 @@ def register(subparsers: Any) -> None:
     run.add_argument("--model", help="base model id, file name or path (default: the settings' default)")
     run.add_argument("--modes", type=_modes, default=MODES, metavar="MODES",
                      help="comma-separated modes to try (default: model,docs,both)")
-    run.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
-    run.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, metavar="N",
+    run.add_argument("--limit", type=positive_int, metavar="N", help="only the first N questions")
+    run.add_argument("--max-tokens", type=setting("max_tokens"), default=DEFAULT_MAX_TOKENS, metavar="N",
                      help="longest answer in tokens (default: %(default)s)")
     run.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed (default: 0)")
     run.add_argument("--out", type=Path, metavar="DIR",

@@ -1,4 +1,4 @@
-"""``bastion library add|sync|watch|status|remove`` and ``bastion search``.
+"""``bastion library add|sync|watch|status|files|remove`` and ``bastion search``.
 
 Thin: every command calls ``bastion.desktop.library``. Long work reports progress on stderr
 (files/s, chunks/s, ETA); Ctrl-C stops cleanly and the next sync resumes where it stopped.
@@ -7,14 +7,23 @@ Thin: every command calls ``bastion.desktop.library``. Long work reports progres
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
 from bastion.desktop import library as use_case
-from bastion.store.library_types import CollectionStatus, SearchHit, SyncProgress
+from bastion.store.library_types import (
+    DOCUMENT_STATES,
+    CollectionStatus,
+    DocumentInfo,
+    SearchHit,
+    SyncProgress,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -42,7 +51,16 @@ def register(subparsers: Any) -> None:
 
     status = commands.add_parser("status", help="documents per state, and why some are not indexed")
     status.add_argument("name", nargs="?", help="one collection (default: all)")
+    status.add_argument("--json", action="store_true",
+                        help="print one JSON object per collection (JSON lines)")
     status.set_defaults(func=run_status)
+
+    files = commands.add_parser("files", help="every file of a collection with its state and reason")
+    files.add_argument("name", help="collection name")
+    files.add_argument("--state", metavar="STATE",
+                       help=f"only files in this state ({', '.join(DOCUMENT_STATES)})")
+    files.add_argument("--json", action="store_true", help="print one JSON object per file (JSON lines)")
+    files.set_defaults(func=run_files)
 
     remove = commands.add_parser("remove", help="forget a collection (your files are not touched)")
     remove.add_argument("name", help="collection name")
@@ -90,13 +108,34 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    """``library status [NAME]``."""
+    """``library status [NAME] [--json]``."""
     with use_case.open_library() as library:
         statuses = library.status(args.name)
+        if args.json:
+            for status in statuses:
+                print(json.dumps(status_json(status), ensure_ascii=False))
+            return 0
         if not statuses:
             print("No collections yet. Create one with: bastion library add NAME FOLDER")
         for status in statuses:
             print(format_status(status))
+    return 0
+
+
+def run_files(args: argparse.Namespace) -> int:
+    """``library files NAME [--state STATE] [--json]``."""
+    with use_case.open_library() as library:
+        documents = library.documents(args.name, [args.state] if args.state else None)
+        roots = library.collection(args.name).roots
+    if args.json:
+        for document in documents:
+            print(json.dumps(document_json(document), ensure_ascii=False))
+        return 0
+    if documents:
+        print(format_files(documents, roots))
+    which = f" {args.state}" if args.state else ""
+    print(f"[{len(documents)}{which} file{'s' if len(documents) != 1 else ''} in {args.name}]",
+          file=sys.stderr)
     return 0
 
 
@@ -178,6 +217,36 @@ def format_status(status: CollectionStatus) -> str:
     for failure in status.failures:
         lines.append(f"  [{failure.state}] {failure.path}: {failure.reason}")
     return "\n".join(lines)
+
+
+def status_json(status: CollectionStatus) -> dict[str, object]:
+    """A collection's status as a JSON object (the ``status --json`` line; stable keys)."""
+    return {**asdict(status), "warnings": status.warnings}
+
+
+def document_json(document: DocumentInfo) -> dict[str, object]:
+    """A file of a collection as a JSON object (the ``files --json`` line; stable keys)."""
+    return asdict(document)
+
+
+def format_files(documents: Sequence[DocumentInfo], roots: Sequence[str]) -> str:
+    """A table of files: state, chunks, path (relative to a lone folder) and the reason."""
+    lines = [f"{'STATE':<11}  {'CHUNKS':>6}  FILE"]
+    for doc in documents:
+        line = f"{doc.state.replace('_', ' '):<11}  {doc.chunk_count:>6}  {_relative(doc.path, roots)}"
+        if doc.reason:
+            line += f"  — {doc.reason}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _relative(path: str, roots: Sequence[str]) -> str:
+    """``path`` under the collection's one folder; the whole path when there are several."""
+    if len(roots) == 1:
+        prefix = roots[0].rstrip(os.sep) + os.sep
+        if path.startswith(prefix):
+            return path[len(prefix):]
+    return path
 
 
 def format_hits(hits: list[SearchHit]) -> str:

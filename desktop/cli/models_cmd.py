@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bastion.desktop.paths import data_paths
-from bastion.models.catalog import Catalog, ModelEntry, VerifyResult
-from bastion.models.model_import import import_folder, import_model
+
+if TYPE_CHECKING:  # imported when a command runs, so refusing its arguments stays instant
+    from bastion.models.catalog import Catalog, ModelEntry, VerifyResult
 
 VERIFIED_LABELS = {
     "verified": "ok",
@@ -50,6 +51,8 @@ def register(subparsers: Any) -> None:
 
 
 def _catalog() -> Catalog:
+    from bastion.models.catalog import Catalog
+
     return Catalog(data_paths().models_dir)
 
 
@@ -153,6 +156,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from bastion.models.model_import import import_folder, import_model
+
     models_dir = data_paths().models_dir
     if args.path.is_dir():
         entries = import_folder(args.path, models_dir, ProgressPrinter(f"Importing {args.path.name}"))

@@ -301,6 +301,8 @@ def sync_collection(library: Any, job: Any, name: str | None) -> Iterator[Any]:
     return library.sync(name, cancel=lambda: job.cancelled)
 
 
-def collection_documents(library: Any, job: JobLike, name: str, failures_only: bool) -> list[Any]:
-    states = ["failed", "quarantined", "skipped", "unavailable"] if failures_only else None
-    return list(library.documents(name, states))
+def collection_documents(
+    library: Any, job: JobLike, name: str, states: Sequence[str] | None = None
+) -> list[Any]:
+    """The files of collection ``name`` in ``states`` (None: every file)."""
+    return list(library.documents(name, list(states) if states else None))

@@ -26,6 +26,28 @@ RUN_LABELS: dict[RunState, str] = {
 }
 
 
+# The file list's state filter: a label and the states it shows (None: every file).
+FILE_FILTERS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("All files", None),
+    ("Not indexed", ("failed", "quarantined", "skipped", "unavailable")),
+    ("Indexed", ("indexed",)),
+    ("Skipped", ("skipped",)),
+    ("Failed", ("failed",)),
+    ("Quarantined", ("quarantined",)),
+    ("Waiting", ("pending", "in_progress")),
+    ("Unavailable", ("unavailable",)),
+)
+
+
+def filter_label(index: int, counts: dict[str, int] | None) -> str:
+    """The filter's label with how many files it shows ("Failed (3)"), when counts are known."""
+    label, states = FILE_FILTERS[index]
+    if counts is None:
+        return label
+    shown = sum(counts.values()) if states is None else sum(counts.get(s, 0) for s in states)
+    return f"{label} ({shown:,})"
+
+
 def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "—"

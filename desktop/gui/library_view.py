@@ -14,7 +14,6 @@ from typing import Any
 from PySide6.QtCore import QItemSelectionModel, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -35,7 +34,12 @@ from PySide6.QtWidgets import (
 
 from bastion.desktop.gui import core_tasks
 from bastion.desktop.gui.backend import Backend
-from bastion.desktop.gui.library_models import CollectionsModel, DocumentsModel
+from bastion.desktop.gui.library_models import (
+    FILE_FILTERS,
+    CollectionsModel,
+    DocumentsModel,
+    filter_label,
+)
 from bastion.desktop.gui.workers import Job
 from bastion.store.library_types import SyncProgress
 
@@ -129,10 +133,16 @@ class LibraryView(QWidget):
         column.addWidget(self.progress)
         header = QHBoxLayout()
         self.documents_label = QLabel("Files")
-        self.failures_only = QCheckBox("Only files that were not indexed")
-        self.failures_only.toggled.connect(lambda _on: self.refresh_documents())
+        self.state_filter = QComboBox()
+        self.state_filter.setObjectName("library_state_filter")
+        self.state_filter.setToolTip("Show only the files in this state")
+        self.state_filter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        for index in range(len(FILE_FILTERS)):
+            self.state_filter.addItem(filter_label(index, None))
+        self.state_filter.currentIndexChanged.connect(lambda _i: self.refresh_documents())
         header.addWidget(self.documents_label, 1)
-        header.addWidget(self.failures_only)
+        header.addWidget(QLabel("Show:"))
+        header.addWidget(self.state_filter)
         column.addLayout(header)
         self.documents_table = QTableView()
         self.documents_table.setModel(self.documents)
@@ -189,14 +199,17 @@ class LibraryView(QWidget):
 
     def refresh_documents(self) -> None:
         name = self.selected()
+        status = self.model.status_of(name) if name is not None else None
+        for index in range(len(FILE_FILTERS)):
+            self.state_filter.setItemText(index, filter_label(index, status.counts if status else None))
         if name is None:
             self.documents.set_documents([])
             self.documents_label.setText("Files")
             return
-        only = self.failures_only.isChecked()
-        self.documents_label.setText(f"Files of {name}" + (" that were not indexed" if only else ""))
+        label, states = FILE_FILTERS[max(self.state_filter.currentIndex(), 0)]
+        self.documents_label.setText(f"Files of {name}" + (f": {label.lower()}" if states else ""))
         self.backend.run(self.backend.library,
-                         partial(core_tasks.collection_documents, name=name, failures_only=only),
+                         partial(core_tasks.collection_documents, name=name, states=states),
                          "list the collection's files",
                          on_result=lambda docs, n=name: self._documents(n, docs),
                          on_error=lambda _e: False)  # the collection was removed meanwhile

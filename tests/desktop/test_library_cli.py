@@ -148,3 +148,60 @@ def test_status_names_the_folders_it_could_not_read() -> None:
         FolderWarning("/d/a", "permission denied", "/d/a could not be read: permission denied"),
         FolderWarning("/d/b", "permission denied", "/d/b could not be read: permission denied")])
     assert "Warning: 2 folders could not be read: permission denied" in format_status(status)
+
+
+def test_files_lists_every_file_with_its_state_and_reason(
+    fake_parts: CountingParser, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    assert main(["library", "add", "notes", str(folder), "--no-sync"]) == 0
+    assert main(["library", "sync"]) == 0
+    capsys.readouterr()
+
+    assert main(["library", "files", "notes"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].split() == ["STATE", "CHUNKS", "FILE"]
+    rows = {line.split()[2]: line for line in lines[1:]}
+    assert set(rows) == {"blob.txt", "boats.txt", "soup.txt"}  # relative to the one folder
+    assert rows["boats.txt"].startswith("indexed") and rows["blob.txt"].startswith("skipped")
+    assert "binary" in rows["blob.txt"]
+    assert "[3 files in notes]" in captured.err
+
+    assert main(["library", "files", "notes", "--state", "skipped", "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(Path(r["path"]).name, r["state"]) for r in records] == [("blob.txt", "skipped")]
+    assert "binary" in records[0]["reason"] and records[0]["chunk_count"] == 0
+
+    assert main(["library", "files", "notes", "--state", "failed"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "[0 failed files in notes]" in captured.err
+
+
+def test_files_refuses_an_unknown_collection_or_state(
+    fake_parts: CountingParser, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["library", "add", "notes", str(folder), "--no-sync"]) == 0
+    capsys.readouterr()
+    assert main(["library", "files", "nope"]) == 1
+    assert "no collection named 'nope'" in capsys.readouterr().err
+    assert main(["library", "files", "notes", "--state", "broken"]) == 1
+    err = capsys.readouterr().err
+    assert "no file state 'broken'" in err and "indexed, skipped, failed, quarantined" in err
+
+
+def test_status_as_json_lines(fake_parts: CountingParser, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["library", "add", "notes", str(folder)]) == 0
+    assert main(["library", "add", "more", str(folder), "--no-sync"]) == 0
+    capsys.readouterr()
+    assert main(["library", "status", "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["name"] for r in records] == ["more", "notes"]
+    notes = records[1]
+    assert notes["counts"]["indexed"] == 2 and notes["counts"]["skipped"] == 1
+    assert notes["roots"] == [str(folder)] and notes["chunks"] > 0 and notes["warnings"] == []
+    assert [Path(f["path"]).name for f in notes["failures"]] == ["blob.txt"]
+

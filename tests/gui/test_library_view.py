@@ -1,5 +1,5 @@
 """The library page over a real ``Library`` (hashing embedder, in-process parser): add, live
-progress, pause/resume, cancel, the per-file table filtered to failures, and remove."""
+progress, pause/resume, cancel, the per-file table filtered by state, and remove."""
 
 from __future__ import annotations
 
@@ -58,11 +58,18 @@ def test_add_index_pause_resume_and_failures(qtbot, window: MainWindow, tmp_path
     assert view.model.run_of("papers") == "idle"
     assert names and names[-1] == ["papers"]
 
-    view.failures_only.setChecked(True)
+    labels = [view.state_filter.itemText(i) for i in range(view.state_filter.count())]
+    assert labels[:4] == ["All files (201)", "Not indexed (1)", "Indexed (200)", "Skipped (1)"]
+    view.state_filter.setCurrentIndex(labels.index("Not indexed (1)"))
     qtbot.waitUntil(lambda: view.documents.rowCount() == 1)
     failure = view.documents.document(0)
     assert failure.path.endswith("binary.txt") and failure.state == "skipped" and failure.reason
-    view.failures_only.setChecked(False)
+    view.state_filter.setCurrentIndex(labels.index("Failed (0)"))
+    qtbot.waitUntil(lambda: view.documents.rowCount() == 0)
+    assert view.documents_label.text() == "Files of papers: failed"
+    view.state_filter.setCurrentIndex(labels.index("Indexed (200)"))
+    qtbot.waitUntil(lambda: view.documents.rowCount() == 200)
+    view.state_filter.setCurrentIndex(0)
     qtbot.waitUntil(lambda: view.documents.rowCount() == 201)
 
 

@@ -1,0 +1,110 @@
+"""Use cases over the settings: check a value against the ``Settings`` record, read and change one
+setting, and choose the default model.
+
+Qt-free and light to import (no catalog, database or model): ``bastion settings``, ``bastion
+models default``, the CLI's option checks and the window's core tasks call the same functions.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import Field, fields
+from typing import Any
+
+from bastion.desktop.errors import BastionError
+from bastion.desktop.settings import Settings
+
+# Words that set an optional setting back to "not set" (default_model: the embedded model;
+# n_threads: all cores).
+UNSET_WORDS = frozenset({"none", "auto", "default"})
+
+
+class SettingError(BastionError):
+    """A setting that does not exist, or a value it cannot take."""
+
+
+def setting_keys() -> list[str]:
+    """Every setting's name, in the order of the ``Settings`` record."""
+    return [f.name for f in fields(Settings)]
+
+
+def setting_field(key: str) -> Field[Any]:
+    """The ``Settings`` field called ``key``; an unknown key is refused with the valid ones."""
+    for f in fields(Settings):
+        if f.name == key:
+            return f
+    raise SettingError(f"There is no setting {key!r}. The settings are: "
+                       f"{', '.join(setting_keys())}.")
+
+
+def setting_kind(key: str) -> tuple[type, bool]:
+    """``(int | float | str, optional)`` for setting ``key``."""
+    setting_field(key)
+    hint = typing.get_type_hints(Settings)[key]
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    kinds = [a for a in args if a is not type(None)]
+    return kinds[0], len(kinds) < len(args)
+
+
+def setting_range(key: str) -> tuple[float, float] | None:
+    """The inclusive range a numeric setting must lie in (None: any value of its type)."""
+    bounds = setting_field(key).metadata.get("range")
+    return None if bounds is None else (bounds[0], bounds[1])
+
+
+def describe(key: str) -> str:
+    """What setting ``key`` takes, e.g. "a whole number from 512 to 131072"."""
+    kind, optional = setting_kind(key)
+    bounds = setting_range(key)
+    noun = {int: "a whole number", float: "a number", str: "text"}.get(kind, kind.__name__)
+    if bounds is not None:
+        noun += f" from {bounds[0]:g} to {bounds[1]:g}"
+    if optional:
+        noun += " or none"
+    return noun
+
+
+def parse_setting(key: str, text: str) -> Any:
+    """``text`` (as typed on a command line) as a value of setting ``key``, checked.
+
+    Raises:
+        SettingError: the key is unknown, or the text is not a value it can take; the message
+            says what it takes.
+    """
+    kind, optional = setting_kind(key)
+    if optional and text.strip().lower() in UNSET_WORDS:
+        return None
+    if kind is str:
+        return check_setting(key, text)
+    try:
+        value = kind(text.strip())
+    except ValueError:
+        raise SettingError(f"{key} takes {describe(key)}; {text!r} is not one.") from None
+    return check_setting(key, value)
+
+
+def check_setting(key: str, value: Any) -> Any:
+    """``value`` if setting ``key`` can take it (an int is accepted for a float).
+
+    Raises:
+        SettingError: the key is unknown, or the value has the wrong type or is out of range.
+    """
+    kind, optional = setting_kind(key)
+    if value is None:
+        if optional:
+            return None
+        raise SettingError(f"{key} cannot be empty: it takes {describe(key)}.")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind or (isinstance(value, float) and not math.isfinite(value)):
+        raise SettingError(f"{key} takes {describe(key)}; {value!r} is not one.")
+    checked: Any = value  # of the field's type now (mypy cannot narrow by `kind`)
+    bounds = setting_range(key)
+    if bounds is not None and not bounds[0] <= checked <= bounds[1]:
+        raise SettingError(f"{key} must be from {bounds[0]:g} to {bounds[1]:g}; "
+                           f"{checked:g} is out of range.")
+    if kind is str and not checked.strip() and key != "system_prompt":
+        raise SettingError(f"{key} cannot be empty.")
+    return checked
