@@ -33,9 +33,10 @@ WRONG_COLOUR = "#b22222"
 
 
 class QuestionTableModel(HeaderedTableModel):
-    """The questions that pass the filter: id, question, how many arms got it right."""
+    """The questions that pass the filter and how many arms got each right (ids, often long
+    hashes, are in the tooltip and above the answers)."""
 
-    HEADERS = ("Id", "Question", "Right")
+    HEADERS = ("Question", "Right")
 
     def __init__(self) -> None:
         super().__init__()
@@ -54,14 +55,11 @@ class QuestionTableModel(HeaderedTableModel):
             return None
         row = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            column = index.column()
-            if column == 0:
-                return row.question.id
-            if column == 1:
+            if index.column() == 0:
                 return row.question.question
             return f"{row.right}/{len(row.answered)}"
-        if role == Qt.ItemDataRole.ToolTipRole and index.column() == 1:
-            return row.question.question
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{row.question.id}: {row.question.question}"
         return None
 
 
@@ -73,7 +71,7 @@ class ArmColumn(QFrame):
         self.arm = arm
         self.setObjectName("labArmColumn")
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setMinimumWidth(220)
+        self.setMinimumWidth(170)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         self.title = QLabel(f"<b>{escape(arm.label)}</b>")
@@ -151,9 +149,8 @@ class AnswersPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.table.selectionModel().currentRowChanged.connect(
             lambda current, _previous: self.show_question(current.row()))
         split.addWidget(self.table)
@@ -175,8 +172,9 @@ class AnswersPanel(QWidget):
         self.arms_area.setWidget(self.arms_holder)
         column.addWidget(self.arms_area, 1)
         split.addWidget(right)
-        split.setStretchFactor(0, 2)
+        split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 3)
+        split.setSizes([260, 780])
         layout.addWidget(split, 1)
 
     # -- filling -------------------------------------------------------------------------

@@ -103,13 +103,14 @@ class ReportPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.table)
         self.recommendation = QLabel("")
         self.recommendation.setObjectName("labRecommendation")
         self.recommendation.setWordWrap(True)
         self.recommendation.setTextFormat(Qt.TextFormat.RichText)
         self.recommendation.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.recommendation)
+        layout.addStretch(1)
         row = QHBoxLayout()
         self.open_button = QPushButton("Open the full report in the browser")
         self.open_button.setObjectName("labOpenReport")
@@ -137,10 +138,21 @@ class ReportPanel(QWidget):
             f"collection {inline_markdown(info.collection or '– (no documents)')}; greedy, at "
             f"most {info.sampling.get('max_tokens')} answer tokens.")
         self.model.set_rows(summary.arms)
+        self._fit_height()
         self.recommendation.setText(
             "<p><b>Recommendation</b></p><ul>"
             + "".join(f"<li>{inline_markdown(line)}</li>" for line in summary.recommendation)
             + "</ul>")
+
+    def _fit_height(self) -> None:
+        """As tall as its rows (a few arms): the recommendation gets the room below."""
+        table = self.table
+        table.resizeRowsToContents()
+        rows = sum(table.rowHeight(r) for r in range(self.model.rowCount()))
+        # Room for a horizontal scroll bar too: whether one shows is known only after layout.
+        scroll = table.horizontalScrollBar().sizeHint().height()
+        table.setFixedHeight(table.horizontalHeader().sizeHint().height() + rows
+                             + 2 * table.frameWidth() + scroll)
 
     def arm_cells(self) -> list[tuple[str, ...]]:
         """The table's text, row by row (what a reader sees)."""

@@ -49,8 +49,13 @@ from bastion.desktop.paths import DataPaths
 from bastion.models.adapter_catalog import AdapterEntry
 
 MODE_TEXT: dict[str, str] = {"model": "Model alone", "docs": "With documents",
-                             "both": "Documents and the model's own knowledge (both mode)"}
-NO_DOCUMENTS = "No documents (model arms only)"
+                             "both": "Both mode"}
+MODE_TIPS: dict[str, str] = {
+    "model": "The model answers from what it knows.",
+    "docs": "The model answers from the collection's passages only (or says it cannot).",
+    "both": "The model answers from the passages and from what it knows.",
+}
+NO_DOCUMENTS = "None (model alone)"
 PATH_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -116,6 +121,7 @@ class LabView(QWidget):
         modes = QVBoxLayout()
         for mode in MODES:
             box = QCheckBox(MODE_TEXT[mode])
+            box.setToolTip(MODE_TIPS[mode])
             box.setChecked(True)
             box.toggled.connect(lambda _on: self._update())
             self.mode_boxes[mode] = box
@@ -128,7 +134,7 @@ class LabView(QWidget):
         self.max_tokens = QSpinBox()
         self.max_tokens.setRange(1, 4096)
         self.max_tokens.setValue(DEFAULT_MAX_TOKENS)
-        form.addRow("Longest answer (tokens):", self.max_tokens)
+        form.addRow("Answer tokens (max):", self.max_tokens)
         buttons = QHBoxLayout()
         self.run_button = QPushButton("Run")
         self.run_button.setObjectName("labRun")
@@ -152,7 +158,7 @@ class LabView(QWidget):
         self.arm_progress.setObjectName("labArmProgress")
         self.arm_progress.setTextFormat(Qt.TextFormat.RichText)
         form.addRow(self.arm_progress)
-        form_box.setMaximumWidth(430)
+        form_box.setMaximumWidth(380)
         layout.addWidget(form_box, 0, Qt.AlignmentFlag.AlignTop)
 
         right = QSplitter(Qt.Orientation.Vertical)
