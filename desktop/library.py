@@ -8,6 +8,7 @@ Watch mode treats file-system events as hints and a periodic full sync as the tr
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -54,13 +55,15 @@ def open_library(
     ``default_parse_pool`` (looked up at call time, so tests can swap them).
     """
     paths = paths or data_paths()
-    limit = Settings.load(paths.settings_file).max_file_mb * 1024 * 1024
+    settings = Settings.load(paths.settings_file)
+    limit = settings.max_file_mb * 1024 * 1024
     pool_factory = parse_pool_factory or functools.partial(default_parse_pool, max_bytes=limit)
     return Library(
         paths.library_db,
         embedder_factory or default_embedder,
         pool_factory,
         max_file_bytes=limit,
+        index_hidden=settings.index_hidden,
     )
 
 
@@ -76,6 +79,15 @@ def add_collection(
             library.set_embedder(name, embedder_folder)
     else:
         library.add_collection(name, folders, embedder_folder)
+
+
+def _under_hidden(root: str, path: str) -> bool:
+    """True when ``path`` is a hidden entry below ``root`` or inside one."""
+    try:
+        parts = Path(path).relative_to(root).parts
+    except ValueError:
+        return False
+    return any(part.startswith(".") for part in parts)
 
 
 @dataclass(frozen=True)
@@ -126,16 +138,25 @@ def watch(
     flag = _ChangeFlag()
 
     class Handler(FileSystemEventHandler):
+        def __init__(self, root: str) -> None:
+            super().__init__()
+            self.root = root
+
         def on_any_event(self, event: FileSystemEvent) -> None:
-            if event.event_type not in ("opened", "closed_no_write"):
-                flag.note()
+            if event.event_type in ("opened", "closed_no_write"):
+                return
+            # A commit rewrites hundreds of files under .git: no reason to sync when they
+            # are not indexed.
+            if not library.index_hidden and _under_hidden(self.root, os.fsdecode(event.src_path)):
+                return
+            flag.note()
 
     infos = [library.collection(name)] if name else library.collections()
     observer: Any = Observer()
     for info in infos:
         for root in info.roots:
             if Path(root).is_dir():
-                observer.schedule(Handler(), root, recursive=True)
+                observer.schedule(Handler(root), root, recursive=True)
     observer.daemon = True
     observer.start()
     try:

@@ -57,6 +57,8 @@ class Library:
         max_file_bytes: Files larger than this are skipped before they are read, with their
             size and the limit in the reason (a setting; pass the same value as the parse
             pool's ``max_bytes``).
+        index_hidden: Also index hidden folders and files (``.git``, dotfiles; a setting).
+            Off, they are passed over, counted in the status, and leave the index.
     """
 
     def __init__(
@@ -66,9 +68,11 @@ class Library:
         parse_pool_factory: ParsePoolFactory,
         *,
         max_file_bytes: int = DEFAULT_MAX_BYTES,
+        index_hidden: bool = False,
     ) -> None:
         self.db_path = Path(db_path)
         self.max_file_bytes = max_file_bytes
+        self.index_hidden = index_hidden
         self.db = open_library_db(self.db_path)
         self._embedder_factory = embedder_factory
         self._parse_pool_factory = parse_pool_factory
@@ -237,7 +241,7 @@ class Library:
         if ensure_identity(self.db, info.id, embedder.id, CHUNKER_VERSION):
             self._vectors.invalidate(info.id)
         yield SyncProgress(info.name, "scan", 0, 0, 0, 0.0, 0.0, None, elapsed_s=0.0)
-        work = reconcile(self.db, info.id)
+        work = reconcile(self.db, info.id, include_hidden=self.index_hidden)
         files = chunks = 0
         cancelled = False
         for _ in range(_MAX_PASSES):
@@ -265,7 +269,10 @@ class Library:
             # What changed while being read is read again after a fresh scan, never a bare
             # stat: the scan is what keeps reads inside the folder.
             requeued = {item.doc_id for item in pipeline.requeue}
-            work = [w for w in reconcile(self.db, info.id) if w.doc_id in requeued] if requeued else []
+            work = [
+                w for w in reconcile(self.db, info.id, include_hidden=self.index_hidden)
+                if w.doc_id in requeued
+            ] if requeued else []
         if work and not cancelled:
             mark_still_changing(self.db, [item.doc_id for item in work], _MAX_PASSES)
         elapsed = time.monotonic() - started

@@ -1,4 +1,5 @@
-"""What ``Library.status`` reports of one collection: counts, failures, unreadable folders."""
+"""What ``Library.status`` reports of one collection: counts, failures, unreadable folders,
+hidden entries passed over."""
 
 from __future__ import annotations
 
@@ -46,9 +47,15 @@ def collection_status(
             [info.id, FOLDER_KIND],
         ).fetchall()
     ]
+    hidden_folders, hidden_files = db.execute(
+        "SELECT COALESCE(SUM(hidden_folders), 0), COALESCE(SUM(hidden_files), 0) FROM folders "
+        "WHERE collection_id = ?",
+        [info.id],
+    ).fetchone()
     stale = info.embedder_id is not None and (
         info.chunker_version != CHUNKER_VERSION or info.embedder_id != current_embedder_id
     )
     return CollectionStatus(
-        info.name, info.roots, counts, int(chunks), failures, info.embedder_id, stale, unreadable
+        info.name, info.roots, counts, int(chunks), failures, info.embedder_id, stale, unreadable,
+        hidden_folders=int(hidden_folders), hidden_files=int(hidden_files),
     )

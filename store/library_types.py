@@ -79,7 +79,7 @@ class CollectionStatus:
     ``counts`` count documents (files) only. ``failures`` lists every file, and every folder,
     that did not get indexed, with its reason. ``unreadable_folders`` are the folders the last
     sync could not read (their files are missing from the index); ``warnings`` says so in one
-    sentence per cause.
+    sentence per cause. ``hidden_note`` says how many hidden folders and files were passed over.
     """
 
     name: str
@@ -90,6 +90,20 @@ class CollectionStatus:
     embedder_id: str | None
     stale: bool = False  # the embedder or chunker changed: the next sync rebuilds it
     unreadable_folders: list[FolderWarning] = field(default_factory=list)
+    # Hidden entries the last sync passed over (``.git``, dotfiles); a folder's contents are
+    # not counted, since a hidden folder is never listed.
+    hidden_folders: int = 0
+    hidden_files: int = 0
+
+    @property
+    def hidden_note(self) -> str | None:
+        """ "12 hidden folders and 3 hidden files skipped", or None when nothing was hidden."""
+        parts = [
+            f"{count} hidden {what}{'s' if count != 1 else ''}"
+            for count, what in ((self.hidden_folders, "folder"), (self.hidden_files, "file"))
+            if count
+        ]
+        return f"{' and '.join(parts)} skipped" if parts else None
 
     @property
     def warnings(self) -> list[str]:

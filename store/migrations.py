@@ -197,3 +197,10 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         END
         """
     )
+
+
+@migration
+def m002_folder_hidden_counts(db: sqlite_utils.Database) -> None:
+    """How many hidden folders and files the last scan of each folder passed over."""
+    db.execute("ALTER TABLE folders ADD COLUMN hidden_folders INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE folders ADD COLUMN hidden_files INTEGER NOT NULL DEFAULT 0")

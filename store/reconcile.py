@@ -119,13 +119,17 @@ def ensure_identity(
     return rebuild
 
 
-def reconcile(db: sqlite_utils.Database, collection_id: int) -> list[WorkItem]:
+def reconcile(
+    db: sqlite_utils.Database, collection_id: int, *, include_hidden: bool = False
+) -> list[WorkItem]:
     """Scan the collection's roots and bring ``documents`` up to date with what is on disk.
 
     New files are inserted as pending; vanished files leave the index; a missing root (or an
     unreadable folder) makes its documents ``unavailable``; a returning root restores them.
     A folder that cannot be read (and a root that cannot be reached) is recorded as a
     ``FOLDER_KIND`` row, so the status can say so instead of the folder vanishing silently.
+    Hidden folders and files are passed over unless ``include_hidden``; each folder row keeps
+    how many, and documents indexed from them before leave the index.
 
     Returns:
         The files that need a hash check, a parse or a retry.
@@ -136,7 +140,7 @@ def reconcile(db: sqlite_utils.Database, collection_id: int) -> list[WorkItem]:
             "SELECT id, root_bytes FROM folders WHERE collection_id = ? ORDER BY id", [collection_id]
         ).fetchall()
     ]
-    scans = [(folder, scan_root(folder.root)) for folder in folders]
+    scans = [(folder, scan_root(folder.root, include_hidden=include_hidden)) for folder in folders]
     work: list[WorkItem] = []
     now = time.time()
     with write_transaction(db):
@@ -160,6 +164,10 @@ def _reconcile_folder(
         )
         _record_unreadable(db, collection_id, folder.id, scan.unreadable, {}, now)
         return []
+    db.execute(
+        "UPDATE folders SET hidden_folders = ?, hidden_files = ? WHERE id = ?",
+        [scan.hidden_folders, scan.hidden_files, folder.id],
+    )
     known = {
         bytes(r[1]): r
         for r in db.execute(

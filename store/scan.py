@@ -1,5 +1,9 @@
 """Walking a root folder with ``os.scandir``: stat only, never a file's contents.
 
+Hidden entries (a name starting with a dot, or the hidden attribute on Windows) are passed over
+unless asked for: ``.git`` and its thousands of objects are not documents. A hidden folder is
+not even listed; the result counts what was passed over, so the status can say so.
+
 Files are read only under the root the user chose: symbolic links are never followed (one that
 points inside the root names a file the walk finds under its own name; one that points outside
 is refused), symlinked folders are not descended, and folder loops (bind mounts) are cut by
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .parsers.fsread import FileStat
 
-__all__ = ["FileStat", "ScanResult", "display_path", "scan_root"]
+__all__ = ["FileStat", "ScanResult", "display_path", "is_hidden", "scan_root"]
 
 
 @dataclass
@@ -28,6 +32,8 @@ class ScanResult:
     documents under them are kept, not deleted.
     ``available``: False when the root itself is missing (unplugged drive); ``unreadable``
     then holds the root and why.
+    ``hidden_folders``/``hidden_files``: hidden entries passed over (the contents of a hidden
+    folder are not counted: it is never listed).
     """
 
     root: str
@@ -35,6 +41,8 @@ class ScanResult:
     files: dict[str, FileStat] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
+    hidden_folders: int = 0
+    hidden_files: int = 0
 
 
 def display_path(path: str) -> str:
@@ -42,8 +50,21 @@ def display_path(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "replace")
 
 
-def scan_root(root: str) -> ScanResult:
-    """List the regular files under ``root`` with their size and mtime_ns."""
+def is_hidden(name: str, st: os.stat_result | None = None) -> bool:
+    """True for a hidden entry: a dot name (``.git``, ``.env``), or Windows' hidden attribute."""
+    if name.startswith("."):
+        return True
+    attributes = getattr(st, "st_file_attributes", 0) if st is not None else 0
+    return bool(attributes & getattr(stat, "FILE_ATTRIBUTE_HIDDEN", 0))
+
+
+def scan_root(root: str, *, include_hidden: bool = False) -> ScanResult:
+    """List the regular files under ``root`` with their size and mtime_ns.
+
+    Args:
+        root: The folder the user chose (itself never judged hidden: it was chosen).
+        include_hidden: Also walk hidden folders and list hidden files.
+    """
     result = ScanResult(root=root)
     try:
         root_stat = os.stat(root)
@@ -63,7 +84,7 @@ def scan_root(root: str) -> ScanResult:
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
-                    _visit(entry, real_root, result, stack, seen_dirs)
+                    _visit(entry, real_root, result, stack, seen_dirs, include_hidden)
         except OSError as error:
             result.unreadable[folder] = os_cause(error)
     return result
@@ -81,14 +102,22 @@ def _visit(
     result: ScanResult,
     stack: list[str],
     seen_dirs: set[tuple[int, int]],
+    include_hidden: bool,
 ) -> None:
     try:
+        if not include_hidden and entry.name.startswith("."):
+            # Known from the name alone: no stat, and a hidden folder is never listed.
+            _count_hidden(entry, result)
+            return
         if entry.is_symlink():
             _visit_link(entry, real_root, result)
             return
         st = entry.stat(follow_symlinks=False)
     except OSError as error:
         result.refused[entry.path] = f"Cannot read its details ({error.strerror or error})."
+        return
+    if not include_hidden and is_hidden(entry.name, st):
+        _count_hidden(entry, result)
         return
     if stat.S_ISDIR(st.st_mode):
         key = (st.st_dev, st.st_ino)
@@ -99,6 +128,17 @@ def _visit(
         result.files[entry.path] = FileStat.of(st)
     else:
         result.refused[entry.path] = "Not a regular file (a pipe, socket or device); not indexed."
+
+
+def _count_hidden(entry: os.DirEntry[str], result: ScanResult) -> None:
+    try:
+        folder = entry.is_dir(follow_symlinks=False)
+    except OSError:
+        folder = False
+    if folder:
+        result.hidden_folders += 1
+    else:
+        result.hidden_files += 1
 
 
 def _visit_link(entry: os.DirEntry[str], real_root: str, result: ScanResult) -> None:

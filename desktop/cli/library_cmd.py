@@ -214,6 +214,8 @@ def format_status(status: CollectionStatus) -> str:
         lines.append("  The embedding model or chunking changed: the next sync rebuilds this collection.")
     for warning in status.warnings:
         lines.append(f"  Warning: {warning}")
+    if status.hidden_note:
+        lines.append(f"  {status.hidden_note} (set index_hidden to index them).")
     for failure in status.failures:
         lines.append(f"  [{failure.state}] {failure.path}: {failure.reason}")
     return "\n".join(lines)
@@ -221,7 +223,7 @@ def format_status(status: CollectionStatus) -> str:
 
 def status_json(status: CollectionStatus) -> dict[str, object]:
     """A collection's status as a JSON object (the ``status --json`` line; stable keys)."""
-    return {**asdict(status), "warnings": status.warnings}
+    return {**asdict(status), "warnings": status.warnings, "hidden_note": status.hidden_note}
 
 
 def document_json(document: DocumentInfo) -> dict[str, object]:

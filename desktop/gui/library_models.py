@@ -102,7 +102,9 @@ class CollectionsModel(HeaderedTableModel):
             return row.name
         if role == Qt.ItemDataRole.ToolTipRole:
             folders = [f"{w.path}: {w.reason}" for w in row.status.unreadable_folders]
-            return "\n".join([*row.status.roots, *folders])
+            hidden = [f"{row.status.hidden_note} (set index_hidden to index them)"] \
+                if row.status.hidden_note else []
+            return "\n".join([*row.status.roots, *folders, *hidden])
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         counts, progress = row.status.counts, row.progress

@@ -207,7 +207,9 @@ class LibraryView(QWidget):
             self.documents_label.setText("Files")
             return
         label, states = FILE_FILTERS[max(self.state_filter.currentIndex(), 0)]
-        self.documents_label.setText(f"Files of {name}" + (f": {label.lower()}" if states else ""))
+        hidden = f" ({status.hidden_note}, not listed)" if status and status.hidden_note else ""
+        self.documents_label.setText(
+            f"Files of {name}" + (f": {label.lower()}" if states else "") + hidden)
         self.backend.run(self.backend.library,
                          partial(core_tasks.collection_documents, name=name, states=states),
                          "list the collection's files",

@@ -205,3 +205,33 @@ def test_status_as_json_lines(fake_parts: CountingParser, folder: Path, capsys: 
     assert notes["roots"] == [str(folder)] and notes["chunks"] > 0 and notes["warnings"] == []
     assert [Path(f["path"]).name for f in notes["failures"]] == ["blob.txt"]
 
+
+def test_hidden_entries_are_counted_in_status_and_the_setting_indexes_them(
+    fake_parts: CountingParser, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bastion.desktop.paths import data_paths
+    from bastion.desktop.settings import Settings
+
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    (folder / ".bashrc").write_text("alias ll='ls -l'")
+    assert main(["library", "add", "notes", str(folder)]) == 0
+    assert main(["library", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "1 hidden folder and 1 hidden file skipped (set index_hidden to index them)." in out
+    assert ".bashrc" not in out and "HEAD" not in out
+
+    Settings(index_hidden=True).save(data_paths().settings_file)
+    assert main(["library", "sync"]) == 0
+    assert main(["library", "files", "notes", "--state", "indexed"]) == 0
+    out = capsys.readouterr().out
+    assert ".bashrc" in out and ".git/HEAD" in out
+
+
+def test_watch_ignores_changes_inside_hidden_folders() -> None:
+    from bastion.desktop.library import _under_hidden
+
+    assert _under_hidden("/d", "/d/.git/objects/ab/cd")
+    assert _under_hidden("/d", "/d/sub/.env")
+    assert not _under_hidden("/d/.notes", "/d/.notes/plan.txt")  # a chosen root may be hidden
+    assert not _under_hidden("/d", "/d/sub/plan.txt")

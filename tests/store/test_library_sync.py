@@ -366,3 +366,58 @@ def test_integrity_after_sync(library: Library) -> None:
     assert library.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     library.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
     assert isinstance(library.db.conn, sqlite3.Connection)
+
+
+def _hidden_entries(root: Path) -> None:
+    """A git checkout's worth of hidden things: .git with objects, .github, a dotfile."""
+    objects = root / ".git" / "objects" / "ab"
+    objects.mkdir(parents=True)
+    for i in range(20):
+        (objects / f"{i:038x}").write_text(f"blob {i} hovercraft")
+    (root / ".git" / "config").write_text("[core]\n\tbare = false\n")
+    (root / ".github").mkdir()
+    (root / ".github" / "workflow.yml").write_text("on: push  # hovercraft")
+    (root / "sub" / ".env").write_text("SECRET=hovercraft")
+
+
+def test_hidden_folders_and_files_are_skipped_unlisted_and_counted(
+    library: Library, docs: Path, parser: CountingParser
+) -> None:
+    _hidden_entries(docs)
+    drain(library.sync())
+    assert set(_states(library)) == {"alpha.txt", "beta.md", "gamma.txt"}  # nothing listed
+    assert not any(".git" in call or call == ".env" for call in parser.calls)  # nor read
+    status = library.status("docs")[0]
+    assert (status.hidden_folders, status.hidden_files) == (2, 1)
+    assert status.hidden_note == "2 hidden folders and 1 hidden file skipped"
+    assert status.failures == [] and not library.search("hovercraft", mode="bm25")
+
+
+def test_index_hidden_setting_indexes_them_and_turning_it_off_drops_them(
+    tmp_path: Path, docs: Path, parser: CountingParser, embedder: HashingEmbedder
+) -> None:
+    _hidden_entries(docs)
+    with Library(tmp_path / "library.db", lambda f: embedder, parser.pool, index_hidden=True) as lib:
+        lib.add_collection("docs", [docs])
+        drain(lib.sync())
+        names = {Path(d.path).relative_to(docs).as_posix() for d in lib.documents("docs", ["indexed"])}
+        assert {".git/config", ".github/workflow.yml", "sub/.env"} <= names and len(names) == 26
+        assert lib.status("docs")[0].hidden_note is None
+        assert lib.search("hovercraft", mode="bm25")
+    with Library(tmp_path / "library.db", lambda f: embedder, parser.pool) as lib:
+        drain(lib.sync())
+        assert set(_states(lib)) == {"alpha.txt", "beta.md", "gamma.txt"}
+        assert not lib.search("hovercraft", mode="bm25")  # their chunks left with them
+        assert lib.status("docs")[0].hidden_note == "2 hidden folders and 1 hidden file skipped"
+
+
+def test_a_hidden_folder_chosen_as_the_root_is_indexed(
+    tmp_path: Path, parser: CountingParser, embedder: HashingEmbedder
+) -> None:
+    root = tmp_path / ".notes"
+    root.mkdir()
+    (root / "plan.txt").write_text("The plan mentions zeppelins.")
+    with Library(tmp_path / "library.db", lambda f: embedder, parser.pool) as lib:
+        lib.add_collection("notes", [root])
+        drain(lib.sync())
+        assert [d.state for d in lib.documents("notes")] == ["indexed"]

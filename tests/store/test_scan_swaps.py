@@ -67,8 +67,8 @@ def after_each_scan(monkeypatch: pytest.MonkeyPatch, swap: Callable[[int], None]
     real = library_module.reconcile
     scans = []
 
-    def reconcile_then_swap(db, collection_id):  # type: ignore[no-untyped-def]
-        work = real(db, collection_id)
+    def reconcile_then_swap(db, collection_id, **options):  # type: ignore[no-untyped-def]
+        work = real(db, collection_id, **options)
         scans.append(1)
         swap(len(scans))
         return work
