@@ -217,6 +217,13 @@ def mark_cited(sources: Sequence[Source], answer: str, texts: Sequence[str] = ()
             for s in sources]
 
 
+def cited_and_retrieved(sources: Sequence[Source]) -> tuple[list[Source], list[Source]]:
+    """The sources an answer cites, and the others it was shown ("also retrieved"), each in
+    prompt order: what the window and the CLI list under an answer."""
+    ordered = sorted(sources, key=lambda s: s.n)
+    return [s for s in ordered if s.cited], [s for s in ordered if not s.cited]
+
+
 # Longer words and numbers carry an answer's content; "21 days" is all number and unit.
 _WORD = re.compile(r"\d+|\w{4,}")
 # Words of the framing ("The answer is…"), not of the content.

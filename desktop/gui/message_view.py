@@ -176,7 +176,7 @@ class MessageWidget(QFrame):
         self.note.setText(note)
         self.note.setVisible(bool(note))
         if item.role == "assistant":
-            self.sources.set_sources(item.sources)
+            self.sources.set_sources(item.sources, answered=not streaming)
         self.stats.setText(stats_line(item))
         for button in (self.copy_button, self.edit_button, self.regenerate_button):
             if button is not None:

@@ -1,4 +1,5 @@
-"""The sources under an answer: file, page and snippet; clicking one opens the file.
+"""The sources under an answer: the passages it cites, then the others it was shown (folded);
+file, page and snippet; clicking one opens the file.
 
 Files open with the desktop's default application (``QDesktopServices``). A page cannot be
 passed portably: a ``#page=N`` fragment on a file URL is dropped or breaks the lookup with
@@ -14,9 +15,10 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QMouseEvent
-from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from bastion.desktop.errors import BastionError
+from bastion.desktop.grounding import cited_and_retrieved
 from bastion.store.chats import Source
 
 Opener = Callable[[QUrl], bool]
@@ -72,8 +74,7 @@ class SourceRow(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
         layout.setSpacing(1)
-        cited = "" if source.cited else ' <span style="color:#888">(not cited)</span>'
-        title = QLabel(f"<b>[{source.n}]</b> <a href='#'>{html.escape(describe(source))}</a>{cited}")
+        title = QLabel(f"<b>[{source.n}]</b> <a href='#'>{html.escape(describe(source))}</a>")
         title.setTextFormat(Qt.TextFormat.RichText)
         title.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
         title.setObjectName("sourceTitle")
@@ -94,7 +95,12 @@ class SourceRow(QFrame):
 
 
 class SourcesView(QWidget):
-    """The list of sources of one answer, cited ones first."""
+    """The sources of one answer: the passages it cites, then the others it was shown, folded
+    under "Also retrieved" (collapsed until clicked).
+
+    While the answer streams nothing is cited yet, so every passage found waits under the fold;
+    when nothing is cited at the end, the header says so.
+    """
 
     source_activated = Signal(object)
 
@@ -106,25 +112,61 @@ class SourcesView(QWidget):
         self.header = QLabel()
         self.header.setObjectName("sourcesHeader")
         self._layout.addWidget(self.header)
-        self.rows: list[SourceRow] = []
-        self._shown: list[Source] = []
+        self.cited_box = QWidget(self)
+        self._cited_layout = QVBoxLayout(self.cited_box)
+        self._cited_layout.setContentsMargins(0, 0, 0, 0)
+        self._cited_layout.setSpacing(2)
+        self._layout.addWidget(self.cited_box)
+        self.also_button = QToolButton(self)
+        self.also_button.setObjectName("alsoRetrievedButton")
+        self.also_button.setCheckable(True)
+        self.also_button.setAutoRaise(True)
+        self.also_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.also_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.also_button.toggled.connect(self._fold)
+        self._layout.addWidget(self.also_button)
+        self.also_box = QWidget(self)
+        self.also_box.setObjectName("alsoRetrieved")
+        self._also_layout = QVBoxLayout(self.also_box)
+        self._also_layout.setContentsMargins(16, 0, 0, 0)  # indented under its button
+        self._also_layout.setSpacing(2)
+        self.also_box.setVisible(False)
+        self._layout.addWidget(self.also_box)
+        self.rows: list[SourceRow] = []  # cited first, then also retrieved
+        self.cited_rows: list[SourceRow] = []
+        self.also_rows: list[SourceRow] = []
+        self._shown: tuple[list[Source], bool] = ([], True)
         self.setVisible(False)
 
-    def set_sources(self, sources: Sequence[Source]) -> None:
-        ordered = sorted(sources, key=lambda s: (not s.cited, s.n))
-        if ordered == self._shown:
+    def set_sources(self, sources: Sequence[Source], answered: bool = True) -> None:
+        """Show ``sources``; ``answered`` is False while the answer still streams."""
+        if (list(sources), answered) == self._shown:
             return
-        self._shown = ordered
+        self._shown = (list(sources), answered)
         for row in self.rows:
             row.setParent(None)
             row.deleteLater()
-        self.rows = []
-        for source in ordered:
-            row = SourceRow(source, self)
-            row.activated.connect(self.source_activated)
-            self._layout.addWidget(row)
-            self.rows.append(row)
-        cited = sum(1 for s in ordered if s.cited)
-        found = f"{len(ordered)} passage{'s' if len(ordered) != 1 else ''} found"
-        self.header.setText(f"Sources — {cited} cited, {found}" if cited else f"Sources — {found}")
-        self.setVisible(bool(ordered))
+        cited, also = cited_and_retrieved(sources)
+        self.cited_rows = [self._row(s, self._cited_layout) for s in cited]
+        self.also_rows = [self._row(s, self._also_layout) for s in also]
+        self.rows = self.cited_rows + self.also_rows
+        if not answered:
+            found = len(sources)
+            self.header.setText(f"Sources — {found} passage{'s' if found != 1 else ''} found")
+        else:
+            self.header.setText("Sources" if cited else "Sources — no passage cited")
+        self.cited_box.setVisible(bool(cited))
+        self.also_button.setText(f"Also retrieved ({len(also)})")
+        self.also_button.setVisible(bool(also))
+        self.also_box.setVisible(bool(also) and self.also_button.isChecked())
+        self.setVisible(bool(sources))
+
+    def _row(self, source: Source, layout: QVBoxLayout) -> SourceRow:
+        row = SourceRow(source, self)
+        row.activated.connect(self.source_activated)
+        layout.addWidget(row)
+        return row
+
+    def _fold(self, open_: bool) -> None:
+        self.also_button.setArrowType(Qt.ArrowType.DownArrow if open_ else Qt.ArrowType.RightArrow)
+        self.also_box.setVisible(open_ and bool(self.also_rows))

@@ -39,3 +39,32 @@ def test_a_cleaned_answer_is_printed_as_stored_after_what_streamed() -> None:
 def test_an_answer_streamed_clean_is_printed_once() -> None:
     out, _ = printed("In lot C [1].", [], {})
     assert out.count("In lot C") == 1
+
+
+def test_sources_list_what_the_answer_cites_then_the_others_indented() -> None:
+    sources = [Source(1, "/d/a.txt", 3, "Alpha text.", 0.031),
+               Source(2, "/d/b.txt", None, "Beta text.", 0.030, cited=True, cited_by="marker"),
+               Source(3, "/d/c.txt", None, "Gamma text.", 0.029)]
+    out, _ = printed("Beta [2].", sources, {})
+    listing = out.split("\n\nSources:")[1].splitlines()
+    assert listing == [
+        "",
+        "  [2] /d/b.txt  (score 0.030)",
+        "      Beta text.",
+        "  Also retrieved:",
+        "    [1] /d/a.txt, page 3  (score 0.031)",
+        "        Alpha text.",
+        "    [3] /d/c.txt  (score 0.029)",
+        "        Gamma text.",
+    ]
+
+
+def test_an_answer_citing_nothing_says_so_and_lists_every_passage_as_also_retrieved() -> None:
+    sources = [Source(1, "/d/a.txt", None, "Alpha text.", 0.031)]
+    out, _ = printed("Something.", sources, {})
+    assert "\nSources: no passage cited\n  Also retrieved:\n    [1] /d/a.txt  (score 0.031)\n" in out
+
+
+def test_an_answer_without_sources_lists_none() -> None:
+    out, _ = printed("Hello.", [], {})
+    assert "Sources" not in out

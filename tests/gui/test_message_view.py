@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 
 from bastion.desktop.gui.chat_list_model import MessageItem
 from bastion.desktop.gui.message_view import InertTextBrowser, MessageWidget, render_markdown
@@ -54,17 +54,62 @@ def test_streaming_text_is_rendered_in_batches(qtbot) -> None:
     assert widget.body.toPlainText().rstrip().endswith("end.")  # final text at once
 
 
-def test_sources_show_file_page_and_snippet_cited_first(qtbot) -> None:
+def test_sources_list_what_the_answer_cites_and_fold_the_rest(qtbot) -> None:
     view = SourcesView()
     qtbot.addWidget(view)
     view.set_sources([Source(1, "/docs/a.pdf", 4, "Some **bold** text", 0.5),
-                      Source(2, "/docs/b.txt", None, "## Heading here", 0.4, cited=True)])
-    assert [row.source.n for row in view.rows] == [2, 1]
-    assert "b.txt" in view.rows[0].title_label.text()
-    assert "page 4" in view.rows[1].title_label.text()
-    assert "1 cited" in view.header.text()
+                      Source(2, "/docs/b.txt", None, "## Heading here", 0.4, cited=True),
+                      Source(3, "/docs/c.txt", None, "Other", 0.3)])
+    view.show()
+    assert view.header.text() == "Sources"
+    assert [row.source.n for row in view.cited_rows] == [2]
+    assert [row.source.n for row in view.also_rows] == [1, 3]
+    assert [row.source.n for row in view.rows] == [2, 1, 3]  # cited first
+    assert "b.txt" in view.cited_rows[0].title_label.text()
+    assert "page 4" in view.also_rows[0].title_label.text()
+    assert view.cited_rows[0].isVisible()
+    # The others are folded under "Also retrieved", collapsed until clicked.
+    assert view.also_button.text() == "Also retrieved (2)" and view.also_button.isVisible()
+    assert not view.also_box.isVisible() and not view.also_rows[0].isVisible()
+    qtbot.mouseClick(view.also_button, Qt.MouseButton.LeftButton)
+    assert view.also_box.isVisible() and view.also_rows[0].isVisible()
+    assert view.also_box.layout().contentsMargins().left() > 0  # indented under its button
+    qtbot.mouseClick(view.also_button, Qt.MouseButton.LeftButton)
+    assert not view.also_box.isVisible()
     assert describe(Source(1, "/x/y.pdf", 2, "", 0.0)) == "y.pdf · page 2"
     assert readable_snippet("## Heading **here**") == "Heading here"
+
+
+def test_an_answer_citing_nothing_says_so_and_folds_every_passage(qtbot) -> None:
+    view = SourcesView()
+    qtbot.addWidget(view)
+    view.set_sources([Source(1, "/docs/a.pdf", 4, "A", 0.5), Source(2, "/docs/b.txt", None, "B", 0.4)])
+    view.show()
+    assert view.header.text() == "Sources — no passage cited"
+    assert view.cited_rows == [] and not view.cited_box.isVisible()
+    assert view.also_button.text() == "Also retrieved (2)" and not view.also_box.isVisible()
+
+
+def test_while_the_answer_streams_the_passages_found_wait_under_the_fold(qtbot) -> None:
+    sources = [Source(1, "/docs/a.pdf", 4, "A", 0.5)]
+    item = MessageItem("assistant", "Lot", "streaming", sources=sources)
+    widget = MessageWidget(item)
+    qtbot.addWidget(widget)
+    widget.show()
+    assert widget.sources.header.text() == "Sources — 1 passage found"
+    assert "no passage cited" not in widget.sources.header.text()
+    cited = [Source(1, "/docs/a.pdf", 4, "A", 0.5, cited=True, cited_by="marker")]
+    widget.set_item(MessageItem("assistant", "Lot C [1].", "complete", id=3, sources=cited))
+    assert widget.sources.header.text() == "Sources"
+    assert [row.source.n for row in widget.sources.cited_rows] == [1]
+    assert not widget.sources.also_button.isVisible()
+
+
+def test_no_sources_no_list(qtbot) -> None:
+    view = SourcesView()
+    qtbot.addWidget(view)
+    view.set_sources([])
+    assert view.isHidden() and view.rows == []
 
 
 def test_a_refused_answer_says_why_under_it(qtbot) -> None:
