@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from .encoding import bom_encoding, looks_binary
+from .encoding import looks_like_text
 from .verdicts import FileBroken, FileSkipped
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -107,8 +107,12 @@ def detect_kind(head: bytes, extension: str) -> str:
 
     Zip-based files come back as "zip"; ``zip_kind`` then reads the member list.
 
+    A file of no known type whose first bytes are text (``looks_like_text``) is "text";
+    otherwise it is skipped as a binary file of unknown type.
+
     Raises:
-        FileSkipped: Unsupported type, or a legacy/password-protected Office file.
+        FileSkipped: Unsupported type or binary file of unknown type, or a
+            legacy/password-protected Office file.
         FileBroken: The extension promises a format the content is not (a .docx that is not a
             zip, a .pdf without a PDF header).
     """
@@ -132,10 +136,12 @@ def detect_kind(head: bytes, extension: str) -> str:
         return expected
     if head.startswith(_BINARY_MAGICS):
         raise _unsupported(extension)
-    if not extension and (bom_encoding(head) is not None or not looks_binary(head)):
-        # README, LICENSE, Makefile: extension-less files that are text are worth indexing.
+    if looks_like_text(head):
+        # README, LICENSE, Makefile, setup.cfg, MANIFEST.in, .conf: text is worth indexing
+        # whatever its name.
         return "text"
-    raise _unsupported(extension)
+    shown = f" (.{extension})" if extension else ""
+    raise FileSkipped(f"binary file of unknown type{shown}")
 
 
 def zip_kind(data: bytes, extension: str) -> str:

@@ -48,6 +48,25 @@ def looks_binary(sample: bytes) -> bool:
     return controls * 10 > len(sample)
 
 
+def looks_like_text(sample: bytes) -> bool:
+    """True when the first bytes of a file of unknown type are text worth indexing.
+
+    A byte-order mark (UTF-8/16/32) says so; otherwise there must be no NUL byte and few
+    control bytes, and the bytes must be UTF-8 (a character cut at the end of the sample is
+    fine) or an encoding charset-normalizer recognises with little "chaos".
+    """
+    if bom_encoding(sample) is not None:
+        return True
+    if looks_binary(sample):
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")(errors="strict").decode(sample, final=False)
+        return True
+    except UnicodeDecodeError:
+        pass
+    return _detect_encoding(sample) is not None
+
+
 def _bomless_utf16(sample: bytes) -> str | None:
     """ "utf-16-le"/"utf-16-be" for mostly-Latin UTF-16 written without a byte-order mark.
 

@@ -141,10 +141,48 @@ def test_whitespace_only_file_is_skipped(tmp_path: Path) -> None:
     assert (outcome.status, outcome.reason) == ("skipped", "no text found in the file")
 
 
-def test_unknown_extension_is_unsupported(tmp_path: Path) -> None:
+def test_binary_file_of_unknown_type_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "data.xyz"
     path.write_bytes(b"\x00\x01\x02binary")
-    assert parse_file(path) == ParseOutcome(status="skipped", reason="unsupported type (.xyz)")
+    assert parse_file(path) == ParseOutcome(
+        status="skipped", reason="binary file of unknown type (.xyz)"
+    )
+    blob = tmp_path / "blob"
+    blob.write_bytes(bytes(range(256)) * 40)
+    assert parse_file(blob) == ParseOutcome(status="skipped", reason="binary file of unknown type")
+
+
+def test_known_binary_formats_keep_their_unsupported_reason(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0" + bytes(2000))
+    assert parse_file(path) == ParseOutcome(status="skipped", reason="unsupported type (.jpg)")
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        ("MANIFEST.in", b"include README.md\nrecursive-include docs *.rst\n", "recursive-include docs"),
+        ("Makefile", b"build:\n\tcc -o app main.c\n", "cc -o app main.c"),
+        ("LICENSE", "Copyright © 2024 Zoë\nPermission is granted.\n".encode(), "Copyright © 2024 Zoë"),
+        ("settings.local", "[server]\nport = 8080\nname = café\n".encode("cp1252"), "name = café"),
+        ("notes.v2", codecs.BOM_UTF16_LE + "Versioned notes: ünïcode".encode("utf-16-le"), "ünïcode"),
+    ],
+)
+def test_text_of_unknown_type_is_sniffed_and_indexed(
+    tmp_path: Path, name: str, data: bytes, expected: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    outcome = parse_file(path)
+    assert expected in ok_text(outcome)
+    assert outcome.document is not None and outcome.document.kind == "text"
+
+
+def test_sniffing_reads_only_the_head_and_survives_a_character_cut_at_its_end(tmp_path: Path) -> None:
+    path = tmp_path / "changelog.release"
+    # 8,191 ASCII bytes put the first byte of "é" last in the 8 KiB head, its second one after.
+    path.write_bytes(b"a" * 8191 + "é and more text\n".encode() * 100)
+    assert "é and more text" in ok_text(parse_file(path))
 
 
 def test_extensionless_text_file_is_indexed(tmp_path: Path) -> None:
