@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
     sub = adapters.add_subparsers(dest="adapters_command", metavar="ACTION", required=True)
 
     listing = sub.add_parser("list", help="the imported adapters and the base each fits")
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.add_argument("--json", action="store_true", help="print JSON lines, one adapter each")
     listing.add_argument("--hash", action="store_true", help="compute missing SHA-256 values")
     listing.set_defaults(func=run_list)
 
@@ -97,7 +97,9 @@ def run_list(args: argparse.Namespace) -> int:
     catalog = _catalog()
     entries = catalog.entries(hash_files=args.hash)
     if args.json:
-        print(json.dumps([entry_json(e) for e in entries], indent=2))
+        from bastion.desktop.cli.json_output import print_json_lines
+
+        print_json_lines(entry_json(e) for e in entries)
         return 0
     if not entries:
         print(f"No adapters yet. Import one with `bastion adapters import FILE`.\n"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -25,6 +27,9 @@ def register(subparsers: Any) -> None:
     ask = subparsers.add_parser("ask", help="answer one question and print its sources")
     ask.add_argument("question", help="the question (quote it)")
     _common(ask)
+    ask.add_argument("--json", action="store_true",
+                     help="print one JSON object when the answer is done: answer, citations, "
+                          "passages, timings, model, adapters")
     ask.set_defaults(func=run_ask)
 
     chat = subparsers.add_parser("chat", help="an interactive chat in the terminal")
@@ -140,6 +145,7 @@ def source_lines(sources: Sequence[Source]) -> list[str]:
 def run_ask(args: argparse.Namespace) -> int:
     from bastion.desktop.app import App
 
+    started = time.perf_counter()
     mode = _mode(args)
     with App() as app:
         assistant = _assistant(app, args, mode)
@@ -147,8 +153,28 @@ def run_ask(args: argparse.Namespace) -> int:
                                      adapters=args.adapter)
         # Closed before the app: an answer cut short by an error releases the engine first.
         with contextlib.closing(assistant.ask(chat.id, args.question)) as events:
-            stream_answer(events)
+            if not args.json:
+                stream_answer(events)
+                return 0
+            done = _last_answer(events)
+        if done is None:  # the generator always ends with one; say so rather than print nothing
+            print("bastion: the answer ended without being stored; try again.", file=sys.stderr)
+            return 1
+        from bastion.desktop.cli.json_output import answer_json
+
+        print(json.dumps(answer_json(done, app.loaded_model(), time.perf_counter() - started),
+                         ensure_ascii=False))
     return 0
+
+
+def _last_answer(events: Any) -> AnswerDone | None:
+    from bastion.desktop.assistant import AnswerDone
+
+    done = None
+    for event in events:
+        if isinstance(event, AnswerDone):
+            done = event
+    return done
 
 
 def run_chat(args: argparse.Namespace) -> int:

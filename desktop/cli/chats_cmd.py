@@ -17,6 +17,7 @@ def register(subparsers: Any) -> None:
 
     listing = sub.add_parser("list", help="chats, most recent first")
     listing.add_argument("--search", help="only chats whose title contains this")
+    listing.add_argument("--json", action="store_true", help="print JSON lines, one chat each")
     listing.set_defaults(func=run_list)
 
     show = sub.add_parser("show", help="print a chat with its sources")
@@ -44,6 +45,11 @@ def run_list(args: argparse.Namespace) -> int:
 
     with App() as app:
         chats = app.chats.chats(args.search)
+        if args.json:
+            from bastion.desktop.cli.json_output import chat_json, print_json_lines
+
+            print_json_lines(chat_json(c, len(app.chats.messages(c.id))) for c in chats)
+            return 0
         if not chats:
             print("No chats yet. Start one with `bastion chat`.", file=sys.stderr)
             return 0

@@ -33,6 +33,7 @@ def register(subparsers: Any) -> None:
     listing = sub.add_parser("list", help="the embedded default and the models folder")
     listing.add_argument("--hash", action="store_true",
                          help="compute missing SHA-256 values (slow for big files)")
+    listing.add_argument("--json", action="store_true", help="print JSON lines, one model each")
     listing.set_defaults(func=run_list)
 
     info = sub.add_parser("info", help="everything a model file says about itself, and its SHA-256")
@@ -85,6 +86,11 @@ class ProgressPrinter:
 def run_list(args: argparse.Namespace) -> int:
     catalog = _catalog()
     entries = catalog.entries(hash_files=args.hash)
+    if args.json:
+        from bastion.desktop.cli.json_output import model_json, print_json_lines
+
+        print_json_lines(model_json(e, e.is_default) for e in entries)
+        return 0
     rows = [("ID", "ARCH", "SIZE", "QUANT", "CONTEXT", "TEMPLATE", "FILE", "VERIFIED")]
     for entry in entries:
         info = entry.info

@@ -54,8 +54,8 @@ def test_a_short_run_registers_an_adapter_that_merges_into_a_model(
     assert "step 2/2" in err and "registered the adapter facts" in err
 
     assert main(["adapters", "list", "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
-    assert [a["id"] for a in (listed if isinstance(listed, list) else listed["adapters"])] == ["facts"]
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [a["id"] for a in listed] == ["facts"]
     record = data_paths().adapters_dir / "facts.training.json"
     assert json.loads(record.read_text())["steps"] == 2
 
