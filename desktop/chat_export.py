@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Literal
 
-from bastion.store.chats import Chat, Message
+from bastion.desktop.grounding import cited_and_retrieved
+from bastion.store.chats import Chat, Message, Source
 
 ExportFormat = Literal["md", "json", "jsonl"]
 
@@ -33,14 +34,20 @@ def to_markdown(chat: Chat, messages: Sequence[Message]) -> str:
         who = "You" if m.role == "user" else "Bastion"
         suffix = " *(interrupted)*" if m.status == "interrupted" else ""
         lines += [f"**{who}:**{suffix}", "", m.content.strip() or "*(no text)*", ""]
-        cited = [s for s in m.sources if s.cited] or list(m.sources)
-        if cited:
-            lines.append("Sources:")
-            for s in cited:
-                page = f", page {s.page}" if s.page is not None else ""
-                lines.append(f"- [{s.n}] {s.path}{page} — {s.snippet}")
+        if m.sources:
+            cited, also = cited_and_retrieved(m.sources)
+            lines.append("Sources:" if cited else "Sources: no passage cited")
+            lines += [f"- {_source(s)}" for s in cited]
+            if also:
+                lines.append("- Also retrieved:")
+                lines += [f"  - {_source(s)}" for s in also]
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _source(s: Source) -> str:
+    page = f", page {s.page}" if s.page is not None else ""
+    return f"[{s.n}] {s.path}{page} — {s.snippet}"
 
 
 def to_jsonl(messages: Sequence[Message], system_prompt: str | None = None) -> str:
