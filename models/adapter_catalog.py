@@ -101,7 +101,8 @@ class AdapterEntry:
     id: str  # the file name without ".gguf"; what users type
     name: str  # the adapter's general.name, else the id
     path: Path
-    origin: Literal["imported", "folder"]  # folder: put there by hand, no recorded hash
+    # folder: put there by hand, no recorded hash; embedded: ships with Bastion (read-only)
+    origin: Literal["imported", "folder", "embedded"]
     file_size: int
     info: AdapterInfo | None  # None when the file is not a usable adapter
     error: str | None  # why not, for users
@@ -114,6 +115,10 @@ class AdapterEntry:
     @property
     def usable(self) -> bool:
         return self.info is not None
+
+
+# Adapters that ship with Bastion: package data beside this module, with a manifest.json.
+EMBEDDED_ADAPTERS_DIR = Path(__file__).resolve().parent / "embedded_adapters"
 
 
 def _base_from_json(raw: Any) -> BaseMatch | None:
@@ -154,42 +159,63 @@ def _forget(adapters_dir: Path, name: str) -> None:
                               {"version": MANIFEST_VERSION, "files": files})
 
 
-class AdapterCatalog:
-    """The adapters in ``adapters_dir`` (it need not exist yet)."""
+def _gguf_files(folder: Path | None) -> list[Path]:
+    """The regular ``*.gguf`` files of ``folder`` (not hidden, symlinks not followed), by name."""
+    if folder is None:
+        return []
+    try:
+        names = sorted(os.listdir(folder), key=str.lower)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    files = []
+    for name in names:
+        if name.startswith(".") or not name.lower().endswith(".gguf"):
+            continue
+        path = folder / name
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue  # deleted while we looked
+        if stat.S_ISREG(mode):
+            files.append(path)
+    return files
 
-    def __init__(self, adapters_dir: Path) -> None:
+
+class AdapterCatalog:
+    """The adapters in ``adapters_dir`` (it need not exist yet), and those that ship with
+    Bastion (``embedded_dir``: a read-only folder of the same layout, its manifest holding each
+    file's SHA-256 and base). A user's adapter of the same name comes first.
+    """
+
+    def __init__(self, adapters_dir: Path, *, embedded_dir: Path | None | Literal["shipped"] = "shipped"
+                 ) -> None:
         self.adapters_dir = Path(adapters_dir)
+        # Read at call time, so tests can point it elsewhere.
+        self.embedded_dir: Path | None = (EMBEDDED_ADAPTERS_DIR if isinstance(embedded_dir, str)
+                                          else embedded_dir)
         self.hash_cache = HashCache(self.adapters_dir / HASH_CACHE_NAME)
 
     def _files(self) -> list[Path]:
-        try:
-            names = sorted(os.listdir(self.adapters_dir), key=str.lower)
-        except FileNotFoundError:
-            return []
-        files = []
-        for name in names:
-            if name.startswith(".") or not name.lower().endswith(".gguf"):
-                continue
-            path = self.adapters_dir / name
-            try:
-                mode = os.lstat(path).st_mode
-            except OSError:
-                continue  # deleted while we looked
-            if stat.S_ISREG(mode):  # symlinks are not followed
-                files.append(path)
-        return files
+        own = _gguf_files(self.adapters_dir)
+        taken = {model_id(p).lower() for p in own}
+        shipped = [p for p in _gguf_files(self.embedded_dir) if model_id(p).lower() not in taken]
+        return own + shipped
+
+    def _records(self) -> dict[Path, AdapterRecord]:
+        out = {self.adapters_dir / n: r for n, r in load_adapter_records(self.adapters_dir).items()}
+        if self.embedded_dir is not None:
+            out.update({self.embedded_dir / n: r for n, r in load_adapter_records(self.embedded_dir).items()})
+        return out
 
     def entries(self, *, hash_files: bool = False, progress: Progress | None = None
                 ) -> list[AdapterEntry]:
         """Every adapter, by name. ``hash_files`` computes SHA-256 values not yet cached."""
-        records = load_adapter_records(self.adapters_dir)
-        return [self._entry(path, records.get(path.name), hash_files, progress)
-                for path in self._files()]
+        records = self._records()
+        return [self._entry(path, records.get(path), hash_files, progress) for path in self._files()]
 
     def entry(self, path: Path) -> AdapterEntry:
-        """The entry for one file of the adapters folder (header read, cached hash only)."""
-        return self._entry(path, load_adapter_records(self.adapters_dir).get(path.name), False,
-                           None)
+        """The entry for one adapter file (header read, cached hash only)."""
+        return self._entry(path, self._records().get(path), False, None)
 
     def _entry(self, path: Path, record: AdapterRecord | None, hash_files: bool,
                progress: Progress | None) -> AdapterEntry:
@@ -208,9 +234,12 @@ class AdapterCatalog:
             sha = (self.hash_cache.sha256(path, progress) if hash_files
                    else self.hash_cache.cached(path))
         expected = record.sha256 if record else None
+        origin: Literal["imported", "folder", "embedded"] = (
+            "embedded" if self.embedded_dir is not None and path.parent == self.embedded_dir
+            else "imported" if record else "folder")
         return AdapterEntry(
             id=model_id(path), name=(info.name if info and info.name else model_id(path)),
-            path=path, origin="imported" if record else "folder", file_size=size, info=info,
+            path=path, origin=origin, file_size=size, info=info,
             error=error, sha256=sha, expected_sha256=expected,
             verified=verified_state(info is not None, sha, expected),
             base=record.base if record else None,
@@ -236,9 +265,11 @@ class AdapterCatalog:
                ) -> VerifyResult:
         """Re-read an adapter's header and whole file; compare its SHA-256 with the record."""
         entry = target if isinstance(target, AdapterEntry) else self.resolve(target)
+        shipped = entry.origin == "embedded"
         return verify_file(
             entry.id, entry.path, entry.expected_sha256, self.hash_cache, read_adapter_info,
-            "imported", "Remove it and import it again.", "adapters", progress)
+            "shipped" if shipped else "imported",
+            "Reinstall Bastion." if shipped else "Remove it and import it again.", "adapters", progress)
 
     def verify_all(self, progress: Progress | None = None) -> list[VerifyResult]:
         return [self.verify(entry, progress) for entry in self.entries()]
@@ -250,6 +281,9 @@ class AdapterCatalog:
             AdapterNotFound: there is no such adapter.
         """
         entry = self.resolve(name)
+        if entry.origin == "embedded":
+            raise AdapterError(f"The adapter {entry.id} ships with Bastion and cannot be removed; "
+                               "a chat uses it only when you choose it.")
         entry.path.unlink(missing_ok=True)
         _forget(self.adapters_dir, entry.path.name)
         fsync_dir(self.adapters_dir)

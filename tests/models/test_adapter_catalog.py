@@ -405,3 +405,29 @@ def test_every_adapter_error_is_a_model_error() -> None:
     for error in (AdapterError, AdapterMismatch, AdapterNotFound, InvalidAdapterFile,
                   InvalidAdapterScale):
         assert issubclass(error, ModelError)
+
+
+def test_shipped_adapters_are_listed_verified_and_cannot_be_removed(
+    smol_adapter: Path, adapters_dir: Path, models: Catalog, tmp_path: Path
+) -> None:
+    shipped = tmp_path / "site-packages" / "embedded_adapters"
+    import_adapter(smol_adapter, shipped, models)  # how the shipped folder and manifest are made
+    catalog = AdapterCatalog(adapters_dir, embedded_dir=shipped)
+    [entry] = catalog.entries(hash_files=True)
+    assert (entry.id, entry.origin, entry.verified) == ("facts", "embedded", "verified")
+    assert catalog.path_of("facts", models.resolve(SMOLLM2_ID).path) == shipped / "facts.gguf"
+    assert catalog.verify("facts").state == "verified"
+    with pytest.raises(ModelError, match="ships with Bastion"):
+        catalog.remove("facts")
+    assert (shipped / "facts.gguf").exists()
+
+    # Damaged in place: caught before it is attached, and verify says to reinstall.
+    data = bytearray((shipped / "facts.gguf").read_bytes())
+    data[-1] ^= 0xFF
+    (shipped / "facts.gguf").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="changed since"):
+        catalog.path_of("facts")
+    assert "Reinstall Bastion" in catalog.verify("facts").message
+
+    # Without the shipped folder nothing else changes.
+    assert AdapterCatalog(adapters_dir, embedded_dir=None).entries() == []
