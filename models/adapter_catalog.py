@@ -187,7 +187,7 @@ class AdapterCatalog:
     file's SHA-256 and base). A user's adapter of the same name comes first.
     """
 
-    def __init__(self, adapters_dir: Path, *, embedded_dir: Path | None | Literal["shipped"] = "shipped"
+    def __init__(self, adapters_dir: Path, *, embedded_dir: Path | Literal["shipped"] | None = "shipped"
                  ) -> None:
         self.adapters_dir = Path(adapters_dir)
         # Read at call time, so tests can point it elsewhere.
