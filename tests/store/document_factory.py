@@ -25,6 +25,43 @@ def write_pdf(path: Path, pages: list[str], *, title: str | None = None) -> Path
     return path
 
 
+def write_pdf_form(path: Path) -> Path:
+    """A two-page application form made by reportlab, then filled in with pypdf.
+
+    Page 1: a text field with a tooltip, a ticked and an unticked check box, a radio group
+    with its second button chosen, an empty text field. Page 2: a text field and a combo box.
+    """
+    from pypdf import PdfReader, PdfWriter
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    blank = path.with_suffix(".blank.pdf")
+    pdf = canvas.Canvas(str(blank), pagesize=A4)
+    form = pdf.acroForm
+    pdf.drawString(72, 780, "Application for a mooring permit")
+    form.textfield(name="applicant", tooltip="Applicant name", x=72, y=700, width=200, height=20)
+    form.checkbox(name="insured", x=72, y=650, checked=True)
+    form.checkbox(name="newsletter", x=120, y=650, checked=False)
+    form.radio(name="hull", value="monohull", selected=False, x=72, y=600)
+    form.radio(name="hull", value="catamaran", selected=True, x=120, y=600)
+    form.textfield(name="remarks", x=72, y=550, width=200, height=20)
+    pdf.showPage()
+    pdf.drawString(72, 780, "Berth details")
+    form.textfield(name="harbour", x=72, y=700, width=200, height=20, value="Valparaiso")
+    form.choice(name="season", value="winter", options=["summer", "winter"], x=72, y=650,
+                width=100, height=20)
+    pdf.showPage()
+    pdf.save()
+    writer = PdfWriter(clone_from=PdfReader(blank))
+    writer.update_page_form_field_values(
+        writer.pages[0], {"applicant": "Zephyrine Quayle"}, auto_regenerate=False
+    )
+    with path.open("wb") as handle:
+        writer.write(handle)
+    blank.unlink()
+    return path
+
+
 def encrypt_pdf(
     source: Path, target: Path, *, user_password: str, algorithm: str = "AES-256"
 ) -> Path:

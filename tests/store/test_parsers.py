@@ -17,6 +17,7 @@ from .document_factory import (
     write_epub,
     write_odt,
     write_pdf,
+    write_pdf_form,
     write_pptx,
     write_xlsx,
 )
@@ -404,6 +405,16 @@ def test_corrupt_pdf_body_fails_with_a_reason(tmp_path: Path) -> None:
     outcome = parse_file(path)
     assert outcome.status in ("failed", "skipped")
     assert outcome.reason and "Error" not in outcome.reason.split()[0]
+
+
+def test_pdf_form_answers_follow_the_text_of_their_page(tmp_path: Path) -> None:
+    outcome = parse_file(write_pdf_form(tmp_path / "permit.pdf"))
+    assert outcome.status == "ok" and outcome.document is not None
+    assert [(page.page, page.text) for page in outcome.document.pages] == [
+        (1, "Application for a mooring permit\n\n"
+            "Applicant name: Zephyrine Quayle\ninsured: Yes\nhull: catamaran"),
+        (2, "Berth details\n\nharbour: Valparaiso\nseason: winter"),
+    ]
 
 
 def test_pdf_named_txt_is_parsed_as_pdf(three_page_pdf: Path, tmp_path: Path) -> None:
