@@ -6,6 +6,10 @@ like every parser, inside a worker process with a timeout and a memory cap.
 
 A filled form's answers are its content, but they live in widget annotations, not in the page's
 text layer: each page's filled fields follow its text as "Field: value" lines.
+
+Right-to-left text comes out in logical order: PDFium applies the Unicode bidi algorithm to each
+line (glyphs are drawn in visual order) and maps Arabic presentation forms to their letters, so
+the words BM25 indexes are the words people type.
 """
 
 from __future__ import annotations

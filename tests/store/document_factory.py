@@ -62,6 +62,44 @@ def write_pdf_form(path: Path) -> Path:
     return path
 
 
+def arabic_font() -> Path | None:
+    """A TrueType font with Arabic glyphs on this system (fontconfig's choice), or None."""
+    import shutil
+    import subprocess
+
+    if shutil.which("fc-list") is None:
+        return None
+    listed = subprocess.run(
+        ["fc-list", ":lang=ar", "file"], capture_output=True, text=True, check=False
+    ).stdout
+    fonts = sorted(line.strip().rstrip(":") for line in listed.splitlines() if line.strip())
+    return next((Path(f) for f in fonts if f.lower().endswith(".ttf")), None)
+
+
+def write_rtl_pdf(path: Path, font: Path, pages: list[str]) -> Path:
+    """A PDF of right-to-left lines drawn the way real producers draw them: in visual order.
+
+    Each page's text is given in logical order (as typed). Each line is written reversed, right
+    aligned, in one text operator: the content stream holds the glyphs left to right as they
+    appear, the first character typed rightmost, as in PDFs from word processors and browsers.
+    (Reading that stream in order gives the words backwards.)
+    """
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(TTFont("RTLTestFont", str(font)))
+    pdf = canvas.Canvas(str(path), pagesize=A4)
+    for text in pages:
+        pdf.setFont("RTLTestFont", 14)
+        for number, line in enumerate(text.split("\n")):
+            pdf.drawRightString(520, 760 - 24 * number, line[::-1])
+        pdf.showPage()
+    pdf.save()
+    return path
+
+
 def encrypt_pdf(
     source: Path, target: Path, *, user_password: str, algorithm: str = "AES-256"
 ) -> Path:
