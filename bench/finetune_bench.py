@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BASTION = [sys.executable, "-m", "bastion.desktop.cli"]
+BASTION = [str(Path(sys.executable).parent / "bastion")]  # the venv's entry point, as a user runs it
 
 SYLLABLES = ["ka", "ren", "vol", "tis", "mar", "oth", "bel", "quin", "zor", "ael", "dun", "fey",
              "lor", "mis", "pra", "sul", "thar", "ul", "vey", "wen", "xan", "yor", "ith", "cal"]
