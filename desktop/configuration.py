@@ -1,24 +1,32 @@
 """Use cases over the settings: check a value against the ``Settings`` record, read and change one
-setting, and choose the default model.
+setting, save a whole form, and choose the default model.
 
-Qt-free and light to import (no catalog, database or model): ``bastion settings``, ``bastion
-models default``, the CLI's option checks and the window's core tasks call the same functions.
+Qt-free and light to import (the model catalog is imported only to choose a default model):
+``bastion settings``, ``bastion models default``, the CLI's option checks and the window's core
+tasks call the same functions. Every change is written atomically (``Settings.save``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import types
 import typing
 from dataclasses import Field, fields
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bastion.desktop.errors import BastionError
 from bastion.desktop.settings import Settings
 
+if TYPE_CHECKING:
+    from bastion.models.catalog import ModelEntry
+
 # Words that set an optional setting back to "not set" (default_model: the embedded model;
 # n_threads: all cores).
 UNSET_WORDS = frozenset({"none", "auto", "default"})
+TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+FALSE_WORDS = frozenset({"false", "no", "off", "0"})
 
 
 class SettingError(BastionError):
@@ -58,7 +66,8 @@ def describe(key: str) -> str:
     """What setting ``key`` takes, e.g. "a whole number from 512 to 131072"."""
     kind, optional = setting_kind(key)
     bounds = setting_range(key)
-    noun = {int: "a whole number", float: "a number", str: "text"}.get(kind, kind.__name__)
+    noun = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(
+        kind, kind.__name__)
     if bounds is not None:
         noun += f" from {bounds[0]:g} to {bounds[1]:g}"
     if optional:
@@ -78,6 +87,11 @@ def parse_setting(key: str, text: str) -> Any:
         return None
     if kind is str:
         return check_setting(key, text)
+    if kind is bool:
+        word = text.strip().lower()
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            raise SettingError(f"{key} takes {describe(key)}; {text!r} is not one.")
+        return word in TRUE_WORDS
     try:
         value = kind(text.strip())
     except ValueError:
@@ -108,3 +122,77 @@ def check_setting(key: str, value: Any) -> Any:
     if kind is str and not checked.strip() and key != "system_prompt":
         raise SettingError(f"{key} cannot be empty.")
     return checked
+
+
+# -- the use cases -------------------------------------------------------------------------------
+
+
+def read_setting(settings: Settings, key: str) -> Any:
+    """The value of setting ``key`` (an unknown key is refused with the valid ones)."""
+    setting_field(key)
+    return getattr(settings, key)
+
+
+def change_setting(settings: Settings, path: Path, key: str, value: Any) -> Settings:
+    """Save ``settings`` with ``key`` set to ``value`` (checked) to ``path``; the new settings.
+
+    ``default_model`` goes through ``choose_default_model`` (the model must exist) instead.
+
+    Raises:
+        SettingError: unknown key, or a value the setting cannot take.
+    """
+    if key == "default_model":
+        raise SettingError("Choose the default model with `bastion models default NAME` (or on "
+                           "the Models page): the model is checked before it is saved.")
+    changed = dataclasses.replace(settings, **{key: check_setting(key, value)})
+    changed.save(path)
+    return changed
+
+
+def save_settings(settings: Settings, path: Path, wanted: Settings) -> Settings:
+    """Save a whole form of settings, every value checked; the default model stays as it is
+    (chosen with ``choose_default_model``, never by a form)."""
+    for f in fields(Settings):
+        if f.name != "default_model":
+            check_setting(f.name, getattr(wanted, f.name))
+    saved = dataclasses.replace(wanted, default_model=settings.default_model)
+    saved.save(path)
+    return saved
+
+
+def choose_default_model(settings: Settings, path: Path, models_dir: Path,
+                         spec: str | None) -> Settings:
+    """Make ``spec`` the model Bastion starts with and save it; the new settings.
+
+    ``spec`` is a catalog id, file name, the path of a .gguf file, or None / "default" for the
+    embedded model. A model in the models folder is stored by its id, another file by its path.
+
+    Raises:
+        ModelNotFound: nothing called ``spec``; the message lists the models there are.
+        SettingError: the file is not a chat model Bastion can load.
+    """
+    stored: str | None = None
+    if spec is not None and spec.strip().lower() not in UNSET_WORDS:
+        from bastion.models.catalog import Catalog
+
+        entry = Catalog(models_dir).resolve(spec.strip())
+        if entry.info is None:
+            raise SettingError(f"{entry.id} cannot be the default model: {entry.error}")
+        if entry.info.is_embedding_model:
+            raise SettingError(f"{entry.id} is an embedding model, not a chat model: choose "
+                               "another (`bastion models list`).")
+        if entry.origin in ("imported", "folder"):
+            stored = entry.id
+        elif entry.origin == "external":
+            stored = str(entry.path)
+    changed = dataclasses.replace(settings, default_model=stored)
+    changed.save(path)
+    return changed
+
+
+def is_default_model(settings: Settings, entry: ModelEntry) -> bool:
+    """Whether ``entry`` is the model Bastion starts with."""
+    spec = settings.default_model
+    if spec is None:
+        return bool(entry.origin == "embedded")
+    return spec in (entry.id, entry.path.name, str(entry.path))

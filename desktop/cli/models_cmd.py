@@ -27,7 +27,7 @@ VERIFIED_LABELS = {
 
 
 def register(subparsers: Any) -> None:
-    models = subparsers.add_parser("models", help="GGUF models: list, info, verify, import")
+    models = subparsers.add_parser("models", help="GGUF models: list, info, verify, import, default")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
     listing = sub.add_parser("list", help="the embedded default and the models folder")
@@ -49,6 +49,12 @@ def register(subparsers: Any) -> None:
     imp.add_argument("path", metavar="PATH", type=Path, help="the .gguf file to import")
     imp.add_argument("--sha256", metavar="HEX", help="refuse the file unless it has this SHA-256")
     imp.set_defaults(func=run_import)
+
+    default = sub.add_parser("default", help="print the model Bastion starts with, or choose it")
+    default.add_argument("model", metavar="MODEL", nargs="?",
+                         help="id from `bastion models list`, file name or path; 'default' "
+                              "for the embedded model")
+    default.set_defaults(func=run_default)
 
 
 def _catalog() -> Catalog:
@@ -84,17 +90,21 @@ class ProgressPrinter:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from bastion.desktop.configuration import is_default_model
+    from bastion.desktop.settings import Settings
+
     catalog = _catalog()
     entries = catalog.entries(hash_files=args.hash)
+    settings = Settings.load(data_paths().settings_file)
     if args.json:
         from bastion.desktop.cli.json_output import model_json, print_json_lines
 
-        print_json_lines(model_json(e, e.is_default) for e in entries)
+        print_json_lines(model_json(e, is_default_model(settings, e)) for e in entries)
         return 0
     rows = [("ID", "ARCH", "SIZE", "QUANT", "CONTEXT", "TEMPLATE", "FILE", "VERIFIED")]
     for entry in entries:
         info = entry.info
-        marker = " *" if entry.is_default else ""
+        marker = " *" if is_default_model(settings, entry) else ""
         if info is None:
             rows.append((entry.id + marker, "-", "-", "-", "-", "-", _size(entry.file_size),
                          VERIFIED_LABELS[entry.verified]))
@@ -158,6 +168,31 @@ def run_verify(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} of {len(results)} model files failed verification.", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_default(args: argparse.Namespace) -> int:
+    from bastion.desktop.configuration import choose_default_model
+    from bastion.desktop.settings import Settings
+    from bastion.models.errors import ModelError
+
+    paths = data_paths()
+    settings = Settings.load(paths.settings_file)
+    if args.model is not None:
+        settings = choose_default_model(settings, paths.settings_file, paths.models_dir, args.model)
+    spec = settings.default_model
+    try:
+        entry = _catalog().resolve(spec or "default")
+    except ModelError as error:  # the setting names a model that has gone since: say so
+        print(f"{spec}  (not available)")
+        print(f"bastion: {error} Choose another with `bastion models default NAME`.",
+              file=sys.stderr)
+        return 1
+    where = "embedded" if entry.origin == "embedded" else str(entry.path)
+    verb = "is now" if args.model is not None else "is"
+    print(f"{entry.id}  ({where})")
+    print(f"The default model {verb} {entry.id}: Bastion loads it when no --model is given.",
+          file=sys.stderr)
     return 0
 
 

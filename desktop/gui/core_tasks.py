@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from bastion.desktop import configuration
 from bastion.desktop.app import App
 from bastion.desktop.assistant import AnswerDone, AssistantEvent
 from bastion.desktop.grounding import Mode
@@ -207,10 +208,9 @@ def save_settings(session: CoreSession, job: JobLike, settings: Settings
     """Persist ``settings`` and apply them: sampling and the system prompt at once (every
     answer reads them), context, threads and GPU layers by reloading the loaded model."""
     app = session.app
-    # The default model is chosen on the models page; a settings form never overrides it.
-    settings = dataclasses.replace(settings, default_model=app.settings.default_model)
+    # Checked and saved by the use case, which keeps the default model (chosen on the models page).
+    settings = configuration.save_settings(app.settings, app.paths.settings_file, settings)
     reload = settings.load_options() != app.settings.load_options()
-    settings.save(app.paths.settings_file)
     app.settings = dataclasses.replace(settings)
     info = app.loaded_model()
     if reload and info is not None:
@@ -221,8 +221,8 @@ def save_settings(session: CoreSession, job: JobLike, settings: Settings
 def set_default_model(session: CoreSession, job: JobLike, spec: str | None) -> Settings:
     """Make ``spec`` (a catalog id; None = the embedded model) the model Bastion starts with."""
     app = session.app
-    app.settings.default_model = spec
-    app.settings.save(app.paths.settings_file)
+    app.settings = configuration.choose_default_model(app.settings, app.paths.settings_file,
+                                                      app.paths.models_dir, spec)
     return dataclasses.replace(app.settings)
 
 

@@ -55,6 +55,8 @@ def probe(argv: list[str]) -> tuple[int, list[str], str]:
     (["models", "frobnicate"], "invalid choice: 'frobnicate'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["ask", "hello", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["settings", "set", "colour", "blue"], "invalid choice: 'colour'"),
+    (["settings", "get"], None),  # answered, not only parsed, without the heavy parts
 ])
 def test_refused_and_help_import_nothing_heavy(argv: list[str], message: str | None) -> None:
     code, heavy, err = probe(argv)
