@@ -116,6 +116,7 @@ class MessageWidget(QFrame):
 
         self.note = QLabel()
         self.note.setObjectName("messageNote")
+        self.note.setWordWrap(True)  # a refusal's reason is a sentence; it must not widen the card
         self.note.setVisible(False)
         layout.addWidget(self.note)
 

@@ -120,6 +120,9 @@ def test_a_refused_answer_says_why_under_it(qtbot) -> None:
     qtbot.addWidget(widget)
     assert widget.note.isVisibleTo(widget)
     assert reason in widget.note.text() and "Model + documents" in widget.note.text()
+    widget.resize(400, 300)
+    widget.show()
+    assert widget.width() <= 400  # the sentence wraps; the card does not widen
     plain = MessageWidget(MessageItem("assistant", "Paris [1].", "complete", id=5))
     qtbot.addWidget(plain)
     assert not plain.note.isVisibleTo(plain)
