@@ -50,16 +50,19 @@ class RunRequest:
     learning_rate: float = DEFAULTS["learning_rate"]
     max_steps: int | None = None
     resume: bool = False
+    # Grounded training: ``data`` is a question set and passages come from this collection.
+    collection: str | None = None
 
 
 @dataclass(frozen=True)
 class CheckedRun:
     """The data file read and every line valid; the run's configuration; when it resumes, the
-    loss curve so far."""
+    loss curve so far; for grounded training, what the examples were built from."""
 
     config: FinetuneConfig
     examples: int
     history: LossHistory
+    grounded: str | None = None  # GroundedData.summary()
 
 
 def check_run(paths: DataPaths, job: JobLike, request: RunRequest) -> CheckedRun:
@@ -73,15 +76,22 @@ def check_run(paths: DataPaths, job: JobLike, request: RunRequest) -> CheckedRun
     from bastion.models.finetune_data import read_chat_jsonl
     from bastion.models.finetune_types import check_base_model
 
-    examples = read_chat_jsonl(request.data)
     config = finetuning.finetune_config(
         paths, request.name, request.data, request.base, epochs=request.epochs,
         rank=request.rank, learning_rate=request.learning_rate, max_steps=request.max_steps,
         resume=request.resume)
     config.check()
     check_base_model(config.base)
+    summary = None
+    if request.collection:  # retrieval loads the embedder: seconds, on this worker
+        built = finetuning.grounded_data(paths, request.name, request.data, [request.collection],
+                                         reuse=request.resume)
+        config = dataclasses.replace(config, data=built.path.resolve())
+        examples, summary = built.examples, built.summary()
+    else:
+        examples = len(read_chat_jsonl(request.data))
     history = checkpoint_history(paths, config.name) if config.resume else LossHistory()
-    return CheckedRun(config, len(examples), history)
+    return CheckedRun(config, examples, history, summary)
 
 
 def run_training(paths: DataPaths, job: JobLike, config: FinetuneConfig, train: TrainFunction,

@@ -10,6 +10,7 @@ checkpoint of its last whole step and stops, and the page offers Resume.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,15 @@ class FinetuneView(QWidget):
         data_row.addWidget(self.data_edit, 1)
         data_row.addWidget(self.choose_button)
         form.addRow("Training data:", data_row)
+        self.collection_combo = QComboBox()
+        self.collection_combo.setObjectName("finetuneCollection")
+        self.collection_combo.setToolTip(
+            "Grounded training: the data is a question set (question, answers), each question is\n"
+            "searched in this collection and taught with the passages found, distractors among\n"
+            "them, some teaching \"I could not find this in your documents.\" (RAFT).")
+        self.collection_combo.addItem("None: the data is chat conversations", None)
+        self.collection_combo.currentIndexChanged.connect(lambda _i: self._data_kind_changed())
+        form.addRow("Grounded in:", self.collection_combo)
         self.name_edit = QLineEdit()
         self.name_edit.setObjectName("finetuneName")
         self.name_edit.setPlaceholderText("e.g. support-style")
@@ -216,6 +226,24 @@ class FinetuneView(QWidget):
         if path:
             self.set_data_file(Path(path))
 
+    def set_collection_names(self, names: Sequence[str]) -> None:
+        """The library's collections, offered for grounded training."""
+        current = self.collection_combo.currentData()
+        self.collection_combo.blockSignals(True)
+        while self.collection_combo.count() > 1:
+            self.collection_combo.removeItem(1)
+        for name in names:
+            self.collection_combo.addItem(f"Collection “{name}” (data: a question set)", name)
+        found = self.collection_combo.findData(current)
+        self.collection_combo.setCurrentIndex(max(found, 0))
+        self.collection_combo.blockSignals(False)
+        self._data_kind_changed()
+
+    def _data_kind_changed(self) -> None:
+        grounded = self.collection_combo.currentData() is not None
+        self.data_edit.setPlaceholderText("question set .jsonl (question, answers)" if grounded
+                                          else "chat-format .jsonl")
+
     def set_data_file(self, path: Path) -> None:
         self.data_edit.setText(str(path))
         if not self.name_edit.text().strip():
@@ -228,7 +256,8 @@ class FinetuneView(QWidget):
             base=self.base_combo.currentData(), epochs=self.epochs.value(),
             rank=self.rank.value(), learning_rate=self.learning_rate.value(),
             max_steps=self.max_steps.value() or None,
-            resume=self.resume.isEnabled() and self.resume.isChecked())
+            resume=self.resume.isEnabled() and self.resume.isChecked(),
+            collection=self.collection_combo.currentData())
 
     def _check_resume(self) -> None:
         # A stat or two: cheap enough for the GUI thread, and it must follow every keystroke.
@@ -243,8 +272,8 @@ class FinetuneView(QWidget):
         idle = self.state == "idle"
         self.start_button.setEnabled(idle and bool(self.data_edit.text().strip()))
         self.cancel_button.setEnabled(self.state in ("checking", "training"))
-        for widget in (self.data_edit, self.choose_button, self.name_edit, self.base_combo,
-                       self.epochs, self.rank, self.learning_rate, self.max_steps):
+        for widget in (self.data_edit, self.choose_button, self.collection_combo, self.name_edit,
+                       self.base_combo, self.epochs, self.rank, self.learning_rate, self.max_steps):
             widget.setEnabled(idle)
         self.merge_button.setEnabled(idle)
         if idle:
@@ -290,8 +319,8 @@ class FinetuneView(QWidget):
         self._run_name = config.name
         self.history = checked.history  # a resumed run continues the curve it had
         self.plot.show_history(self.history)
-        self._log(f"{checked.examples} conversations in {config.data.name}; base {config.base.name}"
-                  + ("; resuming" if config.resume else ""))
+        self._log((checked.grounded or f"{checked.examples} conversations in {config.data.name}")
+                  + f"; base {config.base.name}" + ("; resuming" if config.resume else ""))
         self.status.setText("Starting the training (loading the model takes a while)…")
         self._set_state("training")
         self._job = self.backend.run(

@@ -96,6 +96,9 @@ class MainWindow(QMainWindow):
                 self.finetune_view.adapter_registered.connect(
                     lambda _entry: models_view.adapters.refresh())
                 self.finetune_view.model_merged.connect(lambda _path: models_view.refresh())
+            library_view = self.pages.get("library")
+            if library_view is not None:  # grounded training retrieves from a collection
+                library_view.collections_changed.connect(self.finetune_view.set_collection_names)
             self.tabs.addTab(self.finetune_view, "Fine-tune")
             self.pages["finetune"] = self.finetune_view
         try:

@@ -345,3 +345,41 @@ def test_a_damaged_checkpoint_state_still_offers_resume_with_an_empty_curve() ->
     assert has_checkpoint(paths, "facts")  # the run itself says what is wrong with it
     assert checkpoint_history(paths, "facts") == LossHistory()
     assert not has_checkpoint(paths, "../facts") and not has_checkpoint(paths, "")
+
+
+def test_grounded_training_builds_its_examples_from_the_chosen_collection(
+        qtbot, view: FinetuneView, runs: FakeRuns, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bastion.desktop import library as library_use_case
+    from bastion.desktop.cli import main
+    from tests.store.fakes import CountingParser, HashingEmbedder
+
+    parser, embedder = CountingParser(), HashingEmbedder()
+    monkeypatch.setattr(library_use_case, "default_embedder", lambda folder: embedder)
+    monkeypatch.setattr(library_use_case, "default_parse_pool", parser.pool)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "orvane.txt").write_text("The harbour is old. The lighthouse of Orvane is painted blue.\n")
+    (docs / "tallow.txt").write_text("The river Tallow flows north into the Grey Sea.\n")
+    assert main(["library", "add", "lore", str(docs)]) == 0
+    questions = tmp_path / "lore-questions.jsonl"
+    questions.write_text("\n".join(json.dumps(q) for q in [
+        {"question": "What colour is the lighthouse of Orvane?", "answers": ["blue"]},
+        {"question": "Which way does the river Tallow flow?", "answers": ["north"]}]) + "\n")
+
+    view.set_collection_names(["lore"])
+    assert view.collection_combo.count() == 2
+    view.collection_combo.setCurrentIndex(view.collection_combo.findData("lore"))
+    assert "question set" in view.data_edit.placeholderText()
+    view.set_data_file(questions)
+    view.name_edit.setText("lore")
+    view.start_training()
+    qtbot.waitUntil(lambda: idle(view), timeout=20000)
+    config = runs.configs[0]
+    assert config.data.name == "grounded.jsonl" and config.data.parent.name == "lore"
+    lines = [view.log.item(i).text() for i in range(view.log.count())]
+    assert lines[0].startswith("2 grounded examples from 2 questions")
+    # Renewing the list keeps the choice; a collection that went away falls back to chat data.
+    view.set_collection_names(["lore", "other"])
+    assert view.collection_combo.currentData() == "lore"
+    view.set_collection_names([])
+    assert view.collection_combo.currentData() is None and "chat" in view.data_edit.placeholderText()
