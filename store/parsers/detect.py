@@ -84,7 +84,18 @@ _BINARY_MAGICS = (
     b"MZ",
     b"SQLite format 3",
     b"{\\rtf",
+    b"II*\x00",  # TIFF, little-endian
+    b"MM\x00*",  # TIFF, big-endian
 )
+
+
+def _known_binary(head: bytes) -> bool:
+    """A common binary format: named "unsupported type" rather than sniffed as text."""
+    if head.startswith(_BINARY_MAGICS):
+        return True
+    if head[4:8] == b"ftyp":  # ISO media: MP4, M4A, MOV, HEIC, AVIF
+        return True
+    return head.startswith(b"BM") and head[6:10] == b"\x00\x00\x00\x00"  # BMP
 
 
 _ODF_MIMETYPES = {
@@ -134,7 +145,7 @@ def detect_kind(head: bytes, extension: str) -> str:
         raise FileBroken("not a valid PDF (the file does not start with a PDF header)")
     if expected is not None:
         return expected
-    if head.startswith(_BINARY_MAGICS):
+    if _known_binary(head):
         raise _unsupported(extension)
     if looks_like_text(head):
         # README, LICENSE, Makefile, setup.cfg, MANIFEST.in, .conf: text is worth indexing

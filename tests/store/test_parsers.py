@@ -153,10 +153,25 @@ def test_binary_file_of_unknown_type_is_skipped(tmp_path: Path) -> None:
     assert parse_file(blob) == ParseOutcome(status="skipped", reason="binary file of unknown type")
 
 
-def test_known_binary_formats_keep_their_unsupported_reason(tmp_path: Path) -> None:
-    path = tmp_path / "photo.jpg"
-    path.write_bytes(b"\xff\xd8\xff\xe0" + bytes(2000))
-    assert parse_file(path) == ParseOutcome(status="skipped", reason="unsupported type (.jpg)")
+@pytest.mark.parametrize(
+    ("name", "head"),
+    [
+        ("photo.jpg", b"\xff\xd8\xff\xe0"),
+        ("scan.tiff", b"II*\x00\x08\x00\x00\x00"),
+        ("image.bmp", b"BM\x36\xd4\x01\x00\x00\x00\x00\x00\x36\x00"),
+        ("voice.m4a", b"\x00\x00\x00\x18ftypmp42"),
+        ("photo.heic", b"\x00\x00\x00\x18ftypheic"),
+    ],
+)
+def test_known_binary_formats_keep_their_unsupported_reason(
+    tmp_path: Path, name: str, head: bytes
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(head + bytes(2000))
+    extension = name.rsplit(".", 1)[1]
+    assert parse_file(path) == ParseOutcome(
+        status="skipped", reason=f"unsupported type (.{extension})"
+    )
 
 
 @pytest.mark.parametrize(
