@@ -59,3 +59,15 @@ def collection_status(
         info.name, info.roots, counts, int(chunks), failures, info.embedder_id, stale, unreadable,
         hidden_folders=int(hidden_folders), hidden_files=int(hidden_files),
     )
+
+
+def collection_bytes(db: sqlite_utils.Database, collection_id: int) -> int:
+    """Bytes the collection's passages and vectors take in ``library.db`` (their text and
+    vector blobs; SQLite's own page and index overhead comes on top)."""
+    row = db.execute(
+        "SELECT COALESCE(SUM(LENGTH(CAST(c.text AS BLOB))), 0), COALESCE(SUM(LENGTH(e.vector)), 0) "
+        "FROM chunks c JOIN documents d ON d.id = c.document_id "
+        "LEFT JOIN embeddings e ON e.chunk_id = c.id WHERE d.collection_id = ?",
+        [collection_id],
+    ).fetchone()
+    return int(row[0]) + int(row[1])

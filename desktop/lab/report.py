@@ -59,7 +59,7 @@ def write_reports(folder: RunFolder, seed: int = 0) -> ReportFiles:
                         folder.path / "answers.csv", folder.path / "answers.json", summary)
     _write(files.markdown, render_markdown(header, summary, info))
     _write(files.html, render_html(header, summary, arm_table(summary), difference_table(summary),
-                                   cost_lines(info), answers, ACCURACY_MEANS))
+                                   cost_lines(info, summary), answers, ACCURACY_MEANS))
     rows = [answer_row(a, info) for a in answers]
     _write(files.csv, _csv(rows))
     _write(files.json, json.dumps({"run": info.to_json(), "arms": [_arm_json(s) for s in summary.arms],
@@ -127,25 +127,47 @@ def difference_table(summary: LabSummary) -> list[list[str]]:
     return rows
 
 
-def cost_lines(info: RunInfo) -> list[str]:
-    """What each route costs besides time per answer, from the run's recorded costs."""
+def cost_lines(info: RunInfo, summary: LabSummary | None = None) -> list[str]:
+    """What each route costs besides time per answer: the base model's file, the index (build
+    time, size), each adapter (training time, size) and the engine's memory."""
     costs, lines = info.costs, []
     model = costs.get("model") or {}
     if model.get("bytes"):
         lines.append(f"Base model {info.model}: {_mb(model['bytes'])} file.")
     collection = costs.get("collection") or {}
     if collection:
-        lines.append(f"Documents (collection {collection.get('name')}): "
-                     f"{collection.get('documents', '?')} documents indexed, "
-                     f"{collection.get('chunks', '?')} passages; the library index holds "
-                     f"{_mb(collection.get('library_bytes') or 0)} for all collections.")
+        size = (f"{_mb(collection['index_bytes'])} of passages and vectors"
+                if collection.get("index_bytes") is not None else "size not recorded")
+        lines.append(f"Index (collection {collection.get('name')}): "
+                     f"{collection.get('documents', '?')} documents, "
+                     f"{collection.get('chunks', '?')} passages, {size} (the library file holds "
+                     f"{_mb(collection.get('library_bytes') or 0)} for all collections); "
+                     f"build time {_seconds(collection.get('index_build_s'))}.")
     for name, adapter in (costs.get("adapters") or {}).items():
         sha = adapter.get("sha256")
+        trained = adapter.get("training_s")
         lines.append(f"Adapter {name}: {_mb(adapter.get('bytes') or 0)} file"
-                     + (f", SHA-256 {sha[:16]}…" if sha else "") + ".")
-    lines.append("Not measured by this run: time to build the index, time to train an adapter, "
-                 "and how fast each route reflects a change in the documents.")
+                     + (f", SHA-256 {sha[:16]}…" if sha else "") + "; training time "
+                     + (f"{_seconds(trained)} (from its training record)" if trained is not None
+                        else "not recorded (no training record beside it)") + ".")
+    rss = (costs.get("engine") or {}).get("rss_mb_after_load")
+    peaks = [s.engine_rss_mb for s in summary.arms if s.engine_rss_mb is not None] if summary else []
+    if rss is not None or peaks:
+        lines.append("Engine memory (RSS): "
+                     + (f"{rss:.0f} MB once the model was loaded" if rss is not None else "")
+                     + ("; " if rss is not None and peaks else "")
+                     + (f"up to {max(peaks):.0f} MB while answering" if peaks else "") + ".")
+    else:
+        lines.append("Engine memory (RSS): not recorded.")
+    lines.append("How fast each route reflects a change in the documents: `bastion lab freshness` "
+                 "measures it.")
     return lines
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "not recorded (the library keeps no record of sync durations)"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.0f} min"
 
 
 def _mb(size: int) -> str:
@@ -165,7 +187,7 @@ def render_markdown(header: list[str], summary: LabSummary, info: RunInfo) -> st
     lines += ["", "## Arms", "", *_md_table(arm_table(summary)), "", ACCURACY_MEANS, ""]
     if summary.comparisons:
         lines += ["## Differences between arms", "", *_md_table(difference_table(summary)), ""]
-    lines += ["## Costs of each route", "", *[f"- {c}" for c in cost_lines(info)], "",
+    lines += ["## Costs of each route", "", *[f"- {c}" for c in cost_lines(info, summary)], "",
               "Every answer: `answers.csv`, `answers.json`; charts: `report.html`.", ""]
     return "\n".join(lines)
 

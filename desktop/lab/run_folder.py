@@ -143,6 +143,12 @@ class RunFolder:
             shutil.copyfile(questions.path, self.path / QUESTIONS_FILE)
         _write_json(self.run_file, info.to_json())
 
+    def save_costs(self, costs: dict[str, Any]) -> None:
+        """Add measured costs (e.g. the engine's memory once loaded) to the run's settings."""
+        info = self.info()
+        info.costs = {**info.costs, **costs}
+        _write_json(self.run_file, info.to_json())
+
     def differences(self, info: RunInfo) -> list[str]:
         """The settings (of ``IDENTITY``) in which ``info`` differs from this folder's run;
         empty when the folder may continue it (or holds no run yet)."""

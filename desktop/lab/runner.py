@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bastion.desktop.assistant import AnswerDone, Assistant, ChatEngine, PassagesFound
 from bastion.desktop.grounding import Hit, Retriever
 from bastion.desktop.lab.arms import Arm
+from bastion.desktop.lab.costs import engine_rss_mb
 from bastion.desktop.lab.metrics import Passage, Scores, score
 from bastion.desktop.lab.questions import Question
 from bastion.desktop.lab.run_folder import AnswerRecord, RunFolder
@@ -212,17 +211,7 @@ def answer_one(assistant: Assistant, chats: ChatStore, recorder: RecordingRetrie
         time_to_first_token_s=meta.get("time_to_first_token_s") if generated else None,
         generation_tps=meta.get("generation_tps") if generated else None,
         generated_tokens=generated, prompt_tokens=int(meta.get("prompt_tokens") or 0),
-        finish_reason=meta.get("finish_reason"), engine_rss_mb=_engine_rss_mb(assistant.engine),
+        finish_reason=meta.get("finish_reason"), engine_rss_mb=engine_rss_mb(assistant.engine),
         chat_id=chat.id, answered_at=round(time.time(), 3),
     )
 
-
-def _engine_rss_mb(engine: ChatEngine) -> float | None:
-    """Resident memory of the engine process (model, context and adapters), if it has one."""
-    pid = getattr(engine, "pid", None)
-    if not isinstance(pid, int):
-        return None
-    try:
-        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
-    except psutil.Error:  # gone or not ours to read: the figure is optional
-        return None

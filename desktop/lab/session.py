@@ -19,6 +19,7 @@ from bastion.desktop.app import App, resolve_model_path
 from bastion.desktop.errors import BastionError
 from bastion.desktop.grounding import MODES, Mode
 from bastion.desktop.lab.arms import Arm, make_arms
+from bastion.desktop.lab.costs import adapter_costs, collection_costs, engine_rss_mb
 from bastion.desktop.lab.questions import QuestionSet, load_questions
 from bastion.desktop.lab.report import ReportFiles, write_reports
 from bastion.desktop.lab.run_folder import RunFolder, RunInfo, pick_run_folder
@@ -95,33 +96,19 @@ def check_inputs(app: App, request: LabRequest) -> _Checked:
     arms = make_arms(request.modes, request.adapters, with_documents=request.collection is not None)
     costs: dict[str, Any] = {}
     if request.collection is not None:
-        costs["collection"] = _collection_costs(app, request.collection)
+        costs["collection"] = collection_costs(app.library, request.collection)
     catalog = AdapterCatalog(app.paths.adapters_dir)
     adapters: dict[str, Any] = {}
     for name, _scale in request.adapters:
         entry = catalog.resolve(name)
         if not entry.usable:
             raise BastionError(entry.error or f"The adapter {name} is not usable.")
-        adapters[name] = {"bytes": entry.file_size, "sha256": entry.sha256 or entry.expected_sha256}
+        adapters[name] = adapter_costs(entry)
     if adapters:
         costs["adapters"] = adapters
     model_file = resolve_model_path(request.model or app.settings.default_model, app.paths.models_dir)
     costs["model"] = {"file": str(model_file), "bytes": model_file.stat().st_size}
     return _Checked(questions, arms, model_file, costs)
-
-
-def _collection_costs(app: App, name: str) -> dict[str, Any]:
-    library = app.library
-    [status] = library.status(name)
-    indexed = status.counts.get("indexed", 0)
-    if status.chunks == 0 or indexed == 0:
-        raise BastionError(
-            f"The collection {name!r} has no indexed passages ({indexed} documents indexed), so "
-            "its arms would only measure an empty index. Run `bastion library sync "
-            f"{name}` (and see `bastion library status {name}`), then start the lab again.")
-    library_db = app.paths.library_db
-    return {"name": name, "documents": indexed, "chunks": status.chunks,
-            "library_bytes": library_db.stat().st_size if library_db.exists() else 0}
 
 
 def run_session(app: App, request: LabRequest,
@@ -155,6 +142,7 @@ def run_session(app: App, request: LabRequest,
     adapter_path = functools.partial(catalog.path_of, base=engine.gguf_info)
     for name, _scale in request.adapters:
         adapter_path(name)  # a misfit is refused now, not at its first question
+    folder.save_costs({"engine": {"rss_mb_after_load": engine_rss_mb(engine)}})
     parts = LabParts(engine=engine, retriever=app.library if request.collection else None,
                      sampling=sampling, system_prompt=app.settings.system_prompt,
                      adapter_path=adapter_path)
