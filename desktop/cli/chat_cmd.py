@@ -184,40 +184,28 @@ def run_chat(args: argparse.Namespace) -> int:
         # background makes it ignore SIGINT, and Python then installs no handler: take it back.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     from bastion.desktop.app import App
+    from bastion.desktop.cli.chat_repl import HISTORY_FILE, ChatState, TerminalChat, line_editing
 
     with App() as app:
+        # The chat row is created by the first question: a session left at once stores nothing.
+        state = ChatState(mode, list(args.collection), list(args.adapter))
         if args.chat is not None:
             chat = app.chats.chat(args.chat)
             if args.adapter:
                 chat = app.chats.update_chat(chat.id, adapters=args.adapter)
-        else:
-            chat = app.chats.create_chat(mode=mode, collections=args.collection,  # type: ignore[arg-type]
-                                         adapters=args.adapter)
+            state = ChatState(chat.mode, list(chat.collections), list(chat.adapters), chat.id)
         print("Loading the model…", file=sys.stderr)
-        assistant = _assistant(app, args, chat.mode)
+        _assistant(app, args, state.mode)
         info = app.loaded_model()
         if info is not None:
-            adapters = "".join(f" · adapter {name}:{scale:g}" for name, scale in chat.adapters)
+            adapters = "".join(f" · adapter {name}:{scale:g}" for name, scale in state.adapters)
+            which = f" · chat {state.chat_id}" if state.chat_id is not None else " · new chat"
             print(f"{info.name} · context {info.n_ctx} tokens · {info.n_threads} threads · mode "
-                  f"{chat.mode}{adapters} · chat {chat.id}", file=sys.stderr)
+                  f"{state.mode}{adapters}{which}", file=sys.stderr)
             if info.template_warning:
                 print(f"warning: {info.template_warning}", file=sys.stderr)
-        print("Type a question. Ctrl-C stops an answer; Ctrl-D (or /quit) leaves.", file=sys.stderr)
-        while True:
-            try:
-                question = input("\nyou> ")
-            except (EOFError, KeyboardInterrupt):
-                print(file=sys.stderr)
-                return 0
-            if question.strip() in {"/quit", "/exit"}:
-                return 0
-            if not question.strip():
-                continue
-            events = assistant.ask(chat.id, question)
-            try:
-                stream_answer(events)
-            except KeyboardInterrupt:
-                # Stop the answer, not the program; the generator stores it as interrupted.
-                assistant.cancel()
-                events.close()
-                print("\n[stopped]", file=sys.stderr)
+        chat_loop = TerminalChat(app, args.model, state)
+        if not sys.stdin.isatty():
+            return int(chat_loop.run())
+        with line_editing(app.paths.home / HISTORY_FILE):
+            return int(chat_loop.run())

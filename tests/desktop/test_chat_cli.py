@@ -6,6 +6,7 @@ import fcntl
 import os
 import pty
 import select
+import stat
 import subprocess
 import sys
 import termios
@@ -90,6 +91,11 @@ def test_ctrl_c_stops_the_answer_and_the_chat_goes_on(bastion_home: Path) -> Non
     finally:
         if term.proc.poll() is None:
             term.proc.kill()
+
+    # Line editing kept a history of the questions, private to the user.
+    history = bastion_home / "chat_history"
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600
+    assert "Say hi." in history.read_text()
 
     store = ChatStore(bastion_home / "bastion.db")
     [chat] = store.chats()
