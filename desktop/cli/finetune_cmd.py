@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bastion.desktop.cli.arg_types import ADAPTER_SCALE_LIMIT, float_in
 from bastion.desktop.paths import data_paths
 
 
@@ -52,7 +53,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--eval-every", type=_positive(int), default=None,
                         help="steps between held-out loss measurements (default: the trainer's)")
     parser.add_argument("--resume", action="store_true", help="continue a cancelled or crashed run")
-    parser.add_argument("--scale", type=float, default=1.0, help="merge: the adapter's strength")
+    parser.add_argument("--scale", type=float_in(-ADAPTER_SCALE_LIMIT, ADAPTER_SCALE_LIMIT),
+                        default=1.0, help="merge: the adapter's strength, from -4 to 4")
     parser.add_argument("--quantization", default="Q8_0", help="merge: Q4_0, Q4_1, Q8_0, Q4_K_M, … or F16")
     parser.add_argument("--as", dest="model_name", help="merge: the new model's name")
     parser.set_defaults(func=run_finetune)

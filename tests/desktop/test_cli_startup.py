@@ -20,9 +20,9 @@ from bastion.desktop.grounding import MODES
 from bastion.models.adapter_catalog import SCALE_LIMIT, parse_adapter_spec
 from bastion.models.errors import ModelError
 
-HEAVY = ("torch", "llama_cpp", "PySide6", "sentence_transformers", "transformers",
-         # and what opening the chat database or the model catalog would import
-         "sqlite_utils", "numpy", "gguf")
+ML = ("torch", "llama_cpp", "PySide6", "sentence_transformers", "transformers")
+# and what opening the chat database or the model catalog would import
+HEAVY = (*ML, "sqlite_utils", "numpy", "gguf")
 
 PROBE = """
 import json, sys
@@ -36,9 +36,9 @@ print(json.dumps({"code": code, "heavy": heavy}))
 """
 
 
-def probe(argv: list[str]) -> tuple[int, list[str], str]:
+def probe(argv: list[str], heavy: tuple[str, ...] = HEAVY) -> tuple[int, list[str], str]:
     """Run ``bastion ARGV`` in a fresh interpreter: exit code, heavy modules imported, stderr."""
-    result = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv), json.dumps(HEAVY)],
+    result = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv), json.dumps(heavy)],
                             capture_output=True, text=True, timeout=120)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     return report["code"], report["heavy"], result.stderr
@@ -56,6 +56,7 @@ def probe(argv: list[str]) -> tuple[int, list[str], str]:
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["ask", "hello", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["settings", "set", "colour", "blue"], "invalid choice: 'colour'"),
+    (["finetune", "merge", "facts", "--scale", "5"], "--scale: 5 is out of range"),
     (["settings", "get"], None),  # answered, not only parsed, without the heavy parts
 ])
 def test_refused_and_help_import_nothing_heavy(argv: list[str], message: str | None) -> None:
@@ -66,6 +67,14 @@ def test_refused_and_help_import_nothing_heavy(argv: list[str], message: str | N
     else:
         assert code == 2
         assert message in err
+
+
+def test_the_lab_refuses_before_any_ml_library_loads() -> None:
+    # The lab's parser reads its defaults from the lab's session module (which imports the
+    # chat database's modules), so only the machine-learning libraries are checked here.
+    code, heavy, err = probe(["lab", "run", "q.jsonl", "--limit", "0"], ML)
+    assert (code, heavy) == (2, [])
+    assert "--limit: 0 must be more than 0" in err
 
 
 def test_every_command_module_registers_the_help_the_top_level_shows() -> None:
