@@ -10,5 +10,7 @@ Modules: ``questions`` (the question set), ``arms``, ``metrics`` (scoring one an
 ``stats`` (bootstrap intervals), ``run_folder`` (what a run keeps on disk), ``runner`` (the
 answering loop, as a generator of progress events), ``session`` (checks and wiring on the app),
 ``summary`` (per-arm figures, comparisons, recommendation), ``report`` and ``report_html``
-(the files written), ``plots`` (inline SVG).
+(the files written), ``plots`` (inline SVG), ``costs`` (what each route costs). The freshness
+experiment: ``fact_changes`` (which facts to change, and to what), ``freshness`` (copy, change,
+re-sync, ask again), ``freshness_history`` and ``freshness_report`` (its report section).
 """

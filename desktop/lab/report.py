@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bastion.desktop.lab.report_html import render_html
+from bastion.desktop.lab.freshness_report import FreshnessSection, freshness_section
+from bastion.desktop.lab.report_html import render_html, section_html
 from bastion.desktop.lab.run_folder import RunFolder, RunInfo
 from bastion.desktop.lab.summary import (
     ArmSummary,
@@ -27,6 +28,7 @@ from bastion.desktop.lab.summary import (
     summarise,
 )
 
+FRESHNESS_TITLE = "Freshness: changed facts asked again"
 ACCURACY_MEANS = ("Accuracy counts an answerable question as right when the answer contains a "
                   "gold string (normalised: case, punctuation and articles ignored), and an "
                   "unanswerable one as right when the answer declines. Intervals are 95% "
@@ -57,9 +59,11 @@ def write_reports(folder: RunFolder, seed: int = 0) -> ReportFiles:
     header = header_lines(info, summary, answers)
     files = ReportFiles(folder.path / "report.md", folder.path / "report.html",
                         folder.path / "answers.csv", folder.path / "answers.json", summary)
-    _write(files.markdown, render_markdown(header, summary, info))
+    fresh = freshness_section(folder.path, info.arms, answers, seed)
+    _write(files.markdown, render_markdown(header, summary, info, fresh))
+    extra = section_html(FRESHNESS_TITLE, fresh.table, fresh.lines) if fresh else ""
     _write(files.html, render_html(header, summary, arm_table(summary), difference_table(summary),
-                                   cost_lines(info, summary), answers, ACCURACY_MEANS))
+                                   cost_lines(info, summary), answers, ACCURACY_MEANS, extra))
     rows = [answer_row(a, info) for a in answers]
     _write(files.csv, _csv(rows))
     _write(files.json, json.dumps({"run": info.to_json(), "arms": [_arm_json(s) for s in summary.arms],
@@ -180,13 +184,17 @@ def _md_table(rows: list[list[str]]) -> list[str]:
             + ["| " + " | ".join(r) + " |" for r in cells[1:]])
 
 
-def render_markdown(header: list[str], summary: LabSummary, info: RunInfo) -> str:
-    """The report as Markdown."""
+def render_markdown(header: list[str], summary: LabSummary, info: RunInfo,
+                    fresh: FreshnessSection | None = None) -> str:
+    """The report as Markdown (with the freshness section of a freshness run)."""
     lines = ["# Lab report", "", *header, "", "## Recommendation", ""]
     lines += [f"- {line}" for line in summary.recommendation]
     lines += ["", "## Arms", "", *_md_table(arm_table(summary)), "", ACCURACY_MEANS, ""]
     if summary.comparisons:
         lines += ["## Differences between arms", "", *_md_table(difference_table(summary)), ""]
+    if fresh is not None:
+        lines += [f"## {FRESHNESS_TITLE}", "", *_md_table(fresh.table), "",
+                  *[f"- {line}" for line in fresh.lines], ""]
     lines += ["## Costs of each route", "", *[f"- {c}" for c in cost_lines(info, summary)], "",
               "Every answer: `answers.csv`, `answers.json`; charts: `report.html`.", ""]
     return "\n".join(lines)

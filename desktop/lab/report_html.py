@@ -61,9 +61,15 @@ def _answers_by_question(summary: LabSummary, answers: Sequence[ScoredAnswer]) -
     return "".join(parts)
 
 
+def section_html(title: str, rows: Sequence[Sequence[str]], lines: Sequence[str]) -> str:
+    """A titled section: a table (header first) and sentences below it."""
+    return (f"<h2>{escape(title)}</h2>" + _table(rows)
+            + "".join(f'<p class="note">{inline_markdown(line)}</p>' for line in lines))
+
+
 def render_html(header: Sequence[str], summary: LabSummary, arm_rows: Sequence[Sequence[str]],
                 difference_rows: Sequence[Sequence[str]], costs: Sequence[str],
-                answers: Sequence[ScoredAnswer], accuracy_means: str) -> str:
+                answers: Sequence[ScoredAnswer], accuracy_means: str, extra: str = "") -> str:
     """The whole report page.
 
     Args:
@@ -74,6 +80,7 @@ def render_html(header: Sequence[str], summary: LabSummary, arm_rows: Sequence[S
         costs: One line per route cost.
         answers: Every scored answer (shown per question).
         accuracy_means: What "accuracy" counts.
+        extra: Sections of HTML shown before the costs (e.g. ``section_html``'s).
     """
     points = [Point(s.arm.label, s.accuracy, s.seconds) for s in summary.arms]
     body = [
@@ -86,7 +93,7 @@ def render_html(header: Sequence[str], summary: LabSummary, arm_rows: Sequence[S
     ]
     if len(difference_rows) > 1:
         body += ["<h2>Differences between arms</h2>", _table(difference_rows)]
-    body += ["<h2>Costs of each route</h2><ul>", *[f"<li>{inline_markdown(c)}</li>" for c in costs], "</ul>",
+    body += [extra, "<h2>Costs of each route</h2><ul>", *[f"<li>{inline_markdown(c)}</li>" for c in costs], "</ul>",
              "<h2>Answers, question by question</h2>", _answers_by_question(summary, answers)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>Bastion lab report</title>"
