@@ -17,7 +17,6 @@ from typing import Literal
 
 import numpy as np
 
-from .chunking import CHUNKER_VERSION
 from .db import open_library_db, write_transaction
 from .embedder import Embedder, check_embedder_folder
 from .errors import StoreError
@@ -33,17 +32,14 @@ from .library_types import (
 )
 from .parse_pools import ParsePoolLike
 from .parsers.limits import DEFAULT_MAX_BYTES
-from .reconcile import NOT_A_FOLDER_ROW, ensure_identity, reconcile, recover_interrupted
+from .reconcile import NOT_A_FOLDER_ROW, reconcile
 from .search import CANDIDATES, bm25_candidates, load_hits, rrf_fuse
-from .sync import Pipeline, mark_still_changing
+from .sync_run import sync_collection
 from .vector_index import Matrix, VectorIndex, rescore, shortlist
 
 EmbedderFactory = Callable[[Path | None], Embedder]
 ParsePoolFactory = Callable[[], ParsePoolLike]
 SearchMode = Literal["hybrid", "bm25", "vector"]
-
-# A file rewritten while it was read is read again, up to this many passes in one sync.
-_MAX_PASSES = 3
 
 
 class Library:
@@ -235,53 +231,14 @@ class Library:
     def _sync_one(
         self, info: CollectionInfo, should_stop: Callable[[], bool]
     ) -> Generator[SyncProgress, None, bool]:
-        started = time.monotonic()
-        recover_interrupted(self.db, info.id)
-        embedder = self._embedder(info.embedder_folder)
-        if ensure_identity(self.db, info.id, embedder.id, CHUNKER_VERSION):
-            self._vectors.invalidate(info.id)
-        yield SyncProgress(info.name, "scan", 0, 0, 0, 0.0, 0.0, None, elapsed_s=0.0)
-        work = reconcile(self.db, info.id, include_hidden=self.index_hidden)
-        files = chunks = 0
-        cancelled = False
-        for _ in range(_MAX_PASSES):
-            if not work or cancelled:
-                break
-            with write_transaction(self.db):
-                self.db.execute(
-                    "UPDATE collections SET dimension = ? WHERE id = ?", [embedder.dimension, info.id]
-                )
-            pool = self._parse_pool_factory()
-            pipeline = Pipeline(
-                self.db, self.db_path, (info.id, info.name), work, embedder, pool, should_stop,
-                max_file_bytes=self.max_file_bytes,
-            )
-            run = pipeline.run()
-            try:
-                for event in run:
-                    cancelled = cancelled or event.cancelled
-                    yield event
-            finally:
-                run.close()  # stops the parse thread and releases claims before the pool goes
-                pool.close()
-            files += pipeline.files_done
-            chunks += pipeline.chunks_done
-            # What changed while being read is read again after a fresh scan, never a bare
-            # stat: the scan is what keeps reads inside the folder.
-            requeued = {item.doc_id for item in pipeline.requeue}
-            work = [
-                w for w in reconcile(self.db, info.id, include_hidden=self.index_hidden)
-                if w.doc_id in requeued
-            ] if requeued else []
-        if work and not cancelled:
-            mark_still_changing(self.db, [item.doc_id for item in work], _MAX_PASSES)
-        elapsed = time.monotonic() - started
-        yield SyncProgress(
-            info.name, "done", files, files, chunks, files / elapsed if elapsed else 0.0,
-            chunks / elapsed if elapsed else 0.0, 0.0, elapsed_s=elapsed,
-            counts=self.status(info.name)[0].counts, cancelled=cancelled,
-        )
-        return cancelled
+        return (yield from sync_collection(
+            self.db, self.db_path, info, self._embedder(info.embedder_folder),
+            self._parse_pool_factory, should_stop,
+            reconcile=reconcile,  # looked up here, so tests can wrap the scan
+            max_file_bytes=self.max_file_bytes, index_hidden=self.index_hidden,
+            on_rebuild=lambda: self._vectors.invalidate(info.id),
+            counts=lambda: self.status(info.name)[0].counts,
+        ))
 
     # ---- search -------------------------------------------------------------------------
 

@@ -117,6 +117,9 @@ class CollectionStatus:
         ]
 
 
+SyncAction = Literal["loading", "reading", "parsing", "embedding"]
+
+
 @dataclass(frozen=True)
 class SyncProgress:
     """A progress event of ``Library.sync``; every event is also a cancel point.
@@ -124,6 +127,14 @@ class SyncProgress:
     ``phase``: "scan" (walking folders), "index" (parsing/embedding), "done" (``finished``).
     ``chunks``: while indexing, the chunks embedded so far (a long document moves it batch by
     batch); in "done", the chunks stored.
+
+    Work is measured in bytes: ``bytes_total`` is the size of the files this sync looks at
+    (files skipped unread as too large weigh nothing), ``bytes_done`` how much of it is done —
+    half of a file's bytes when its parse comes back, the other half as its chunks are
+    embedded. ``eta_s`` is the bytes left over the bytes per second measured lately.
+    ``files_before``/``bytes_before``: files of the collection already done when this sync
+    began (a resumed sync starts where the last one stopped, not at zero).
+    ``action``/``action_s``: what is being done to ``current`` right now, and for how long.
     """
 
     collection: str
@@ -138,6 +149,41 @@ class SyncProgress:
     elapsed_s: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     cancelled: bool = False
+    bytes_done: int = 0
+    bytes_total: int = 0
+    bytes_per_s: float = 0.0
+    files_before: int = 0
+    bytes_before: int = 0
+    action: SyncAction | None = None
+    action_s: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        """How much of the collection is done, 0 to 1: by bytes, counting what was done before
+        this sync; by files when there are no bytes to go by."""
+        total = self.bytes_before + self.bytes_total
+        if total > 0:
+            return min(1.0, (self.bytes_before + self.bytes_done) / total)
+        files = self.files_before + self.files_total
+        return min(1.0, (self.files_before + self.files_done) / files) if files else 0.0
+
+    @property
+    def current_label(self) -> str | None:
+        """ "parsing report.pdf · 14 s": the file being worked on and for how long."""
+        if self.action == "loading":
+            return f"loading the embedding model · {self.action_s:.0f} s"
+        if self.current is None:
+            return None
+        name = self.current.replace("\\", "/").rsplit("/", 1)[-1]
+        return f"{self.action or 'indexing'} {name} · {self.action_s:.0f} s"
+
+    @property
+    def before_note(self) -> str | None:
+        """ "1,210 of 3,633 files done before this sync", or None when none were."""
+        if not self.files_before:
+            return None
+        return (f"{self.files_before:,} of {self.files_before + self.files_total:,} files done "
+                "before this sync")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from .parsers.fsread import FileStat, sha256_file
 from .parsers.types import ParseOutcome
 from .parsers.verdicts import FileBroken, FileChanged, FileSkipped, FileVanished
 from .reconcile import SETTLED, WorkItem
+from .sync_progress import ActivityBoard
 
 # Characters of parsed text that may wait for the embedder; one larger document still passes.
 HELD_CHARS = 4_000_000
@@ -101,6 +102,7 @@ class ParseThread:
         events: Where events go; ``stop`` makes the thread end at its next step.
         claimed: Documents claimed ``in_progress`` and not yet settled (shared with the owner).
         max_file_bytes: Larger files are skipped as too large, before they are hashed.
+        board: Where the thread says which file it reads or parses, and since when.
     """
 
     def __init__(
@@ -112,10 +114,12 @@ class ParseThread:
         stop: threading.Event,
         claimed: set[int],
         max_file_bytes: int,
+        board: ActivityBoard | None = None,
     ) -> None:
         self.db_path, self.work, self.pool = db_path, work, pool
         self.events, self.stop, self.claimed = events, stop, claimed
         self.max_file_bytes = max_file_bytes
+        self.board = board or ActivityBoard()
         self.held = HeldText()
 
     def put(self, event: object) -> bool:
@@ -148,7 +152,9 @@ class ParseThread:
                     sha_after, _ = sha256_file(item.path, st, self.max_file_bytes)
                 except (FileBroken, FileSkipped, OSError):
                     sha_after = ""
-                if not self._hand_over(item, outcome, sha, st, sha_after != sha, tokenizer, max_tokens):
+                handed = self._hand_over(item, outcome, sha, st, sha_after != sha, tokenizer, max_tokens)
+                self.board.end(item.doc_id)
+                if not handed:
                     break
         except BaseException as error:  # surfaces in the owner thread, never lost
             self.put(error)
@@ -198,6 +204,7 @@ class ParseThread:
         for item in self.work:
             if self.stop.is_set():
                 return
+            self.board.begin(item.doc_id, "reading", item.display)
             try:
                 sha, st = sha256_file(item.path, item.stat, self.max_file_bytes)
             except FileVanished:
@@ -219,6 +226,8 @@ class ParseThread:
                 why = error.strerror or str(error)
                 self.put(Settled(item, "failed", f"Cannot read it ({why}). Check its permissions."))
                 continue
+            finally:
+                self.board.end(item.doc_id)
             if item.old_state in SETTLED and item.old_sha == sha:
                 self.put(Settled(item, "touched", sha=sha, stat=st))
                 continue
@@ -230,4 +239,6 @@ class ParseThread:
                 )
             self.claimed.add(item.doc_id)
             claims[str(Path(item.path))] = (item, sha, st)
+            # The pool takes the next file when a worker is free: parsing starts now.
+            self.board.begin(item.doc_id, "parsing", item.display)
             yield ParseRequest(Path(item.path), st)

@@ -5,7 +5,9 @@ in its own committed transaction (``in_progress``, attempts + 1) right before it
 parse pool, and chunks what comes back. The owner thread embeds chunks in batches across
 documents, so the embedder never waits for small files, and swaps each document's chunks and
 vectors in one transaction. ``Pipeline.run`` is a generator: every event it yields is a progress
-report and a cancel point, one at least per embedding batch, so a huge document is never silent.
+report and a cancel point. An embedding batch runs on a helper thread while the generator
+reports every ``HEARTBEAT_S``, and waiting for a parse does too, so a huge document is never
+silent: the event names the file, what is done to it and for how long (``sync_progress``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,9 +34,12 @@ from .parse_pools import ParsePoolLike
 from .parse_thread import DONE, Parsed, ParseThread, Settled
 from .parsers.limits import DEFAULT_MAX_BYTES
 from .reconcile import WorkItem
+from .sync_progress import Activity, ActivityBoard, ProgressMeter
 from .vector_index import vector_to_blob
 
 EMBED_BATCH = 64
+# How often a progress event comes while one embedding batch runs.
+HEARTBEAT_S = 0.5
 _QUEUE_DEPTH = 16
 
 
@@ -44,6 +51,7 @@ class _Buffered:
     parsed: Parsed
     vectors: list[NDArray[np.float32]] = field(default_factory=list)
     embedded: int = 0
+    started: float | None = None  # when its first batch went to the embedder (monotonic)
 
 
 def sqlite_text(text: str | None) -> str | None:
@@ -73,6 +81,7 @@ class Pipeline:
         pool: ParsePoolLike,
         cancel: Cancel,
         max_file_bytes: int = DEFAULT_MAX_BYTES,
+        before: tuple[int, int] = (0, 0),
     ) -> None:
         self.db, self.db_path = db, db_path
         self.collection_id, self.collection_name = collection
@@ -82,14 +91,20 @@ class Pipeline:
         self.claimed: set[int] = set()
         #: Files that changed while being read, to read again after a fresh scan.
         self.requeue: list[WorkItem] = []
+        self.board = ActivityBoard()
         self.parser = ParseThread(
-            db_path, work, pool, self.queue, self.stop, self.claimed, max_file_bytes
+            db_path, work, pool, self.queue, self.stop, self.claimed, max_file_bytes, self.board
         )
         self.files_done = 0
         self.chunks_done = 0
         self.chunks_embedded = 0  # progress inside a long document, before its swap
-        self.started = time.monotonic()
+        #: Files and bytes of the collection done before this pass began.
+        self.files_before, self.bytes_before = before
+        self.meter = ProgressMeter(work, max_file_bytes)
+        self.started = self.meter.started
         self.current: str | None = None
+        self.buffer: deque[_Buffered] = deque()
+        self._embedding: ThreadPoolExecutor | None = None
 
     # ---- owner thread -------------------------------------------------------------------
 
@@ -100,7 +115,7 @@ class Pipeline:
         thread = threading.Thread(
             target=self.parser.run, args=(tokenizer, max_tokens), name="bastion-parse", daemon=True
         )
-        buffer: deque[_Buffered] = deque()
+        buffer = self.buffer
         pending = 0
         producer_done = False
         thread.start()
@@ -128,12 +143,13 @@ class Pipeline:
                             yield self.progress()
                         else:
                             buffer.append(_Buffered(event))
+                            self.meter.parsed(event.item.doc_id)
                             pending += len(event.chunks)
                         continue
                     if pending == 0:
                         yield self.progress()  # idle heartbeat: still a cancel point
                         continue
-                pending -= self._embed_batch(buffer)
+                pending -= yield from self._embed_batch(buffer)
                 swapped = False
                 while buffer and buffer[0].embedded == len(buffer[0].parsed.chunks):
                     self._swap(buffer.popleft())
@@ -148,23 +164,38 @@ class Pipeline:
             # that long. The daemon thread stops at its next step; closing the pool ends its
             # worker, and its late writes only lower an attempt count.
             thread.join(timeout=5)
+            if self._embedding is not None:
+                self._embedding.shutdown(wait=True)  # at most the batch under way
             self._release_claims()
 
     def progress(self, cancelled: bool = False) -> SyncProgress:
         """A progress event for the work done so far."""
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        files_per_s = self.files_done / elapsed
-        chunks_per_s = self.chunks_embedded / elapsed
-        remaining = len(self.work) - self.files_done
-        eta = remaining / files_per_s if files_per_s > 0 else None
+        now = time.monotonic()
+        elapsed = max(now - self.started, 1e-6)
+        bytes_per_s = self.meter.rate(now)
+        activity = self._activity()
+        if activity is not None:
+            self.current = activity.display
         return SyncProgress(
             collection=self.collection_name, phase="index", files_done=self.files_done,
-            files_total=len(self.work), chunks=self.chunks_embedded, files_per_s=files_per_s,
-            chunks_per_s=chunks_per_s, eta_s=eta, current=self.current, elapsed_s=elapsed,
-            cancelled=cancelled,
+            files_total=len(self.work), chunks=self.chunks_embedded,
+            files_per_s=self.files_done / elapsed, chunks_per_s=self.chunks_embedded / elapsed,
+            eta_s=self.meter.eta(bytes_per_s), current=self.current, elapsed_s=elapsed,
+            cancelled=cancelled, bytes_done=self.meter.bytes_done,
+            bytes_total=self.meter.bytes_total, bytes_per_s=bytes_per_s,
+            files_before=self.files_before, bytes_before=self.bytes_before,
+            action=activity.action if activity else None,
+            action_s=now - activity.since if activity else 0.0,
         )
 
-    def _embed_batch(self, buffer: deque[_Buffered]) -> int:
+    def _activity(self) -> Activity | None:
+        """The document being embedded, else the one the parse thread has spent longest on."""
+        head = self.buffer[0] if self.buffer else None
+        if head is not None and head.started is not None:
+            return Activity("embedding", head.parsed.item.display, head.started)
+        return self.parser.board.oldest()
+
+    def _embed_batch(self, buffer: deque[_Buffered]) -> Generator[SyncProgress, None, int]:
         texts: list[str] = []
         spans: list[tuple[_Buffered, int]] = []
         for entry in buffer:
@@ -179,14 +210,26 @@ class Pipeline:
                 break
         if not texts:
             return 0
+        now = time.monotonic()
+        for entry, _ in spans:
+            entry.started = entry.started or now
         self.current = spans[0][0].parsed.item.display
-        vectors = self.embedder.embed(texts)
+        if self._embedding is None:
+            self._embedding = ThreadPoolExecutor(1, thread_name_prefix="bastion-embed")
+        batch = self._embedding.submit(self.embedder.embed, texts)
+        while True:
+            try:
+                vectors = batch.result(timeout=HEARTBEAT_S)
+                break
+            except FutureTimeout:
+                yield self.progress()  # the batch goes on; the consumer hears from us
         self.chunks_embedded += len(texts)
         offset = 0
         for entry, take in spans:
             entry.vectors.append(vectors[offset : offset + take])
             entry.embedded += take
             offset += take
+            self.meter.parsed(entry.parsed.item.doc_id, entry.embedded, len(entry.parsed.chunks))
         return len(texts)
 
     def _finish_without_vectors(self, parsed: Parsed) -> bool:
@@ -223,6 +266,7 @@ class Pipeline:
             reason = outcome.reason or "No text found in it; nothing to index."
             self._set_state(item.doc_id, state, reason, parsed=parsed)
         self.files_done += 1
+        self.meter.settled(item.doc_id)
         return True
 
     def _set_state(
@@ -295,6 +339,7 @@ class Pipeline:
         self.claimed.discard(parsed.item.doc_id)
         self.parser.held.release(parsed.held_chars)
         self.files_done += 1
+        self.meter.settled(parsed.item.doc_id)
         self.chunks_done += len(parsed.chunks)
         self.current = parsed.item.display
 
@@ -309,6 +354,7 @@ class Pipeline:
                 f"It changed after the folder was scanned ({event.reason}); it will be read again.",
             )
             self.files_done += 1
+            self.meter.settled(item.doc_id)
             return
         with write_transaction(self.db):
             if event.kind == "gone":
@@ -332,6 +378,7 @@ class Pipeline:
                     [state, sqlite_text(event.reason), now, item.doc_id],
                 )
         self.files_done += 1
+        self.meter.settled(item.doc_id)
 
     def _bump(self) -> None:
         self.db.execute(
@@ -359,20 +406,3 @@ class Pipeline:
             )
         self.claimed.clear()
 
-
-def mark_still_changing(db: sqlite_utils.Database, doc_ids: list[int], passes: int) -> None:
-    """Documents that changed while being read in each of ``passes`` passes end ``skipped``.
-
-    No size is kept, so the next sync reads them again (a file still being written, such as a
-    growing log, is indexed once it settles).
-    """
-    reason = (
-        f"It kept changing while being read ({passes} times in this sync), as a file that is "
-        "still being written does; it is read again at the next sync."
-    )
-    with write_transaction(db):
-        db.conn.executemany(
-            "UPDATE documents SET state = 'skipped', reason = ?, size = NULL, mtime_ns = NULL, "
-            "sha256 = NULL, chunk_count = 0, updated_at = ? WHERE id = ?",
-            [(reason, time.time(), doc_id) for doc_id in doc_ids],
-        )
