@@ -61,6 +61,8 @@ class Message:
     created: float
     sources: list[Source] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    # The user marked this answer good ("✓ good answer"): a gold answer for a lab question set.
+    marked_good: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,16 @@ def _migration_002_chat_adapters(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE chats ADD COLUMN adapters TEXT NOT NULL DEFAULT '[]'")
 
 
+def _migration_003_marked_answers(db: sqlite_utils.Database) -> None:
+    # When the user marked an answer good (NULL: not marked); a column rather than a meta key,
+    # since finishing or re-storing an answer rewrites its meta.
+    db.execute("ALTER TABLE messages ADD COLUMN marked_good_at REAL")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", _migration_001_initial),
     ("002_chat_adapters", _migration_002_chat_adapters),
+    ("003_marked_answers", _migration_003_marked_answers),
 ]
 
 # The ledger's timestamp column, as sqlite-utils created it in the first chat histories.
@@ -262,6 +271,44 @@ class ChatStore:
         rows = self.db.query("SELECT * FROM messages WHERE chat_id = ? ORDER BY id", [chat_id])
         return [_message(r) for r in rows]
 
+    def mark_good(self, message_id: int, good: bool = True) -> Message:
+        """Mark a finished answer good (or take the mark back).
+
+        Raises:
+            StoreError: there is no such message, or it is not a finished answer.
+        """
+        with self._write():
+            message = self.message(message_id)
+            if message.role != "assistant" or message.status != "complete":
+                raise StoreError("Only a finished answer can be marked good; this message is "
+                                 f"{'a question' if message.role == 'user' else message.status}.")
+            self.db.execute("UPDATE messages SET marked_good_at = ? WHERE id = ?",
+                            [time.time() if good else None, message_id])
+        return self.message(message_id)
+
+    def marked_answers(self, chat_ids: Sequence[int] | None = None) -> list[tuple[Message, Message]]:
+        """Each answer marked good, with the question before it, oldest first; only those of
+        ``chat_ids`` if given. An answer with no question before it is left out.
+
+        Raises:
+            StoreError: a chat of ``chat_ids`` does not exist.
+        """
+        for chat_id in chat_ids or ():
+            self.chat(chat_id)
+        sql = "SELECT * FROM messages WHERE marked_good_at IS NOT NULL AND role = 'assistant'"
+        params: list[Any] = []
+        if chat_ids:
+            sql += f" AND chat_id IN ({','.join('?' * len(chat_ids))})"
+            params = list(chat_ids)
+        pairs = []
+        for row in self.db.query(sql + " ORDER BY chat_id, id", params):
+            before = list(self.db.query(
+                "SELECT * FROM messages WHERE chat_id = ? AND id < ? ORDER BY id DESC LIMIT 1",
+                [row["chat_id"], row["id"]]))
+            if before and before[0]["role"] == "user":
+                pairs.append((_message(before[0]), _message(row)))
+        return pairs
+
     def truncate_after(self, chat_id: int, message_id: int, *, inclusive: bool) -> None:
         """Delete the messages after (or from) ``message_id``: editing or regenerating a turn."""
         op = ">=" if inclusive else ">"
@@ -312,4 +359,5 @@ def _message(row: dict[str, Any]) -> Message:
         status=row["status"], created=row["created"],
         sources=[Source(**s) for s in json.loads(row["sources"] or "[]")],
         meta=dict(json.loads(row["meta"] or "{}")),
+        marked_good=row.get("marked_good_at") is not None,
     )

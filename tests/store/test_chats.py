@@ -236,3 +236,53 @@ def test_a_history_from_before_adapters_opens_with_none(tmp_path: Path) -> None:
     store = ChatStore(path)
     assert [c.adapters for c in store.chats()] == [[]]
     store.close()
+
+
+def test_a_history_from_before_marks_opens_with_every_answer_unmarked(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite_utils.Database(path)) as db:  # as version 002 left it
+        run_migrations(db, chats.MIGRATIONS[:2], applied_column="applied")
+        chat_id = db.table("chats").insert({"title": "old", "mode": "model", "collections": "[]",
+                                            "created": 1.0, "updated": 1.0}).last_pk
+        for role, content in (("user", "Who?"), ("assistant", "Marta [1].")):
+            db.table("messages").insert({"chat_id": chat_id, "role": role, "content": content,
+                                         "status": "complete", "created": 1.0, "sources": "[]",
+                                         "meta": "{}"})
+    store = ChatStore(path)
+    question, answer = store.messages(chat_id)
+    assert not answer.marked_good and store.marked_answers() == []
+    assert store.mark_good(answer.id).marked_good
+    assert store.marked_answers() == [(question, store.message(answer.id))]
+    store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY name")]
+    assert names == ["001_initial", "002_chat_adapters", "003_marked_answers"]
+
+
+def test_marking_answers_good_and_listing_them_with_their_questions(tmp_path: Path) -> None:
+    store = ChatStore(tmp_path / "bastion.db")
+    first, second = store.create_chat(), store.create_chat()
+    q1 = store.add_message(first.id, "user", "What is the code?")
+    a1 = store.add_message(first.id, "assistant", "It is 4417 [1].")
+    store.add_message(first.id, "user", "And the lot?")
+    a2 = store.add_message(first.id, "assistant", "Lot C.")
+    q3 = store.add_message(second.id, "user", "Who founded it?")
+    a3 = store.add_message(second.id, "assistant", "Marta Quell.")
+    streaming = store.add_message(second.id, "assistant", "Part", status="streaming")
+
+    store.mark_good(a1.id)
+    store.mark_good(a3.id)
+    store.mark_good(a2.id)
+    assert not store.mark_good(a2.id, good=False).marked_good  # taken back
+    assert [(q.id, a.id) for q, a in store.marked_answers()] == [(q1.id, a1.id), (q3.id, a3.id)]
+    assert [(q.id, a.id) for q, a in store.marked_answers([second.id])] == [(q3.id, a3.id)]
+    # A finished answer keeps its mark when read back with the chat.
+    assert [m.marked_good for m in store.messages(first.id)] == [False, True, False, False]
+
+    with pytest.raises(StoreError, match="Only a finished answer can be marked good; this message is a question"):
+        store.mark_good(q1.id)
+    with pytest.raises(StoreError, match="this message is streaming"):
+        store.mark_good(streaming.id)
+    with pytest.raises(StoreError, match="There is no chat 99"):
+        store.marked_answers([99])
+    store.close()
