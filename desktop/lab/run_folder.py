@@ -3,7 +3,6 @@
     run.json         the run's settings (question set hash, model, arms, sampling, costs)
     questions.jsonl  a copy of the question set
     answers.jsonl    one line per answer, appended (and fsynced) as each answer comes
-    lab.db           the run's own chat history (the user's chats are never touched)
     report.*, answers.csv, answers.json   written by ``bastion lab report``
 """
 
@@ -24,7 +23,6 @@ from bastion.desktop.lab.questions import QuestionSet, load_questions
 RUN_FILE = "run.json"
 QUESTIONS_FILE = "questions.jsonl"
 ANSWERS_FILE = "answers.jsonl"
-CHATS_DB = "lab.db"
 RUN_VERSION = 1
 # What makes two runs the same experiment: answers of one may continue the other.
 IDENTITY = ("questions_sha256", "collection", "model_file", "arms", "sampling", "system_prompt")
@@ -73,7 +71,7 @@ class AnswerRecord:
     prompt_tokens: int = 0
     finish_reason: str | None = None
     engine_rss_mb: float | None = None
-    chat_id: int | None = None
+    chat_id: int | None = None  # runs before answer_once answered in throwaway chats
     answered_at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -98,10 +96,6 @@ class RunFolder:
     @property
     def answers_file(self) -> Path:
         return self.path / ANSWERS_FILE
-
-    @property
-    def chats_db(self) -> Path:
-        return self.path / CHATS_DB
 
     def exists(self) -> bool:
         return self.run_file.is_file()

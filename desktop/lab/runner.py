@@ -1,10 +1,11 @@
-"""The lab's answering loop: every question through every arm, by the real assistant.
+"""The lab's answering loop: every question through every arm, by ``answer_once``.
 
 A generator of progress events (the CLI prints them, the window would show them): each answer
 is appended to the run folder before its event is yielded, so closing the generator or killing
 the process loses at most the answer in progress, and the next run asks only what is missing.
 Questions go round the arms one by one, so a run stopped early still compares every arm on the
-same questions.
+same questions. Answers are made as the chat's are, without a chat: nothing is stored but the run
+folder's records.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from bastion.desktop.assistant import AnswerDone, Assistant, ChatEngine, PassagesFound
+from bastion.desktop.answering import AnswerConfig, ChatEngine, answer_once
 from bastion.desktop.grounding import Hit, Retriever
 from bastion.desktop.lab.arms import Arm
 from bastion.desktop.lab.costs import engine_rss_mb
@@ -23,13 +23,13 @@ from bastion.desktop.lab.metrics import Passage, Scores, score
 from bastion.desktop.lab.questions import Question
 from bastion.desktop.lab.run_folder import AnswerRecord, RunFolder
 from bastion.models.engine_types import Sampling
-from bastion.store.chats import ChatStore
 
 
 @dataclass
 class RecordingRetriever:
     """Wraps a retriever to keep the full text of every passage found for the current answer
-    (stored answers keep only a snippet; citation hits need the whole passage)."""
+    (stored chat answers keep only a snippet; ``bench/squad_bench.py`` scores citations on the
+    whole passage; ``answer_once`` records carry the full texts themselves)."""
 
     inner: Retriever
     hits: dict[tuple[str, int | None], str] = field(default_factory=dict)
@@ -126,32 +126,23 @@ def run_lab(plan: LabPlan, parts: LabParts, folder: RunFolder,
     todo = [(q, arm) for q, arm in pairs if (q.id, arm.key) not in done]
     already = len(pairs) - len(todo)
     yield LabStarted(total=len(pairs), already_done=already, folder=folder.path)
-    recorder = RecordingRetriever(parts.retriever) if parts.retriever is not None else None
-    chats = ChatStore(folder.chats_db)
-    try:
-        assistant = Assistant(engine=parts.engine, chats=chats, retriever=recorder,
-                              system_prompt=parts.system_prompt, sampling=parts.sampling,
-                              adapter_path=parts.adapter_path)
-        started = time.monotonic()
-        answered = 0
-        for question, arm in todo:
-            if should_stop is not None and should_stop():
-                break
-            record = answer_one(assistant, chats, recorder, question, arm, plan.collection,
-                                should_stop)
-            if record is None:  # stopped mid-answer: asked again next time
-                break
-            folder.append(record)
-            answered += 1
-            elapsed = time.monotonic() - started
-            remaining = len(todo) - answered
-            yield LabAnswered(
-                done=already + answered, total=len(pairs), question=question, arm=arm,
-                record=record, scores=score_record(question, record), elapsed_s=elapsed,
-                eta_s=elapsed / answered * remaining)
-        yield LabFinished(folder=folder.path, answered=answered, total=len(pairs))
-    finally:
-        chats.close()
+    started = time.monotonic()
+    answered = 0
+    for question, arm in todo:
+        if should_stop is not None and should_stop():
+            break
+        record = answer_one(parts, question, arm, plan.collection, should_stop)
+        if record is None:  # stopped mid-answer: asked again next time
+            break
+        folder.append(record)
+        answered += 1
+        elapsed = time.monotonic() - started
+        remaining = len(todo) - answered
+        yield LabAnswered(
+            done=already + answered, total=len(pairs), question=question, arm=arm,
+            record=record, scores=score_record(question, record), elapsed_s=elapsed,
+            eta_s=elapsed / answered * remaining)
+    yield LabFinished(folder=folder.path, answered=answered, total=len(pairs))
 
 
 def duration(seconds: float | None) -> str:
@@ -171,47 +162,39 @@ def score_record(question: Question, record: AnswerRecord) -> Scores:
                  question.unanswerable, question.source)
 
 
-def answer_one(assistant: Assistant, chats: ChatStore, recorder: RecordingRetriever | None,
-               question: Question, arm: Arm, collection: str | None,
+def answer_one(parts: LabParts, question: Question, arm: Arm, collection: str | None,
                should_stop: Callable[[], bool] | None = None) -> AnswerRecord | None:
-    """Ask ``question`` in a new chat set up as ``arm``; None if the answer did not complete
-    (``should_stop`` said so: the engine is told to stop at the next event)."""
-    collections = [collection] if arm.uses_documents and collection else []
-    chat = chats.create_chat(title=f"{question.id} · {arm.label}"[:120], mode=arm.mode,
-                             collections=collections, adapters=arm.adapters)
-    if recorder is not None:
-        recorder.reset()
+    """Answer ``question`` as ``arm``; None if the answer did not complete (``should_stop``
+    said so: the engine is told to stop at the next event)."""
+    collections = (collection,) if arm.uses_documents and collection else ()
+    config = AnswerConfig(mode=arm.mode, collections=collections, adapters=arm.adapters,
+                          sampling=parts.sampling, system_prompt=parts.system_prompt)
     started = time.perf_counter()
-    done: AnswerDone | None = None
-    retrieval_ms: float | None = None
-    for event in assistant.ask(chat.id, question.question):
-        if isinstance(event, PassagesFound):
-            retrieval_ms = event.retrieval_ms
-        elif isinstance(event, AnswerDone):
-            done = event
-        elif should_stop is not None and should_stop():
-            # Asked at each event, from this thread: a stop that came before generation began
-            # (during retrieval) reaches the engine once its request is running.
-            assistant.cancel()
+    with answer_once(question.question, config, parts.engine, parts.retriever,
+                     adapter_path=parts.adapter_path) as stream:
+        for _event in stream:
+            if should_stop is not None and should_stop():
+                # Asked at each event, from this thread: a stop that came before generation
+                # began (during retrieval) reaches the engine once its request is running.
+                parts.engine.cancel()
     seconds = time.perf_counter() - started
-    if done is None or done.message.status != "complete":
+    made = stream.record
+    if made is None or not made.complete:
         return None
-    message = done.message
-    meta: dict[str, Any] = message.meta
     passages = [
-        Passage(n=s.n, path=s.path, page=s.page, cited=s.cited, cited_by=s.cited_by,
-                text=recorder.text_of(s.path, s.char_start, s.snippet) if recorder else s.snippet)
-        for s in message.sources
+        Passage(n=s.n, path=s.path, page=s.page, cited=s.cited, cited_by=s.cited_by, text=text)
+        for s, text in zip(made.sources, made.passage_texts, strict=True)
     ]
-    generated = int(meta.get("generated_tokens") or 0)
+    stats = made.stats
+    generated = stats.generated_tokens if stats else 0
+    searched = made.query is not None
     return AnswerRecord(
-        question_id=question.id, arm=arm.key, answer=message.content, not_found=done.not_found,
+        question_id=question.id, arm=arm.key, answer=made.text, not_found=made.not_found,
         passages=passages, seconds=round(seconds, 3),
-        retrieval_ms=round(retrieval_ms, 1) if retrieval_ms is not None else None,
-        time_to_first_token_s=meta.get("time_to_first_token_s") if generated else None,
-        generation_tps=meta.get("generation_tps") if generated else None,
-        generated_tokens=generated, prompt_tokens=int(meta.get("prompt_tokens") or 0),
-        finish_reason=meta.get("finish_reason"), engine_rss_mb=engine_rss_mb(assistant.engine),
-        chat_id=chat.id, answered_at=round(time.time(), 3),
+        retrieval_ms=round(made.retrieval_ms, 1) if searched else None,
+        time_to_first_token_s=round(stats.time_to_first_token_s, 3) if stats and generated else None,
+        generation_tps=round(stats.generation_tps, 1) if stats and generated else None,
+        generated_tokens=generated, prompt_tokens=stats.prompt_tokens if stats else 0,
+        finish_reason=stats.finish_reason if stats else None,
+        engine_rss_mb=engine_rss_mb(parts.engine), answered_at=round(time.time(), 3),
     )
-

@@ -97,8 +97,9 @@ def test_lab_run_answers_reports_and_report_again(
     assert "[6/6]" in err and "ETA" in err
     assert "Recommended route" in out and str(out_dir / "report.html") in out
     for name in ("report.md", "report.html", "answers.csv", "answers.json", "answers.jsonl",
-                 "run.json", "questions.jsonl", "lab.db"):
+                 "run.json", "questions.jsonl"):
         assert (out_dir / name).is_file(), name
+    assert not (out_dir / "lab.db").exists()  # answers are made without throwaway chats
     run = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
     assert run["sampling"]["temperature"] == 0.0 and run["sampling"]["max_tokens"] == 40
     assert run["costs"]["collection"]["documents"] == 2 and run["costs"]["model"]["bytes"] > 0

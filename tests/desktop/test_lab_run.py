@@ -116,7 +116,7 @@ def test_every_arm_answers_every_question_greedy_and_recorded(tmp_path: Path) ->
     assert by[("moon", "docs")].scores.abstained  # nothing retrieved: "not found", no model call
     assert by[("france", "docs")].record.passages[0].text == "The capital of France is Paris."
     assert len(folder.answers()) == 20
-    assert folder.chats_db.exists()
+    assert not (folder.path / "lab.db").exists()  # answers are made without throwaway chats
 
 
 def test_the_users_chat_history_is_untouched(tmp_path: Path, bastion_home: Path) -> None:
