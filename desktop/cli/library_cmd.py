@@ -1,7 +1,9 @@
 """``bastion library add|sync|watch|status|files|remove`` and ``bastion search``.
 
 Thin: every command calls ``bastion.desktop.library``. Long work reports progress on stderr
-(files/s, chunks/s, ETA); Ctrl-C stops cleanly and the next sync resumes where it stopped.
+(a bar on a terminal: share of the bytes done, speed, ETA, the file at work; ``--json``: JSON
+lines on stdout, ``sync_output.py``); Ctrl-C stops cleanly and the next sync resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from bastion.desktop import library as use_case
+from bastion.desktop.cli.sync_output import JsonProgress, ProgressPrinter
 from bastion.store.library_types import (
     DOCUMENT_STATES,
     CollectionStatus,
@@ -37,16 +39,22 @@ def register(subparsers: Any) -> None:
     add.add_argument("--embedder", type=Path, metavar="FOLDER",
                      help="a local sentence-transformers folder (default: all-MiniLM-L6-v2)")
     add.add_argument("--no-sync", action="store_true", help="only record the folders; index later")
+    add.add_argument("--json", action="store_true",
+                     help="print progress as JSON lines on stdout instead of a bar")
     add.set_defaults(func=run_add)
 
     sync = commands.add_parser("sync", help="bring collections up to date with their folders")
     sync.add_argument("name", nargs="?", help="one collection (default: all)")
+    sync.add_argument("--json", action="store_true",
+                      help="print progress as JSON lines on stdout instead of a bar")
     sync.set_defaults(func=run_sync)
 
     watch = commands.add_parser("watch", help="keep collections in sync as files change (Ctrl-C stops)")
     watch.add_argument("name", nargs="?", help="one collection (default: all)")
     watch.add_argument("--reconcile", type=float, default=use_case.RECONCILE_INTERVAL_S, metavar="SECONDS",
                        help="full re-check interval (default: %(default)s)")
+    watch.add_argument("--json", action="store_true",
+                       help="print progress and waits as JSON lines on stdout")
     watch.set_defaults(func=run_watch)
 
     status = commands.add_parser("status", help="documents per state, and why some are not indexed")
@@ -81,25 +89,32 @@ def run_add(args: argparse.Namespace) -> int:
         print(f"Collection {args.name!r}: {', '.join(library.collection(args.name).roots)}", file=sys.stderr)
         if args.no_sync:
             return 0
-        return _sync(library.sync(args.name), sys.stderr)
+        return _sync(library.sync(args.name), _printer(args))
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    """``library sync [NAME]``."""
+    """``library sync [NAME] [--json]``."""
     with use_case.open_library() as library:
-        return _sync(library.sync(args.name), sys.stderr)
+        return _sync(library.sync(args.name), _printer(args))
+
+
+def _printer(args: argparse.Namespace) -> ProgressPrinter | JsonProgress:
+    return JsonProgress(sys.stdout) if getattr(args, "json", False) else ProgressPrinter(sys.stderr)
 
 
 def run_watch(args: argparse.Namespace) -> int:
-    """``library watch [NAME]``: sync, then follow changes until Ctrl-C."""
+    """``library watch [NAME] [--json]``: sync, then follow changes until Ctrl-C."""
     with use_case.open_library() as library:
-        printer = ProgressPrinter(sys.stderr)
+        printer = _printer(args)
         events = use_case.watch(library, args.name, reconcile_s=args.reconcile)
         print("Watching for changes (Ctrl-C stops).", file=sys.stderr)
         try:
             for event in events:
                 if isinstance(event, SyncProgress):
                     printer.show(event)
+                elif args.json:
+                    print(json.dumps({"type": "watch", "reason": event.reason,
+                                      "changed_paths": event.changed_paths}), flush=True)
         except KeyboardInterrupt:
             events.close()
             print("\nStopped watching; the next sync resumes where this one stopped.", file=sys.stderr)
@@ -158,8 +173,7 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sync(events: Iterable[SyncProgress], err: TextIO) -> int:
-    printer = ProgressPrinter(err)
+def _sync(events: Iterable[SyncProgress], printer: ProgressPrinter | JsonProgress) -> int:
     iterator = iter(events)
     try:
         for event in iterator:
@@ -168,41 +182,9 @@ def _sync(events: Iterable[SyncProgress], err: TextIO) -> int:
         close = getattr(iterator, "close", None)
         if close:
             close()
-        print("\nStopped; the next sync resumes where this one stopped.", file=err)
+        print("\nStopped; the next sync resumes where this one stopped.", file=sys.stderr)
         return 130
     return 0
-
-
-class ProgressPrinter:
-    """One refreshing progress line on a terminal; a line every few seconds otherwise."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.tty = out.isatty()
-        self.last = 0.0
-
-    def show(self, event: SyncProgress) -> None:
-        """Print ``event`` if enough time passed (always for a collection's last event)."""
-        now = time.monotonic()
-        if event.phase == "done":
-            end = "\n" if self.tty else ""
-            counts = ", ".join(f"{n} {s}" for s, n in event.counts.items() if n)
-            print(f"{end}{event.collection}: {event.files_done} files, {event.chunks} chunks in "
-                  f"{event.elapsed_s:.1f} s ({event.chunks_per_s:.1f} chunks/s) — {counts or 'empty'}"
-                  + (" (stopped)" if event.cancelled else ""), file=self.out)
-            return
-        if event.phase != "index" or now - self.last < (0.3 if self.tty else 5.0):
-            return
-        self.last = now
-        eta = f"{event.eta_s:.0f} s" if event.eta_s is not None else "?"
-        line = (f"{event.collection}: {event.files_done}/{event.files_total} files · "
-                f"{event.files_per_s:.1f} files/s · {event.chunks} chunks · "
-                f"{event.chunks_per_s:.1f} chunks/s · ETA {eta}")
-        if self.tty:
-            current = (event.current or "")[-40:]
-            print(f"\r{line} · {current}".ljust(120)[:160], end="", file=self.out, flush=True)
-        else:
-            print(line, file=self.out, flush=True)
 
 
 def format_status(status: CollectionStatus) -> str:
