@@ -1,4 +1,5 @@
-"""``bastion lab run|freshness|report``: compare routes (model, documents, adapters) on a question set.
+"""``bastion lab run|freshness|questions-from-chats|report``: compare routes (model, documents,
+adapters) on a question set, measure freshness, and make a question set from marked answers.
 
 Thin: ``bastion.desktop.lab.session`` checks, runs and reports; this prints its events.
 """
@@ -69,6 +70,18 @@ def register(subparsers: Any) -> None:
     fresh.add_argument("--out", type=Path, metavar="DIR",
                        help="run folder (default: lab-freshness-<question set name> here)")
     fresh.set_defaults(func=run_freshness)
+
+    marked = commands.add_parser(
+        "questions-from-chats", help="make a question set from the answers you marked good",
+        description="Write a lab question set (JSONL) from the chat answers marked \"✓ good "
+                    "answer\" in the window: the question before each, the answer as its gold "
+                    "answer (without citation markers) and its first cited file as the source. "
+                    "The gold answers are whole answers, so each question is scored by token F1 "
+                    "(right at 0.5 or more) instead of by containing a gold string.")
+    marked.add_argument("out", type=Path, metavar="OUT.jsonl", help="the question set to write (a new file)")
+    marked.add_argument("--chat", type=positive_int, action="append", metavar="ID",
+                        help="only this chat's answers (repeatable; ids as in `bastion chats list`)")
+    marked.set_defaults(func=run_questions_from_chats)
 
     report = commands.add_parser("report", help="write the report of a run folder again (any time)")
     report.add_argument("folder", type=Path, metavar="DIR")
@@ -195,6 +208,23 @@ def _print_report(files: Any, out: TextIO) -> None:
     print("\n".join(f"- {line}" for line in files.summary.recommendation), file=out)
     print(f"\nReport: {files.markdown}\n        {files.html}\n"
           f"Answers: {files.csv}\n         {files.json}", file=out)
+
+
+def run_questions_from_chats(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """``lab questions-from-chats OUT``: the marked answers as a question set."""
+    out = out or sys.stdout
+    from bastion.desktop.app import App
+    from bastion.desktop.lab.chat_questions import questions_from_chats, write_question_set
+
+    with App() as app:
+        rows = questions_from_chats(app.chats, args.chat)
+    write_question_set(rows, args.out)
+    chats = len({row["id"].split("-", 1)[0] for row in rows})
+    print(f"Wrote {len(rows)} question{'s' if len(rows) != 1 else ''} from {chats} "
+          f"chat{'s' if chats != 1 else ''} to {args.out}. Their gold answers are whole answers, "
+          "scored by token F1 (right at 0.5 or more). Compare routes on them with "
+          f"`bastion lab run {args.out} --collection NAME`.", file=out)
+    return 0
 
 
 def run_report(args: argparse.Namespace, out: TextIO | None = None) -> int:

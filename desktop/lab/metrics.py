@@ -11,9 +11,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import Literal
 
 from bastion.desktop.grounding import is_abstention
 
+Match = Literal["contains", "f1"]
+# With "match": "f1", an answer is right when its token F1 against a gold answer reaches this:
+# e.g. half its words in common with a two-sentence gold answer of about its length.
+F1_THRESHOLD = 0.5
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = re.compile(r"[^\w\s]")
 _CITATION_MARKER = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
@@ -24,6 +29,12 @@ def normalise(text: str) -> str:
     text = _ARTICLES.sub(" ", text.lower())
     text = _PUNCTUATION.sub(" ", text)
     return " ".join(text.split())
+
+
+def strip_citations(text: str) -> str:
+    """``text`` without its citation markers ("[1]", "[1, 2]") and the space before them."""
+    text = re.sub(r"[ \t]*" + _CITATION_MARKER.pattern, "", text)
+    return re.sub(r"[ \t]+\n", "\n", text).strip()
 
 
 def contains_gold(text: str, answers: Sequence[str]) -> bool:
@@ -102,8 +113,9 @@ def abstained(text: str, not_found: bool) -> bool:
 class Scores:
     """One answer's scores. Fields that do not apply to the question are None.
 
-    ``correct`` is what accuracy counts: an answerable question answered with a gold string,
-    or an unanswerable one declined.
+    ``correct`` is what accuracy counts: an answerable question answered with a gold string
+    (or, for a question matched by F1, with a token F1 of at least ``F1_THRESHOLD``), or an
+    unanswerable one declined.
     """
 
     correct: bool
@@ -116,7 +128,7 @@ class Scores:
 
 
 def score(text: str, not_found: bool, passages: Sequence[Passage], answers: Sequence[str],
-          unanswerable: bool, source: str | None = None) -> Scores:
+          unanswerable: bool, source: str | None = None, *, match: Match = "contains") -> Scores:
     """Score one answer.
 
     Args:
@@ -126,6 +138,8 @@ def score(text: str, not_found: bool, passages: Sequence[Passage], answers: Sequ
         answers: The acceptable gold strings.
         unanswerable: The question has no answer in the documents.
         source: The file the answer comes from, if the question set names it.
+        match: "contains" (a gold string must appear in the answer) or "f1" (the gold answers
+            are whole answers: token F1 of at least ``F1_THRESHOLD`` counts as right).
     """
     declined = abstained(text, not_found)
     cites = any(p.cited for p in passages)
@@ -134,6 +148,8 @@ def score(text: str, not_found: bool, passages: Sequence[Passage], answers: Sequ
         return Scores(correct=declined, abstained=declined, contains_gold=None, f1=None,
                       cites=cites, cites_marker=marker, citation_hit=None)
     gold = contains_gold(text, answers)
-    return Scores(correct=gold, abstained=declined, contains_gold=gold, f1=token_f1(text, answers),
+    f1 = token_f1(text, answers)
+    correct = f1 >= F1_THRESHOLD and not declined if match == "f1" else gold
+    return Scores(correct=correct, abstained=declined, contains_gold=gold, f1=f1,
                   cites=cites, cites_marker=marker,
                   citation_hit=citation_hit(passages, answers, source))

@@ -1,9 +1,18 @@
 """The lab's question set: JSONL, one question per line, checked line by line before any model loads.
 
 Each line is an object with ``question`` (text), ``answers`` (a list of acceptable strings),
-optionally ``id`` (unique), ``source`` (the file the answer is in) and ``unanswerable`` (true
-when the documents do not hold the answer; its ``answers`` may then be empty). Blank lines are
-skipped; other keys are kept for the record but not used.
+optionally ``id`` (unique), ``source`` (the file the answer is in), ``unanswerable`` (true
+when the documents do not hold the answer; its ``answers`` may then be empty) and ``match``.
+Blank lines are skipped; other keys are kept for the record but not used.
+
+``match`` says how an answer is judged right:
+
+- ``"contains"`` (the default): the answer contains one of ``answers`` (normalised: case,
+  punctuation and articles ignored). Right for short gold strings: "4417", "Marta Quell".
+- ``"f1"``: ``answers`` are whole answers — e.g. an answer the user marked good in a chat
+  (``bastion lab questions-from-chats``) — which no new answer repeats word for word. The answer
+  is right when its SQuAD token F1 against one of them reaches ``metrics.F1_THRESHOLD`` (0.5:
+  roughly half the words in common, both ways) and it does not decline.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.desktop.errors import BastionError
+from bastion.desktop.lab.metrics import Match
 
 MAX_BYTES = 64 * 1024 * 1024  # a question set, not a corpus
 
@@ -33,6 +43,7 @@ class Question:
     unanswerable: bool = False
     source: str | None = None
     line: int = 0
+    match: Match = "contains"
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,10 @@ def parse_line(line: str, number: int, path: Path | str = "questions") -> Questi
     source = row.get("source")
     if source is not None and (not isinstance(source, str) or not source.strip()):
         raise QuestionSetError(f"{where}: 'source' must be a file name or path.")
+    match = row.get("match", "contains")
+    if match not in ("contains", "f1"):
+        raise QuestionSetError(f"{where}: 'match' must be \"contains\" (a gold string in the "
+                               "answer) or \"f1\" (whole gold answers, judged by token F1).")
     qid = row.get("id", f"line-{number}")
     if isinstance(qid, int) and not isinstance(qid, bool):
         qid = str(qid)
@@ -125,4 +140,4 @@ def parse_line(line: str, number: int, path: Path | str = "questions") -> Questi
         raise QuestionSetError(f"{where}: 'id' must be non-empty text or a number.")
     return Question(id=qid.strip(), question=question.strip(), answers=tuple(answers),
                     unanswerable=unanswerable, source=source.strip() if source else None,
-                    line=number)
+                    line=number, match=match)

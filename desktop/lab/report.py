@@ -31,7 +31,9 @@ from bastion.desktop.lab.summary import (
 FRESHNESS_TITLE = "Freshness: changed facts asked again"
 ACCURACY_MEANS = ("Accuracy counts an answerable question as right when the answer contains a "
                   "gold string (normalised: case, punctuation and articles ignored), and an "
-                  "unanswerable one as right when the answer declines. Intervals are 95% "
+                  "unanswerable one as right when the answer declines (a question marked "
+                  "\"match\": \"f1\" holds whole gold answers and is right at a token F1 of "
+                  "0.5 or more). Intervals are 95% "
                   "bootstrap intervals; differences are paired (the same questions in both arms).")
 
 

@@ -159,7 +159,7 @@ def duration(seconds: float | None) -> str:
 def score_record(question: Question, record: AnswerRecord) -> Scores:
     """The scores of a recorded answer to ``question``."""
     return score(record.answer, record.not_found, record.passages, question.answers,
-                 question.unanswerable, question.source)
+                 question.unanswerable, question.source, match=question.match)
 
 
 def answer_one(parts: LabParts, question: Question, arm: Arm, collection: str | None,
