@@ -36,10 +36,17 @@ def test_a_passage_passes_on_similarity_or_on_its_words_with_a_lower_similarity(
     assert grounding.best_similarity == 0.5
 
 
-def test_the_defaults_are_the_calibrated_floor() -> None:
-    # bench/relevance_floor_bench.py chose these; the README's table shows what they cost.
+def test_the_default_floor_refuses_weak_matches_that_the_old_one_let_through() -> None:
+    # bench/relevance_floor_bench.py chose the defaults; the README's table shows what they cost.
     policy = RetrievalPolicy()
-    assert 0.2 < policy.min_similarity_with_terms <= policy.min_similarity < 0.7
+
+    def passes(similarity: float, words: bool) -> bool:
+        hit = FakeHit("t", "/d/t.txt", vector_score=similarity, bm25_score=4.0 if words else None)
+        return bool(select_passages([hit], policy, 10_000, count, "q").sources)
+
+    assert passes(0.50, words=False) and passes(0.32, words=True)
+    # Off-topic questions typically reach 0.2-0.35 through a common word: no longer enough.
+    assert not passes(0.40, words=False) and not passes(0.25, words=True)
 
 
 def test_a_refusal_says_where_nothing_was_relevant_enough() -> None:
