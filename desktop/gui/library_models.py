@@ -59,6 +59,32 @@ def format_eta(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def format_size(size: float) -> str:
+    """``size`` bytes as "12.3 MiB"."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:.0f} B"
+
+
+def progress_text(progress: SyncProgress) -> str:
+    """The page's line under the table while indexing: share of the bytes done, files, the
+    file at work with its time, what is left, and what was done before this sync."""
+    if progress.phase == "scan":
+        return f"Scanning {progress.collection}…"
+    if progress.action == "loading":
+        return f"Indexing {progress.collection}: {progress.current_label}"
+    files = progress.files_before + progress.files_done
+    total = progress.files_before + progress.files_total
+    parts = [f"{progress.fraction:.0%}", f"{files:,} of {total:,} files"]
+    if progress.current_label:
+        parts.append(progress.current_label)
+    if progress.eta_s is not None and progress.phase == "index":
+        parts.append(f"{format_eta(progress.eta_s)} left")
+    text = f"Indexing {progress.collection}: " + " · ".join(parts)
+    return f"{text} ({progress.before_note})" if progress.before_note else text
+
+
 @dataclass(frozen=True)
 class CollectionRow:
     status: CollectionStatus
@@ -122,11 +148,14 @@ class CollectionsModel(HeaderedTableModel):
                 return ""
             if progress.phase == "scan":
                 return "Scanning folders…"
-            return f"{progress.files_done}/{progress.files_total} files, {progress.chunks:,} chunks"
+            files = progress.files_before + progress.files_done
+            total = progress.files_before + progress.files_total
+            return f"{progress.fraction:.0%} · {files:,}/{total:,} files, {progress.chunks:,} chunks"
         if column == 4:
             if not running or progress is None or progress.phase != "index":
                 return ""
-            return f"{progress.files_per_s:.1f} files/s, {progress.chunks_per_s:.0f} chunks/s"
+            return (f"{format_size(progress.bytes_per_s)}/s, {progress.files_per_s:.1f} files/s, "
+                    f"{progress.chunks_per_s:.0f} chunks/s")
         if column == 5:
             return format_eta(progress.eta_s) if running and progress is not None else ""
         if column == 6:

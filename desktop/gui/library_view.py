@@ -39,9 +39,12 @@ from bastion.desktop.gui.library_models import (
     CollectionsModel,
     DocumentsModel,
     filter_label,
+    progress_text,
 )
 from bastion.desktop.gui.workers import Job
 from bastion.store.library_types import SyncProgress
+
+_BAR_STEPS = 1000
 
 
 class AddFolderDialog(QDialog):
@@ -267,13 +270,11 @@ class LibraryView(QWidget):
         if not isinstance(event, SyncProgress):
             return
         self.model.set_progress(event)
-        if event.phase == "index" and event.files_total:
-            self.progress.setRange(0, event.files_total)
-            self.progress.setValue(event.files_done)
-        current = f" — {Path(event.current).name}" if event.current else ""
-        self.progress_label.setText(
-            f"Indexing {event.collection}: {event.files_done} of {event.files_total} files"
-            f"{current}" if event.phase == "index" else f"Scanning {event.collection}…")
+        if event.phase == "index" and (event.files_total or event.bytes_total):
+            # By bytes: a 400-page report weighs what it costs, not one file of 3,633.
+            self.progress.setRange(0, _BAR_STEPS)
+            self.progress.setValue(round(event.fraction * _BAR_STEPS))
+        self.progress_label.setText(progress_text(event))
         self._summary()
 
     def _sync_finished(self) -> None:
@@ -333,8 +334,9 @@ class LibraryView(QWidget):
         if self.syncing is not None:
             progress = self.model.progress_of(self.syncing)
             if progress is not None and progress.phase == "index":
-                self.status_text.emit(f"Indexing {self.syncing}: {progress.files_done}/"
-                                      f"{progress.files_total} files")
+                self.status_text.emit(f"Indexing {self.syncing}: {progress.fraction:.0%}, "
+                                      f"{progress.files_before + progress.files_done:,}/"
+                                      f"{progress.files_before + progress.files_total:,} files")
                 return
             self.status_text.emit(f"Indexing {self.syncing}…")
             return

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from bastion.desktop.gui.library_models import CollectionsModel, DocumentsModel, format_eta
+from bastion.desktop.gui.library_models import (
+    CollectionsModel,
+    DocumentsModel,
+    format_eta,
+    progress_text,
+)
 from bastion.desktop.gui.main_window import MainWindow
 from bastion.store.library_types import CollectionStatus, DocumentInfo, SyncProgress
 
@@ -114,7 +119,7 @@ def test_library_models_pass_the_model_tester(qtmodeltester) -> None:
     status = CollectionStatus("b", ["/x"], {"indexed": 2, "failed": 1}, 10, [], "e")
     collections.set_statuses([status, CollectionStatus("a", ["/y"], {"pending": 3}, 0, [], None)])
     collections.set_progress(SyncProgress("b", "index", 1, 3, 5, 1.0, 5.0, 2.0))
-    assert collections.index(1, 3).data() == "1/3 files, 5 chunks"
+    assert collections.index(1, 3).data() == "33% · 1/3 files, 5 chunks"
     assert "failed" in collections.index(1, 6).data()
     qtmodeltester.check(collections)
     collections.set_statuses([status])
@@ -144,3 +149,39 @@ def test_a_collection_with_unreadable_folders_says_so_on_its_row() -> None:
                                                unreadable_folders=locked)])
     assert "⚠ 3 folders could not be read: permission denied" in collections.index(0, 6).data()
     assert "/x/private2" in collections.index(0, 0).data(Qt.ItemDataRole.ToolTipRole)
+
+
+def _parsing_report(**changes: object) -> SyncProgress:
+    base: dict[str, object] = dict(
+        collection="papers", phase="index", files_done=1530, files_total=2423, chunks=9000,
+        files_per_s=3.0, chunks_per_s=40.0, eta_s=125.0, current="/d/report.pdf",
+        bytes_done=40 * 2**20, bytes_total=100 * 2**20, bytes_per_s=12.3 * 2**20,
+        files_before=1210, action="parsing", action_s=14.0,
+    )
+    base.update(changes)
+    return SyncProgress(**base)  # type: ignore[arg-type]
+
+
+def test_progress_names_the_file_at_work_and_goes_by_bytes(window: MainWindow) -> None:
+    view = window.library_view
+    view._progress(_parsing_report())
+    assert view.progress.value() / view.progress.maximum() == 0.4  # bytes, not 1,530 of 2,423
+    assert view.progress_label.text() == (
+        "Indexing papers: 40% · 2,740 of 3,633 files · parsing report.pdf · 14 s · "
+        "2 min 05 s left (1,210 of 3,633 files done before this sync)")
+
+
+def test_progress_columns_show_bytes_per_second_and_what_was_done_before() -> None:
+    collections = CollectionsModel()
+    collections.set_statuses([CollectionStatus("papers", ["/d"], {"indexed": 1210}, 10, [], "e")])
+    collections.set_progress(_parsing_report())
+    assert collections.index(0, 3).data() == "40% · 2,740/3,633 files, 9,000 chunks"
+    assert collections.index(0, 4).data().startswith("12.3 MiB/s, 3.0 files/s")
+    assert collections.index(0, 5).data() == "2 min 05 s"
+
+
+def test_progress_text_while_the_model_loads_and_without_an_estimate() -> None:
+    loading = _parsing_report(action="loading", action_s=3.0, current=None)
+    assert progress_text(loading) == "Indexing papers: loading the embedding model · 3 s"
+    fresh = _parsing_report(files_before=0, eta_s=None, action=None, current=None)
+    assert progress_text(fresh) == "Indexing papers: 40% · 1,530 of 2,423 files"
