@@ -93,11 +93,12 @@ class MessageItem:
     sources: list[Source] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     note: str = ""  # transient status under a streaming answer ("Searching your documents…")
+    marked_good: bool = False  # the user marked this answer "✓ good answer"
 
     @classmethod
     def of(cls, message: Message) -> MessageItem:
         return cls(message.role, message.content, message.status, message.id,
-                   list(message.sources), dict(message.meta))
+                   list(message.sources), dict(message.meta), marked_good=message.marked_good)
 
 
 class MessageListModel(QAbstractListModel):

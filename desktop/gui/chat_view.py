@@ -31,7 +31,7 @@ from bastion.desktop.gui.message_list_view import MessageListView
 from bastion.desktop.gui.sources_view import open_source
 from bastion.desktop.gui.workers import Job
 from bastion.models.adapter_catalog import AdapterEntry
-from bastion.store.chats import Chat, Source
+from bastion.store.chats import Chat, Message, Source
 
 
 class ChatView(QWidget):
@@ -86,6 +86,7 @@ class ChatView(QWidget):
         self.message_list.edit_requested.connect(self.start_edit)
         self.message_list.link_clicked.connect(self._link_clicked)
         self.message_list.source_activated.connect(self.open_source)
+        self.message_list.good_toggled.connect(self.mark_good)
         column.addWidget(self.message_list, 1)
 
         self.edit_banner = QWidget()
@@ -400,6 +401,31 @@ class ChatView(QWidget):
     def copy_message(self, row: int) -> None:
         QGuiApplication.clipboard().setText(self.messages.item(row).text)
         self.status_message.emit("Copied.")
+
+    def mark_good(self, row: int, good: bool) -> None:
+        """Store the user's "✓ good answer" mark (or its removal) on the answer in ``row``."""
+        message_id = self.messages.item(row).id
+        if message_id is not None:
+            self.backend.run(self.backend.core, partial(core_tasks.mark_answer, message_id=message_id,
+                                                        good=good),
+                             "mark the answer", on_result=self._answer_marked,
+                             on_error=self._mark_failed)
+
+    def _mark_failed(self, error: BaseException) -> bool:
+        self._answer_marked(None)
+        return True  # and the error is reported as any other
+
+    def _answer_marked(self, message: Message | None) -> None:
+        if message is None:  # the mark was not stored: show the answers as stored
+            if self.chat is not None:
+                self.open_chat(self.chat)
+            return
+        row = next((i for i, item in enumerate(self.messages.items()) if item.id == message.id), None)
+        if row is not None:
+            self.messages.update(row, marked_good=message.marked_good)
+        self.status_message.emit("Marked as a good answer: `bastion lab questions-from-chats` "
+                                 "makes a question set of these." if message.marked_good
+                                 else "No longer marked as a good answer.")
 
     def start_edit(self, row: int) -> None:
         item = self.messages.item(row)

@@ -153,6 +153,11 @@ def delete_chat(session: CoreSession, job: JobLike, chat_id: int) -> int:
     return chat_id
 
 
+def mark_answer(session: CoreSession, job: JobLike, message_id: int, good: bool) -> Message:
+    """Mark an answer good, or take the mark back."""
+    return session.app.chats.mark_good(message_id, good)
+
+
 def chat_messages(session: CoreSession, job: JobLike, chat_id: int) -> ChatSynced:
     chats = session.app.chats
     return ChatSynced(chats.chat(chat_id), chats.messages(chat_id))

@@ -24,6 +24,7 @@ class MessageListView(QScrollArea):
     edit_requested = Signal(int)
     link_clicked = Signal(QUrl)
     source_activated = Signal(object)
+    good_toggled = Signal(int, bool)
 
     def __init__(self, model: MessageListModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -92,6 +93,7 @@ class MessageListView(QScrollArea):
         widget.edit_requested.connect(lambda w: self._emit_row(self.edit_requested, w))
         widget.link_clicked.connect(self.link_clicked)
         widget.source_activated.connect(self.source_activated)
+        widget.good_toggled.connect(self._emit_good)
         widget.set_actions_enabled(self._actions_enabled)
         # The stretch stays last, after the placeholder (index 0) and the cards.
         self._layout.insertWidget(1 + row, widget)
@@ -100,6 +102,10 @@ class MessageListView(QScrollArea):
     def _emit_row(self, signal: object, widget: MessageWidget) -> None:
         if widget in self.widgets:
             signal.emit(self.widgets.index(widget))  # type: ignore[attr-defined]
+
+    def _emit_good(self, widget: MessageWidget, good: bool) -> None:
+        if widget in self.widgets:
+            self.good_toggled.emit(self.widgets.index(widget), good)
 
     def set_actions_enabled(self, enabled: bool) -> None:
         self._actions_enabled = enabled

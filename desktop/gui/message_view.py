@@ -95,6 +95,7 @@ class MessageWidget(QFrame):
     edit_requested = Signal(object)
     link_clicked = Signal(QUrl)
     source_activated = Signal(object)
+    good_toggled = Signal(object, bool)  # the user marked (True) or unmarked the answer good
 
     def __init__(self, item: MessageItem, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -138,6 +139,7 @@ class MessageWidget(QFrame):
         else:
             self.edit_button = None
             self.regenerate_button = self._action(footer, "Regenerate", self.regenerate_requested)
+        self.good_button = self._good_toggle(footer) if item.role == "assistant" else None
         layout.addLayout(footer)
 
         self._render_timer = QTimer(self)
@@ -154,6 +156,19 @@ class MessageWidget(QFrame):
         button.setAutoRaise(True)
         button.setObjectName(f"{text.lower()}Button")
         button.clicked.connect(lambda: signal.emit(self))
+        layout.addWidget(button)
+        return button
+
+    def _good_toggle(self, layout: QHBoxLayout) -> QToolButton:
+        button = QToolButton(self)
+        button.setText("✓ good answer")
+        button.setCheckable(True)
+        button.setAutoRaise(True)
+        button.setObjectName("goodButton")
+        button.setToolTip("Mark this answer good: `bastion lab questions-from-chats` makes a lab "
+                          "question set from the answers you marked.")
+        # clicked, not toggled: showing a stored mark (setChecked) must not store it again.
+        button.clicked.connect(lambda checked: self.good_toggled.emit(self, checked))
         layout.addWidget(button)
         return button
 
@@ -182,6 +197,9 @@ class MessageWidget(QFrame):
         for button in (self.copy_button, self.edit_button, self.regenerate_button):
             if button is not None:
                 button.setEnabled(not streaming)
+        if self.good_button is not None:  # only a stored, finished answer can be marked
+            self.good_button.setVisible(item.status == "complete" and item.id is not None)
+            self.good_button.setChecked(item.marked_good)
 
     def set_actions_enabled(self, enabled: bool) -> None:
         """Edit and Regenerate are off while another answer streams."""
