@@ -10,7 +10,9 @@ costs the memory of about one of them.
 
 from __future__ import annotations
 
+import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -28,12 +30,17 @@ from .parsers.fsread import FileStat, sha256_file
 from .parsers.types import ParseOutcome
 from .parsers.verdicts import FileBroken, FileChanged, FileSkipped, FileVanished
 from .reconcile import SETTLED, WorkItem
+from .scan import display_path
+from .stall_guard import Stalled, StallGuard, Tick
 from .sync_progress import ActivityBoard
 
 # Characters of parsed text that may wait for the embedder; one larger document still passes.
 HELD_CHARS = 4_000_000
 
-SettledKind = Literal["gone", "touched", "failed", "skipped", "changed"]
+SettledKind = Literal[
+    "gone", "touched", "failed", "skipped", "changed", "folder_gone", "unavailable"
+]
+AfterParse = Literal["same", "changed", "folder_gone", "stalled"]
 
 
 @dataclass
@@ -52,7 +59,9 @@ class Parsed:
 
 @dataclass
 class Settled:
-    """A file settled without parsing: vanished, only touched, refused, unreadable or changed."""
+    """A file settled without (or after) parsing: vanished, only touched, refused, unreadable,
+    changed; ``folder_gone`` when its whole folder went away mid-sync (every document of the
+    folder becomes unavailable); ``unavailable`` when reading it stalled."""
 
     item: WorkItem
     kind: SettledKind
@@ -121,6 +130,9 @@ class ParseThread:
         self.max_file_bytes = max_file_bytes
         self.board = board or ActivityBoard()
         self.held = HeldText()
+        self.guard = StallGuard(name="bastion-sync-read")
+        #: Roots where a read stalled: their remaining files are not read in this pass.
+        self.stalled_roots: set[str] = set()
 
     def put(self, event: object) -> bool:
         """Queue ``event`` unless the run stops first."""
@@ -148,20 +160,52 @@ class ParseThread:
                             "UPDATE documents SET attempts = MAX(attempts - 1, 0) WHERE id = ?",
                             [item.doc_id],
                         )
-                try:
-                    sha_after, _ = sha256_file(item.path, st, self.max_file_bytes)
-                except (FileBroken, FileSkipped, OSError):
-                    sha_after = ""
-                handed = self._hand_over(item, outcome, sha, st, sha_after != sha, tokenizer, max_tokens)
+                after = self._after_parse(item, sha, st)
+                if after in ("folder_gone", "stalled"):
+                    handed = self.put(self._lost(item, after))
+                else:
+                    handed = self._hand_over(
+                        item, outcome, sha, st, after == "changed", tokenizer, max_tokens
+                    )
                 self.board.end(item.doc_id)
                 if not handed:
                     break
         except BaseException as error:  # surfaces in the owner thread, never lost
             self.put(error)
         finally:
+            self.guard.close()
             with lock:
                 claim_db.close()
             self.put(DONE)
+
+    def _after_parse(self, item: WorkItem, sha: str, st: FileStat) -> AfterParse:
+        """Is the file still the one that was parsed? Size, mtime and inode first (a stat),
+        then the hash, which also catches a rewrite of the same size within one mtime tick."""
+
+        def look(tick: Tick) -> AfterParse:
+            try:
+                if FileStat.of(os.lstat(item.path)) != st:
+                    return "changed"
+                sha_after, _ = sha256_file(item.path, st, self.max_file_bytes, tick)
+            except (FileVanished, FileNotFoundError):
+                return "folder_gone" if _root_gone(item.root) else "changed"
+            except (FileBroken, FileSkipped, OSError):
+                return "changed"
+            return "same" if sha_after == sha else "changed"
+
+        try:
+            return self.guard.run(look, self.stop)
+        except Stalled:
+            return "stalled"
+
+    def _lost(self, item: WorkItem, why: Literal["folder_gone", "stalled"]) -> Settled:
+        """The event for a file whose folder is gone or whose read stalled."""
+        if why == "folder_gone":
+            return Settled(item, "folder_gone", folder_gone_reason(item.root))
+        self.stalled_roots.add(item.root)
+        return Settled(item, "unavailable", (
+            f"Reading it stopped answering for {self.guard.stall_s:g} s (a network drive that "
+            "stalled?). It is kept as it was and read again at the next sync."))
 
     def _hand_over(
         self,
@@ -204,11 +248,20 @@ class ParseThread:
         for item in self.work:
             if self.stop.is_set():
                 return
+            if item.root in self.stalled_roots:
+                self.put(Settled(item, "unavailable", (
+                    f"Not read: its folder {display_path(item.root)} stopped answering in this "
+                    "sync (a network drive that stalled?). It is kept as it was and read again "
+                    "at the next sync.")))
+                continue
             self.board.begin(item.doc_id, "reading", item.display)
             try:
-                sha, st = sha256_file(item.path, item.stat, self.max_file_bytes)
+                sha, st = self._hash(item)
+            except Stalled:
+                self.put(self._lost(item, "stalled"))
+                continue
             except FileVanished:
-                self.put(Settled(item, "gone"))
+                self.put(self._vanished(item))
                 continue
             except FileChanged as verdict:
                 self.put(Settled(item, "changed", str(verdict)))
@@ -220,7 +273,7 @@ class ParseThread:
                 self.put(Settled(item, "failed", str(verdict)))
                 continue
             except FileNotFoundError:
-                self.put(Settled(item, "gone"))
+                self.put(self._vanished(item))
                 continue
             except OSError as error:
                 why = error.strerror or str(error)
@@ -242,3 +295,34 @@ class ParseThread:
             # The pool takes the next file when a worker is free: parsing starts now.
             self.board.begin(item.doc_id, "parsing", item.display)
             yield ParseRequest(Path(item.path), st)
+
+    def _hash(self, item: WorkItem) -> tuple[str, FileStat]:
+        """The file's hash and fstat, read under the stall guard."""
+        path, expected, limit = item.path, item.stat, self.max_file_bytes
+        return self.guard.run(lambda tick: sha256_file(path, expected, limit, tick), self.stop)
+
+    def _vanished(self, item: WorkItem) -> Settled:
+        """A file gone before it was read: deleted, or its whole folder went away."""
+        try:
+            gone = self.guard.run(lambda tick: _root_gone(item.root), self.stop)
+        except Stalled:
+            return self._lost(item, "stalled")
+        return Settled(item, "folder_gone", folder_gone_reason(item.root)) if gone else Settled(item, "gone")
+
+
+def folder_gone_reason(root: str) -> str:
+    """Why the documents of a folder that went away during a sync are unavailable."""
+    return (
+        f"The folder {display_path(root)} is gone (unplugged or removed while it was being "
+        "indexed?). Its documents are kept, not searched, and come back when it returns."
+    )
+
+
+def _root_gone(root: str) -> bool:
+    """True when ``root`` is no longer a folder (an unknown root is never judged gone)."""
+    if not root:
+        return False
+    try:
+        return not stat.S_ISDIR(os.stat(root).st_mode)
+    except OSError:
+        return True

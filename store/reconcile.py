@@ -15,6 +15,7 @@ import sqlite_utils
 from .db import write_transaction
 from .library_types import MAX_CRASHES
 from .scan import FileStat, ScanResult, display_path, scan_root
+from .stall_guard import Stalled, StallGuard
 
 # States whose recorded hash describes the file: a touched-but-same file just updates its mtime.
 SETTLED = frozenset({"indexed", "skipped", "failed", "quarantined"})
@@ -25,6 +26,8 @@ SETTLED = frozenset({"indexed", "skipped", "failed", "quarantined"})
 # as soon as the folder can be read again.
 FOLDER_KIND = "folder"
 NOT_A_FOLDER_ROW = "kind IS NOT 'folder'"
+# The cause recorded for a folder whose walk stopped answering.
+STALLED_CAUSE = "stopped answering"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class WorkItem:
     old_sha: str | None
     old_state: str
     stat: FileStat
+    folder_id: int = 0  # the collection folder (root) it was found under
+    root: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ def reconcile(
             "SELECT id, root_bytes FROM folders WHERE collection_id = ? ORDER BY id", [collection_id]
         ).fetchall()
     ]
-    scans = [(folder, scan_root(folder.root, include_hidden=include_hidden)) for folder in folders]
+    scans = [(folder, _scan_bounded(folder.root, include_hidden)) for folder in folders]
     work: list[WorkItem] = []
     now = time.time()
     with write_transaction(db):
@@ -149,18 +154,33 @@ def reconcile(
     return work
 
 
+def _scan_bounded(root: str, include_hidden: bool) -> ScanResult:
+    """``scan_root`` on a helper thread; a walk that stops answering (a stalled network
+    mount) makes the root unreachable for this sync instead of hanging it."""
+    guard = StallGuard(name="bastion-scan")
+    try:
+        return guard.run(lambda tick: scan_root(root, include_hidden=include_hidden, tick=tick))
+    except Stalled as stall:
+        return ScanResult(root, available=False, unreadable={
+            root: f"{STALLED_CAUSE} for {stall.seconds:g} s (a network drive that stalled?)"})
+    finally:
+        guard.close()
+
+
 def _reconcile_folder(
     db: sqlite_utils.Database, collection_id: int, folder: FolderRow, scan: ScanResult, now: float
 ) -> list[WorkItem]:
     if not scan.available:
+        cause = scan.unreadable.get(folder.root, "")
+        why = cause if cause.startswith(STALLED_CAUSE) else "unplugged or removed?"
         db.execute(
             f"""
             UPDATE documents SET prior_state = state, state = 'unavailable', updated_at = ?,
                 reason = ?
             WHERE folder_id = ? AND state != 'unavailable' AND {NOT_A_FOLDER_ROW}
             """,
-            [now, f"The folder {display_path(folder.root)} cannot be reached (unplugged or "
-                  "removed?). Its documents are kept and come back when it returns.", folder.id],
+            [now, f"The folder {display_path(folder.root)} cannot be reached ({why}). Its "
+                  "documents are kept and come back when it returns.", folder.id],
         )
         _record_unreadable(db, collection_id, folder.id, scan.unreadable, {}, now)
         return []
@@ -187,7 +207,8 @@ def _reconcile_folder(
                 "updated_at) VALUES (?, ?, ?, ?, 'pending', ?)",
                 [collection_id, folder.id, display_path(path), key, now],
             )
-            work.append(WorkItem(int(cursor.lastrowid or 0), path, display_path(path), None, "pending", st))
+            work.append(WorkItem(int(cursor.lastrowid or 0), path, display_path(path), None,
+                                 "pending", st, folder.id, folder.root))
             continue
         doc_id, _, size, mtime_ns, sha, state, prior, _, kind = row
         if kind == FOLDER_KIND:  # a folder that could not be read is a file now
@@ -209,7 +230,7 @@ def _reconcile_folder(
             )
         if state in SETTLED and unchanged:
             continue
-        work.append(WorkItem(doc_id, path, display_path(path), sha, state, st))
+        work.append(WorkItem(doc_id, path, display_path(path), sha, state, st, folder.id, folder.root))
     _record_refused(db, collection_id, folder.id, scan.refused, known, now)
     _record_unreadable(db, collection_id, folder.id, scan.unreadable, known, now)
     _drop_missing(db, folder, scan, known, now)
@@ -320,3 +341,24 @@ def _drop_missing(
             "(SELECT collection_id FROM folders WHERE id = ?)",
             [folder.id],
         )
+
+
+def mark_unavailable(
+    db: sqlite_utils.Database, reason: str, *, folder_id: int | None = None,
+    doc_id: int | None = None,
+) -> int:
+    """Make one document, or every document of a folder, ``unavailable`` with ``reason``.
+
+    Chunks are kept (search leaves unavailable documents out) and the state they had is
+    remembered, so a returning folder brings them back as the scan does. Call inside a
+    transaction. Returns how many documents changed.
+    """
+    column, value = ("folder_id", folder_id) if folder_id is not None else ("id", doc_id)
+    return int(db.execute(
+        f"""
+        UPDATE documents SET prior_state = state, state = 'unavailable', reason = ?,
+            updated_at = ?
+        WHERE {column} = ? AND state != 'unavailable' AND {NOT_A_FOLDER_ROW}
+        """,
+        [reason, time.time(), value],
+    ).rowcount)

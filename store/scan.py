@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .parsers.fsread import FileStat
@@ -58,12 +59,16 @@ def is_hidden(name: str, st: os.stat_result | None = None) -> bool:
     return bool(attributes & getattr(stat, "FILE_ATTRIBUTE_HIDDEN", 0))
 
 
-def scan_root(root: str, *, include_hidden: bool = False) -> ScanResult:
+def scan_root(
+    root: str, *, include_hidden: bool = False, tick: Callable[[], None] | None = None
+) -> ScanResult:
     """List the regular files under ``root`` with their size and mtime_ns.
 
     Args:
         root: The folder the user chose (itself never judged hidden: it was chosen).
         include_hidden: Also walk hidden folders and list hidden files.
+        tick: Called after every entry looked at (a watchdog tells a long walk from a
+            stalled one by it).
     """
     result = ScanResult(root=root)
     try:
@@ -85,6 +90,8 @@ def scan_root(root: str, *, include_hidden: bool = False) -> ScanResult:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     _visit(entry, real_root, result, stack, seen_dirs, include_hidden)
+                    if tick is not None:
+                        tick()
         except OSError as error:
             result.unreadable[folder] = os_cause(error)
     return result

@@ -33,7 +33,7 @@ from .library_types import MAX_CRASHES, SyncProgress
 from .parse_pools import ParsePoolLike
 from .parse_thread import DONE, Parsed, ParseThread, Settled
 from .parsers.limits import DEFAULT_MAX_BYTES
-from .reconcile import WorkItem
+from .reconcile import WorkItem, mark_unavailable
 from .sync_progress import Activity, ActivityBoard, ProgressMeter
 from .vector_index import vector_to_blob
 
@@ -357,7 +357,14 @@ class Pipeline:
             self.meter.settled(item.doc_id)
             return
         with write_transaction(self.db):
-            if event.kind == "gone":
+            if event.kind in ("folder_gone", "unavailable"):
+                # Never deleted: an unplugged drive or a stalled share comes back.
+                mark_unavailable(self.db, event.reason, doc_id=item.doc_id)
+                if event.kind == "folder_gone":
+                    mark_unavailable(self.db, event.reason, folder_id=item.folder_id)
+                self._bump()
+                self.claimed.discard(item.doc_id)
+            elif event.kind == "gone":
                 self.db.execute("DELETE FROM documents WHERE id = ?", [item.doc_id])
                 self._bump()
             elif event.kind == "touched" and event.stat is not None:

@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,11 +186,15 @@ def _check_expected(info: os.stat_result, expected: FileStat) -> None:
 
 
 def sha256_file(
-    path: str | Path, expected: FileStat | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    path: str | Path,
+    expected: FileStat | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    tick: Callable[[], None] | None = None,
 ) -> tuple[str, FileStat]:
     """SHA-256 of a file, read through ``open_regular_file``, and its fstat taken before reading.
 
-    Reads at most the expected size (or the size at open) plus ``GROWTH_MARGIN``.
+    Reads at most the expected size (or the size at open) plus ``GROWTH_MARGIN``; ``tick`` is
+    called after every block read (a watchdog tells a slow read from a stalled one by it).
 
     Raises:
         FileSkipped, FileChanged, FileVanished, FileBroken: as ``open_regular_file``;
@@ -205,6 +210,8 @@ def sha256_file(
             if total > bound:
                 raise FileChanged("it kept growing while it was being read")
             digest.update(block)
+            if tick is not None:
+                tick()
     except OSError as error:
         raise FileBroken(f"could not read the file: {error.strerror or error}") from None
     finally:
