@@ -17,6 +17,7 @@ from pathlib import Path
 from bastion.desktop.grounding import MODES, Mode
 from bastion.desktop.gui.core_tasks import CoreSession, JobLike
 from bastion.desktop.lab.arms import Arm
+from bastion.desktop.lab.chat_questions import questions_from_chats, write_question_set
 from bastion.desktop.lab.report import report_again
 from bastion.desktop.lab.run_folder import RunFolder
 from bastion.desktop.lab.runner import LabAnswered, LabFinished, LabStarted, duration
@@ -62,6 +63,14 @@ def run_lab(session: CoreSession, job: JobLike, form: LabForm, runs_dir: Path) -
             for record in RunFolder(event.folder).answers(repair=False):
                 done[record.arm] = done.get(record.arm, 0) + 1
             yield ArmsDone(done)
+
+
+def questions_from_marked(session: CoreSession, job: JobLike, out: Path) -> tuple[Path, int]:
+    """Write the answers marked good as a question set at ``out`` (the user confirmed replacing
+    it in the save dialog); the file and how many questions it holds."""
+    rows = questions_from_chats(session.app.chats)
+    write_question_set(rows, out, replace=True)
+    return out, len(rows)
 
 
 def runs(paths: DataPaths, job: JobLike, extra: Sequence[Path] = ()) -> list[RunListing]:

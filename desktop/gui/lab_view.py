@@ -103,9 +103,14 @@ class LabView(QWidget):
         self.questions_edit.textChanged.connect(lambda _t: self._update())
         self.choose_button = QPushButton("Choose…")
         self.choose_button.clicked.connect(self._ask_questions)
+        self.marked_button = QPushButton("From marked answers…")
+        self.marked_button.setToolTip("Make a question set from the chat answers you marked "
+                                      "“✓ good answer” (scored by token F1).")
+        self.marked_button.clicked.connect(self._ask_marked_questions)
         row = QHBoxLayout()
         row.addWidget(self.questions_edit, 1)
         row.addWidget(self.choose_button)
+        row.addWidget(self.marked_button)
         form.addRow("Questions:", row)
         self.collection_combo = QComboBox()
         self.collection_combo.setObjectName("labCollection")
@@ -232,6 +237,24 @@ class LabView(QWidget):
                                               "Question set (*.jsonl);;All files (*)")
         if path:
             self.questions_edit.setText(path)
+
+    def _ask_marked_questions(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Make a question set from marked answers",
+                                              "marked-answers.jsonl", "Question set (*.jsonl)")
+        if path:
+            self.make_question_set(Path(path))
+
+    def make_question_set(self, out: Path) -> None:
+        """Write the answers marked good to ``out`` (in the core thread, which owns the chats)
+        and choose it as the question set."""
+        def made(result: tuple[Path, int]) -> None:
+            self.questions_edit.setText(str(result[0]))
+            count = f"{result[1]} question{'s' if result[1] != 1 else ''}"
+            self.status.setText(f"{count} from your marked answers, scored by token F1, in "
+                                f"{result[0]}.")
+
+        self.backend.run(self.backend.core, partial(tasks.questions_from_marked, out=out),
+                         "make a question set from marked answers", on_result=made)
 
     def chosen_adapters(self) -> list[str]:
         items = (self.adapter_list.item(i) for i in range(self.adapter_list.count()))

@@ -48,13 +48,19 @@ def questions_from_chats(chats: ChatStore, chat_ids: Sequence[int] | None = None
     return rows
 
 
-def write_question_set(rows: Sequence[dict[str, Any]], out: Path) -> None:
-    """Write ``rows`` as JSONL to ``out`` (a new file, private to the user).
+def write_question_set(rows: Sequence[dict[str, Any]], out: Path, *, replace: bool = False) -> None:
+    """Write ``rows`` as JSONL to ``out``, a file private to the user.
+
+    Args:
+        rows: The question set's lines.
+        out: The file; it must be new unless ``replace`` (the user confirmed replacing it).
+        replace: Replace an existing ``out`` (whole: written beside it, then renamed).
 
     Raises:
-        BastionError: ``out`` exists already, or cannot be written.
+        BastionError: ``out`` exists already (without ``replace``), or cannot be written.
     """
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    target, out = out, out.with_name(f".{out.name}.{os.getpid()}.tmp") if replace else out
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except FileExistsError as error:
@@ -63,3 +69,5 @@ def write_question_set(rows: Sequence[dict[str, Any]], out: Path) -> None:
         raise BastionError(f"Cannot write {out}: {error.strerror or error}.") from error
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+    if replace:
+        os.replace(out, target)

@@ -67,3 +67,20 @@ def test_marking_an_answer_in_the_window_stores_it(qtbot, window: MainWindow, ba
     qtbot.mouseClick(card.good_button, Qt.MouseButton.LeftButton)  # taken back
     qtbot.waitUntil(lambda: not view.messages.item(1).marked_good, timeout=5000)
     assert not stored() and not card.good_button.isChecked()
+
+
+def test_the_lab_page_makes_a_question_set_from_marked_answers(qtbot, window: MainWindow,
+                                                               bastion_home: Path, tmp_path: Path) -> None:
+    store = ChatStore(bastion_home / "bastion.db")
+    chat = store.create_chat()
+    store.add_message(chat.id, "user", "Who founded the company?")
+    store.mark_good(store.add_message(chat.id, "assistant", "Marta Quell founded it [1].").id)
+    store.close()
+    page = window.pages["lab"]
+    out = tmp_path / "marked.jsonl"
+    out.write_text("old\n", encoding="utf-8")  # the save dialog asked before replacing it
+    page.make_question_set(out)
+    qtbot.waitUntil(lambda: page.questions_edit.text() == str(out), timeout=5000)
+    assert "1 question from your marked answers, scored by token F1" in page.status.text()
+    [row] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert row["answers"] == ["Marta Quell founded it."] and row["match"] == "f1"
