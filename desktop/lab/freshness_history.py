@@ -31,13 +31,15 @@ def change_history(library: Any, name: str, now: float | None = None) -> dict[st
 
 def history_sentence(history: dict[str, Any]) -> str:
     """The history in one sentence, saying what it is based on."""
-    age = history.get("age_days") or 0.0
+    age = float(history.get("age_days") or 0.0)
+    span = f"{age:.0f} days" if age >= 1.5 else "the day since it was created" if age >= 0.5 \
+        else "the hours since it was created"
     n, later, days = history.get("documents", 0), history.get("changed_later", 0), history.get("change_days", 0)
     base = ("based on each document's last-indexed time, since the library keeps no sync history; "
             "a file changed several times counts once and deleted files are not seen")
     if not later:
         return (f"How often the collection actually changed: none of its {n} documents was "
-                f"indexed again or added after its first day, over {age:.0f} days ({base}).")
+                f"indexed again or added after its first day, over {span} ({base}).")
     return (f"How often the collection actually changed: {later} of its {n} documents were added "
             f"or changed after its first day, on {days} distinct day{'s' if days != 1 else ''} over "
-            f"{age:.0f} days — about one change day every {max(age, 1) / days:.0f} days ({base}).")
+            f"{span} — about one change day every {max(age, 1) / days:.0f} days ({base}).")

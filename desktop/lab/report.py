@@ -177,7 +177,7 @@ def _seconds(value: float | None) -> str:
 
 
 def _mb(size: int) -> str:
-    return f"{size / 2**20:.1f} MB"
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 // 10 else f"{size / 2**10:.0f} KB"
 
 
 def _md_table(rows: list[list[str]]) -> list[str]:

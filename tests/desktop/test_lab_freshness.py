@@ -237,3 +237,34 @@ def test_a_question_set_without_changeable_facts_is_refused(
     assert refused.value.code == 2
     assert "the fraction is a number above 0" in capsys.readouterr().err
     assert collections() == ["office"]
+
+
+def test_how_often_a_collection_changed_comes_from_its_documents_indexed_times() -> None:
+    from dataclasses import dataclass
+
+    from bastion.desktop.lab.freshness_history import DAY_S, change_history, history_sentence
+
+    @dataclass
+    class Doc:
+        indexed_at: float | None
+
+    @dataclass
+    class Info:
+        created: float
+
+    class Library:
+        def collection(self, name: str) -> Info:
+            return Info(created=1000.0)
+
+        def documents(self, name: str) -> list[Doc]:
+            built = [Doc(1000.0 + i) for i in range(8)]
+            return [*built, Doc(1000 + 3 * DAY_S), Doc(1000 + 3 * DAY_S + 60), Doc(1000 + 10 * DAY_S),
+                    Doc(None)]
+
+    history = change_history(Library(), "office", now=1000 + 30 * DAY_S)
+    assert history["documents"] == 11 and history["changed_later"] == 3 and history["change_days"] == 2
+    sentence = history_sentence(history)
+    assert sentence.startswith("How often the collection actually changed: 3 of its 11 documents were "
+                               "added or changed after its first day, on 2 distinct days over 30 days "
+                               "— about one change day every 15 days")
+    assert "the library keeps no sync history" in sentence
