@@ -145,8 +145,14 @@ def _sync(library: Any, name: str, should_stop: Callable[[], bool]) -> tuple[flo
     """Sync collection ``name``; the seconds it took and whether it was stopped."""
     started = time.perf_counter()
     cancelled = False
-    for event in library.sync(name, cancel=should_stop):
-        cancelled = cancelled or event.cancelled
+    sync = library.sync(name, cancel=should_stop)
+    try:
+        for event in sync:
+            cancelled = cancelled or event.cancelled
+    finally:
+        # Closed here, not whenever an exception's traceback lets go of it: the scratch
+        # collection is removed next, and its sync must have stopped by then.
+        sync.close()
     return time.perf_counter() - started, cancelled or should_stop()
 
 
