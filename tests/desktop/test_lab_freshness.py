@@ -268,3 +268,19 @@ def test_how_often_a_collection_changed_comes_from_its_documents_indexed_times()
                                "added or changed after its first day, on 2 distinct days over 30 days "
                                "— about one change day every 15 days")
     assert "the library keeps no sync history" in sentence
+
+
+def test_ctrl_c_while_answering_removes_the_scratch_collection(
+    tmp_path: Path, docs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Interrupted(KnowingEngine):
+        def chat(self, messages, sampling=None, adapters=()):  # type: ignore[no-untyped-def]
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(App, "engine", lambda self, model=None, reload=False: Interrupted())
+    out = tmp_path / "fresh"
+    assert main(["lab", "freshness", str(questions(tmp_path)), "--collection", "office",
+                 "--out", str(out)]) == 130
+    assert "Stopped. The answers so far are kept" in capsys.readouterr().err
+    assert collections() == ["office"]
+    assert not (out / SCRATCH_FOLDER).exists()
