@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
@@ -90,6 +90,7 @@ class AnswerConfig:
         system_prompt: The system message.
         policy: How many passages to fetch and which are relevant enough.
         budget: How the context is shared between passages and history.
+        stop: Texts that end the answer where they first appear (not included in it).
     """
 
     mode: Mode = "model"
@@ -99,6 +100,7 @@ class AnswerConfig:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     policy: RetrievalPolicy = field(default_factory=RetrievalPolicy)
     budget: AnswerBudget = field(default_factory=AnswerBudget)
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -322,16 +324,30 @@ def _answer(question: str, config: AnswerConfig, engine: ChatEngine, retriever: 
 
     prompt = _messages(config.system_prompt, history, question, grounding, mode)
     yield GenerationStarted(draft)
-    text, stats = "", None
+    text, stats, emitted, stopped = "", None, 0, False
+    stops = [t for t in config.stop if t]
+    # Text that may be the start of a stop sequence is held back until it is known not to be.
+    hold = max((len(t) for t in stops), default=1) - 1
     try:
         chat = engine.chat(prompt, config.sampling, adapters)
         try:
             for event in chat:
-                if isinstance(event, ChatDelta):
+                if isinstance(event, ChatDelta) and not stopped:
                     text += event.text
-                    yield AnswerDelta(event.text)
+                    cut = _first_stop(text, stops, max(0, emitted - hold))
+                    if cut is not None:
+                        # Asked to stop; the engine's last events are read, not shown, so
+                        # its statistics still come.
+                        text, stopped = text[:cut], True
+                        engine.cancel()
+                    safe = len(text) if stopped else max(emitted, len(text) - hold)
+                    if safe > emitted:
+                        yield AnswerDelta(text[emitted:safe])
+                        emitted = safe
                 elif isinstance(event, ChatDone):
-                    stats = event.stats
+                    stats = replace(event.stats, finish_reason="stop") if stopped else event.stats
+            if emitted < len(text):
+                yield AnswerDelta(text[emitted:])
         finally:
             close = getattr(chat, "close", None)
             if close is not None:  # the engine stops a request whose stream is closed
@@ -358,6 +374,12 @@ def _finished(draft: AnswerRecord, text: str, stats: ChatStats | None, grounding
         sources=mark_cited(grounding.sources, text, grounding.texts), debris_removed=debris,
         not_found=draft.mode == "docs" and is_abstention(text), total_s=total_s,
     )
+
+
+def _first_stop(text: str, stops: Sequence[str], start: int) -> int | None:
+    """Where the earliest stop sequence begins in ``text`` (searched from ``start``), if any."""
+    found = [i for i in (text.find(t, start) for t in stops) if i >= 0]
+    return min(found) if found else None
 
 
 def _replace(record: AnswerRecord, **changes: Any) -> AnswerRecord:

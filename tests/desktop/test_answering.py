@@ -107,3 +107,17 @@ def test_an_empty_question_or_adapters_without_a_catalog_are_refused_at_once() -
         answer_once("  ", AnswerConfig(), FakeEngine())
     with pytest.raises(BastionError, match="adapter catalog"):
         answer_once("Hi", AnswerConfig(adapters=(("x", 1.0),)), FakeEngine())
+
+
+def test_a_stop_sequence_ends_the_answer_before_it_and_is_never_streamed() -> None:
+    engine = FakeEngine("alpha beta END gamma delta")
+    stream = answer_once("Go", AnswerConfig(stop=("END", "zeta")), engine)
+    streamed = "".join(e.text for e in stream if isinstance(e, AnswerDelta))
+    assert streamed == "alpha beta " and engine.cancelled  # the engine was told to stop
+    assert stream.record is not None and stream.record.complete
+    assert stream.record.text == "alpha beta " and stream.record.finish_reason == "stop"
+
+
+def test_text_that_only_starts_like_a_stop_sequence_is_streamed_in_full() -> None:
+    stream = answer_once("Go", AnswerConfig(stop=("ENDS",)), FakeEngine("one END two"))
+    assert "".join(e.text for e in stream if isinstance(e, AnswerDelta)) == "one END two"

@@ -1,0 +1,224 @@
+"""What the local API answers with: one thread does the model work, in arrival order.
+
+The engine answers one request at a time and the library's SQLite connection belongs to one
+thread, so every answer and every embedding runs on the service's own thread. A few requests
+may wait their turn (``max_waiting``); more are turned away at once (``Busy``: HTTP 429) rather
+than left hanging. A request's events travel back to its HTTP thread through a ``Job``, which
+that thread can cancel (the client went away): the answer stops at its next token, or the
+engine is told to stop if it is still reading the prompt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bastion.desktop.answering import AnswerConfig, ChatEngine, answer_once
+from bastion.desktop.api.protocol import ChatRequest, EmbeddingRequest
+from bastion.desktop.grounding import Retriever
+from bastion.models.engine_types import Sampling
+from bastion.store.embedder import Embedder
+
+RETRY_AFTER_S = 5
+
+
+@dataclass
+class ServiceParts:
+    """The parts requests are served with.
+
+    Args:
+        engine: The loaded engine.
+        chat_model: The model id clients name (``GET /v1/models``).
+        sampling: Defaults for what a request leaves out (max_tokens, temperature…).
+        system_prompt: Used when a request sends no system message.
+        open_retriever: Opens the document library; called on the service thread at the
+            first request that searches (the library belongs to the thread that opened it).
+        embedder: The library's embedder, for ``POST /v1/embeddings`` (None: not offered).
+        embedding_model: The id clients name for it.
+        adapter_path: Maps an adapter's name to its file checked against the loaded model.
+    """
+
+    engine: ChatEngine
+    chat_model: str
+    sampling: Sampling
+    system_prompt: str
+    open_retriever: Callable[[], Retriever] | None = None
+    embedder: Embedder | None = None
+    embedding_model: str | None = None
+    adapter_path: Callable[[str], Path] | None = None
+
+
+class Busy(Exception):
+    """The answer thread is busy and enough requests are already waiting."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"{retry_after_s}")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The work failed with ``error`` (the HTTP thread turns it into a response)."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: np.ndarray
+    tokens: int
+
+
+class Job:
+    """One request's work: events out, cancellation in. ``next_item`` returns None at the end."""
+
+    _END = object()
+
+    def __init__(self, engine: ChatEngine) -> None:
+        self._items: queue.Queue[Any] = queue.Queue()
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._running = False
+        self._engine = engine
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        """Stop this request's work; safe from any thread, and never touches another request."""
+        self._cancelled.set()
+        with self._lock:
+            if self._running:
+                self._engine.cancel()  # reaches a prompt being read, before any token comes
+
+    def next_item(self, timeout_s: float) -> Any:
+        """The next event, ``None`` at the end; raises ``queue.Empty`` after ``timeout_s``."""
+        item = self._items.get(timeout=timeout_s)
+        return None if item is Job._END else item
+
+    # -- the service thread's side -----------------------------------------------------------
+
+    def emit(self, item: Any) -> None:
+        self._items.put(item)
+
+    def _set_running(self, running: bool) -> None:
+        with self._lock:
+            self._running = running
+
+    def _end(self) -> None:
+        self._items.put(Job._END)
+
+
+class AnswerService:
+    """Runs chat answers and embeddings on one thread; at most ``max_waiting`` queue."""
+
+    def __init__(self, parts: ServiceParts, max_waiting: int = 4) -> None:
+        self.parts = parts
+        self.max_waiting = max_waiting
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-api")
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._retriever: Retriever | None = None
+        self._jobs: set[Job] = set()
+
+    def chat(self, request: ChatRequest) -> Job:
+        """Queue an answer to ``request``. Raises ``Busy`` when the queue is full."""
+        return self._submit(lambda job: self._answer(job, request))
+
+    def embed(self, request: EmbeddingRequest) -> Job:
+        """Queue embeddings of ``request``'s inputs. Raises ``Busy`` when the queue is full."""
+        return self._submit(lambda job: self._embed(job, request))
+
+    def close(self) -> None:
+        """Stop the work in hand and waiting, and close the library on its own thread."""
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.cancel()
+        self._executor.submit(self._close_retriever)
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _submit(self, work: Callable[[Job], None]) -> Job:
+        with self._lock:
+            if self._pending >= 1 + self.max_waiting:
+                raise Busy(RETRY_AFTER_S)
+            self._pending += 1
+            job = Job(self.parts.engine)
+            self._jobs.add(job)
+        try:
+            self._executor.submit(self._run, job, work)
+        except RuntimeError:  # shutting down
+            self._done(job)
+            raise Busy(RETRY_AFTER_S) from None
+        return job
+
+    def _run(self, job: Job, work: Callable[[Job], None]) -> None:
+        try:
+            if not job.cancelled:  # a client that left while waiting costs nothing
+                job._set_running(True)
+                work(job)
+        except Exception as error:  # handed to the HTTP thread, which answers with it
+            job.emit(Failed(error))
+        finally:
+            job._set_running(False)
+            job._end()
+            self._done(job)
+
+    def _done(self, job: Job) -> None:
+        with self._lock:
+            self._pending -= 1
+            self._jobs.discard(job)
+
+    def _answer(self, job: Job, request: ChatRequest) -> None:
+        parts = self.parts
+        if request.adapters and parts.adapter_path is not None:
+            for name, _scale in request.adapters:
+                parts.adapter_path(name)  # an unknown or misfit adapter is refused, not skipped
+        sampling = parts.sampling
+        changes = {key: value for key, value in (("max_tokens", request.max_tokens),
+                                                 ("temperature", request.temperature),
+                                                 ("top_p", request.top_p), ("seed", request.seed))
+                   if value is not None}
+        if changes:
+            sampling = Sampling(**{**sampling.to_dict(), **changes})
+        config = AnswerConfig(mode=request.mode, collections=request.collections,
+                              adapters=request.adapters, sampling=sampling,
+                              system_prompt=request.system_prompt or parts.system_prompt,
+                              stop=request.stop)
+        retriever = self._library() if request.collections else None
+        with answer_once(request.question, config, parts.engine, retriever,
+                         history=request.history, adapter_path=parts.adapter_path) as stream:
+            for event in stream:
+                job.emit(event)
+                if job.cancelled:
+                    break  # closing the stream stops the engine at its next token
+
+    def _embed(self, job: Job, request: EmbeddingRequest) -> None:
+        embedder = self.parts.embedder
+        assert embedder is not None  # the HTTP side checked the model name
+        vectors = embedder.embed(list(request.inputs))
+        tokens = sum(embedder.tokenizer().count(request.inputs))
+        job.emit(Embedded(vectors, int(tokens)))
+
+    def _library(self) -> Retriever | None:
+        if self._retriever is None and self.parts.open_retriever is not None:
+            self._retriever = self.parts.open_retriever()
+        return self._retriever
+
+    def _close_retriever(self) -> None:
+        close = getattr(self._retriever, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
+        self._retriever = None
