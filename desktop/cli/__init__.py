@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chats": ("chats_cmd", "stored chats: list, show, rename, delete, export"),
     "settings": ("settings_cmd", "read and change settings: get [KEY], set KEY VALUE"),
     "lab": ("lab_cmd", "compare model, documents and adapters on your questions"),
+    "serve": ("serve_cmd", "an OpenAI-compatible API on this computer (127.0.0.1 only)"),
     "doctor": ("doctor_cmd",
                "check this installation: versions, data folder, models, no network, smoke flow"),
     "gui": ("gui_cmd", "open the window (the default with no command)"),
