@@ -143,7 +143,7 @@ class Pipeline:
                             yield self.progress()
                         else:
                             buffer.append(_Buffered(event))
-                            self.meter.parsed(event.item.doc_id)
+                            self.meter.parsed(event.item.doc_id, 0, len(event.chunks))
                             pending += len(event.chunks)
                         continue
                     if pending == 0:
@@ -172,7 +172,7 @@ class Pipeline:
         """A progress event for the work done so far."""
         now = time.monotonic()
         elapsed = max(now - self.started, 1e-6)
-        bytes_per_s = self.meter.rate(now)
+        bytes_per_s, eta = self.meter.measure(now)
         activity = self._activity()
         if activity is not None:
             self.current = activity.display
@@ -180,7 +180,7 @@ class Pipeline:
             collection=self.collection_name, phase="index", files_done=self.files_done,
             files_total=len(self.work), chunks=self.chunks_embedded,
             files_per_s=self.files_done / elapsed, chunks_per_s=self.chunks_embedded / elapsed,
-            eta_s=self.meter.eta(bytes_per_s), current=self.current, elapsed_s=elapsed,
+            eta_s=eta, current=self.current, elapsed_s=elapsed,
             cancelled=cancelled, bytes_done=self.meter.bytes_done,
             bytes_total=self.meter.bytes_total, bytes_per_s=bytes_per_s,
             files_before=self.files_before, bytes_before=self.bytes_before,

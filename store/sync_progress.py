@@ -63,7 +63,12 @@ class ActivityBoard:
 
 
 class ProgressMeter:
-    """Bytes done out of bytes to do for one pass over a work list, and the recent rate.
+    """How far one pass over a work list is, and how long the rest will take.
+
+    Parsing and embedding run side by side, so the time left is the longer of the two: the
+    bytes not parsed yet at the recent parse rate, and the chunks not embedded yet (those
+    parsed, plus those the unparsed bytes will make at the chunks-per-byte seen so far) at the
+    recent embedding rate.
 
     Args:
         work: The files of the pass.
@@ -76,43 +81,73 @@ class ProgressMeter:
         }
         self.bytes_total = sum(self.weights.values())
         self.started = time.monotonic()
+        self.bytes_parsed = 0
+        self.chunks_known = 0
+        self.chunks_embedded = 0
         self._settled = 0
-        self._partial: dict[int, float] = {}
-        self._samples: deque[tuple[float, float]] = deque([(self.started, 0.0)])
+        self._docs: dict[int, tuple[int, int]] = {}  # parsed, not settled: (embedded, chunks)
+        self._seen: set[int] = set()
+        # (time, bytes done, bytes parsed, chunks embedded)
+        self._samples: deque[tuple[float, float, float, float]] = deque([(self.started, 0, 0, 0)])
 
     @property
     def bytes_done(self) -> int:
         """Bytes of settled files plus the done share of files under way."""
-        return min(self.bytes_total, self._settled + round(sum(self._partial.values())))
+        partial = 0.0
+        for doc_id, (embedded, chunks) in self._docs.items():
+            share = PARSE_SHARE + (1 - PARSE_SHARE) * (embedded / chunks if chunks else 0.0)
+            partial += self.weights.get(doc_id, 0) * share
+        return min(self.bytes_total, self._settled + round(partial))
 
     def parsed(self, doc_id: int, embedded: int = 0, chunks: int = 0) -> None:
-        """``doc_id`` is parsed and ``embedded`` of its ``chunks`` are embedded."""
-        weight = self.weights.get(doc_id, 0)
-        share = PARSE_SHARE + (1 - PARSE_SHARE) * (embedded / chunks if chunks else 0.0)
-        self._partial[doc_id] = weight * share
+        """``doc_id`` is parsed into ``chunks`` chunks, ``embedded`` of them embedded."""
+        if doc_id not in self._seen:
+            self._seen.add(doc_id)
+            self.bytes_parsed += self.weights.get(doc_id, 0)
+            self.chunks_known += chunks
+        before = self._docs.get(doc_id, (0, chunks))[0]
+        self.chunks_embedded += max(0, embedded - before)
+        self._docs[doc_id] = (embedded, chunks)
 
     def settled(self, doc_id: int) -> None:
         """``doc_id`` is done (indexed, skipped, failed, or sent back to be read again)."""
-        self._partial.pop(doc_id, None)
+        if doc_id not in self._seen:
+            self._seen.add(doc_id)
+            self.bytes_parsed += self.weights.get(doc_id, 0)
+        embedded, chunks = self._docs.pop(doc_id, (0, 0))
+        self.chunks_known -= chunks - embedded  # chunks that will never be embedded now
         self._settled += self.weights.get(doc_id, 0)
 
-    def rate(self, now: float | None = None) -> float:
-        """Bytes per second over the last ``RATE_WINDOW_S`` (the run's average early on)."""
+    def measure(self, now: float | None = None) -> tuple[float, float | None]:
+        """Bytes done per second lately, and the seconds left (None: nothing measured yet)."""
         now = time.monotonic() if now is None else now
-        done = float(self.bytes_done)
+        current = (now, float(self.bytes_done), float(self.bytes_parsed), float(self.chunks_embedded))
         if now - self._samples[-1][0] >= _SAMPLE_EVERY_S:
-            self._samples.append((now, done))
+            self._samples.append(current)
         while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
             self._samples.popleft()
-        since, then = self._samples[0]
-        if now - since < _MIN_WINDOW_S:
-            since, then = self.started, 0.0
-        span = now - since
-        return (done - then) / span if span > 0 else 0.0
+        base = self._samples[0]
+        if now - base[0] < _MIN_WINDOW_S:
+            base = (self.started, 0.0, 0.0, 0.0)
+        span = now - base[0]
+        if span <= 0:
+            return 0.0, None
+        done_rate, parse_rate, embed_rate = ((c - b) / span for c, b in zip(current[1:], base[1:], strict=True))
+        # A stage that waits for the other (parsing held back while a huge document embeds)
+        # measures nothing lately: its average over the pass stands in.
+        elapsed = now - self.started
+        parse_rate = parse_rate or self.bytes_parsed / elapsed
+        embed_rate = embed_rate or self.chunks_embedded / elapsed
+        return done_rate, self._eta(parse_rate, embed_rate)
 
-    def eta(self, rate: float) -> float | None:
-        """Seconds left at ``rate`` bytes per second (None: no rate measured yet)."""
-        left = self.bytes_total - self.bytes_done
-        if left <= 0:
-            return 0.0
-        return left / rate if rate > 0 else None
+    def _eta(self, parse_rate: float, embed_rate: float) -> float | None:
+        bytes_left = self.bytes_total - self.bytes_parsed
+        per_byte = self.chunks_known / self.bytes_parsed if self.bytes_parsed else 0.0
+        chunks_left = self.chunks_known - self.chunks_embedded + bytes_left * per_byte
+        waits = []
+        for left, rate in ((bytes_left, parse_rate), (chunks_left, embed_rate)):
+            if left > 0:
+                if rate <= 0:
+                    return None
+                waits.append(left / rate)
+        return max(waits, default=0.0)

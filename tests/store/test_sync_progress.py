@@ -71,15 +71,27 @@ def test_eta_follows_bytes_not_files() -> None:
     big = WorkItem(2, "/d/b.pdf", "/d/b.pdf", None, "pending", FileStat(9_000, 0))
     meter = ProgressMeter([small, big], max_file_bytes=10_000)
     meter.settled(1)  # one file of two is done, but a tenth of the bytes
-    rate = meter.rate(meter.started + 10.0)
+    rate, eta = meter.measure(meter.started + 10.0)
     assert rate == pytest.approx(100.0)
-    assert meter.eta(rate) == pytest.approx(90.0)  # a file-based estimate would say 10 s
-    meter.parsed(2)
+    assert eta == pytest.approx(90.0)  # a file-based estimate would say 10 s
+    meter.parsed(2, 0, 6)
     assert meter.bytes_done == 1_000 + 9_000 * PARSE_SHARE
-    meter.parsed(2, embedded=3, chunks=6)
+    meter.parsed(2, 3, 6)
     assert meter.bytes_done == 1_000 + 9_000 * (PARSE_SHARE + (1 - PARSE_SHARE) / 2)
     meter.settled(2)
-    assert meter.bytes_done == 10_000 and meter.eta(0.0) == 0.0
+    assert meter.bytes_done == 10_000 and meter.measure(meter.started + 20.0)[1] == 0.0
+
+
+def test_eta_waits_for_the_slower_of_parsing_and_embedding() -> None:
+    files = [WorkItem(i, f"/d/{i}", f"/d/{i}", None, "pending", FileStat(1_000, 0)) for i in range(4)]
+    meter = ProgressMeter(files, max_file_bytes=10_000)
+    meter.parsed(0, 0, 50)
+    meter.parsed(1, 0, 50)  # half the bytes parsed at once, 100 chunks waiting
+    meter.parsed(0, 10, 50)  # but only 10 chunks embedded in 10 s: 1 chunk/s
+    _, eta = meter.measure(meter.started + 10.0)
+    # 90 chunks known + 2,000 unparsed bytes × 0.05 chunks/byte = 190 chunks at 1 chunk/s,
+    # far more than the 10 s the unparsed bytes need at the parse rate (200 bytes/s).
+    assert eta == pytest.approx(190.0)
 
 
 def test_labels_say_what_is_done_to_which_file() -> None:
@@ -194,3 +206,16 @@ def test_a_resumed_sync_starts_from_what_is_done(
     assert first.before_note == f"{len(done)} of 6 files done before this sync"
     assert first.fraction > 0.0, "a resumed sync does not start its bar at zero"
     assert resumed[-1].files_before == len(done)
+
+
+def test_a_stage_held_back_by_the_other_still_gets_an_estimate() -> None:
+    files = [WorkItem(i, f"/d/{i}", f"/d/{i}", None, "pending", FileStat(1_000, 0)) for i in range(2)]
+    meter = ProgressMeter(files, max_file_bytes=10_000)
+    meter.parsed(0, 0, 100)  # parsed at once; then parsing waits while these 100 chunks embed
+    meter.measure(meter.started + 1.0)
+    meter.parsed(0, 40, 100)
+    _, eta = meter.measure(meter.started + 40.0)  # nothing parsed in the last 30 s
+    # Parsing's average (1,000 bytes in 40 s) stands in: the estimate is not "unknown". The
+    # window (from 1 s on) saw 40 chunks embedded in 39 s; 60 + 100 (the unparsed file's
+    # likely share) are left.
+    assert eta == pytest.approx(max(1_000 / 25.0, (60 + 100) / (40 / 39)))

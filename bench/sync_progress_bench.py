@@ -1,0 +1,143 @@
+"""Sync progress benchmark (#15): how live the events are, and how good the ETA is.
+
+Usage:
+    .venv/bin/python bench/sync_progress_bench.py [--small 60] [--big-kb 400] [--hash-files 2000]
+
+A folder of ``--small`` short notes and one ``--big-kb`` file (placed in the middle) is indexed
+with the real parts: sandboxed parse workers and the MiniLM embedder. Printed as Markdown:
+
+- gaps between progress events (the window and the CLI redraw on each): largest and p95;
+- the ETA at a quarter and at half of the run, against the time the run really took from
+  there, for the bytes-based estimate the sync reports and a files-based one computed from the
+  same events (what it used to report);
+- the cost of the stall guard: hashing ``--hash-files`` small files directly and through
+  ``StallGuard`` (a helper-thread hand-off per file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import bastion.desktop  # noqa: F401 - offline environment first
+from bastion.desktop.library import default_embedder, default_parse_pool
+from bastion.store.library import Library
+from bastion.store.library_types import SyncProgress
+from bastion.store.parsers.fsread import sha256_file
+from bastion.store.stall_guard import StallGuard
+
+WORDS = ["harbour", "tide", "ledger", "audit", "clause", "patient", "dose", "cohort", "river",
+         "forest", "signal", "vector", "archive", "budget", "invoice", "court", "ruling",
+         "contract", "energy", "battery", "market", "price"]
+
+
+def _text(seed: int, chars: int) -> str:
+    out, i = [], seed
+    while sum(len(w) + 1 for w in out) < chars:
+        out.append(WORDS[(i * 7 + i // 3) % len(WORDS)])
+        i += 1
+        if i % 12 == 0:
+            out[-1] += ".\n"
+    return " ".join(out)
+
+
+def make_folder(root: Path, small: int, big_kb: int) -> None:
+    root.mkdir()
+    for i in range(small):
+        (root / f"note{i:03}.txt").write_text(_text(i, 1500))
+    (root / f"note{small // 2:03}b-big.txt").write_text(_text(999, big_kb * 1024))
+
+
+def run_sync(root: Path, workdir: Path) -> tuple[list[tuple[float, SyncProgress]], float]:
+    with Library(workdir / "library.db", default_embedder, default_parse_pool) as lib:
+        lib.add_collection("bench", [root])
+        started = time.monotonic()
+        events = [(time.monotonic() - started, e) for e in lib.sync()]
+        return events, time.monotonic() - started
+
+
+def eta_rows(events: list[tuple[float, SyncProgress]], total: float) -> list[str]:
+    index = [(t, e) for t, e in events if e.phase == "index" and e.files_total]
+    rows = []
+    for share in (0.25, 0.5):
+        t, e = min(index, key=lambda pair: abs(pair[0] - share * total))
+        left = total - t
+        files_eta = ((e.files_total - e.files_done) / e.files_per_s) if e.files_per_s else None
+        rows.append(
+            f"| {share:.0%} of the run ({t:.1f} s) | {left:.1f} s | "
+            f"{_s(e.eta_s)} | {_s(files_eta)} |"
+        )
+    return rows
+
+
+def _brief(event: SyncProgress) -> str:
+    return f"{event.phase} {event.files_done}/{event.files_total} ({event.current_label or '-'})"
+
+
+def _s(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} s"
+
+
+def hash_cost(workdir: Path, files: int) -> tuple[float, float]:
+    folder = workdir / "hash"
+    folder.mkdir()
+    paths = []
+    for i in range(files):
+        path = folder / f"h{i}.txt"
+        path.write_text(_text(i, 2000))
+        paths.append(path)
+    started = time.perf_counter()
+    for path in paths:
+        sha256_file(path)
+    direct = time.perf_counter() - started
+    guard = StallGuard()
+    started = time.perf_counter()
+    for path in paths:
+        guard.run(lambda tick, p=path: sha256_file(p, None, 1 << 30, tick))
+    guarded = time.perf_counter() - started
+    guard.close()
+    return direct, guarded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=60)
+    parser.add_argument("--big-kb", type=int, default=400)
+    parser.add_argument("--hash-files", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        make_folder(workdir / "docs", args.small, args.big_kb)
+        events, total = run_sync(workdir / "docs", workdir)
+        times = [t for t, _ in events]
+        pairs = list(itertools.pairwise(range(len(times))))
+        gaps = sorted(times[b] - times[a] for a, b in pairs)
+        worst = max(pairs, key=lambda ab: times[ab[1]] - times[ab[0]])
+        done = events[-1][1]
+        print(f"## Sync of {args.small} notes + one {args.big_kb} KiB file "
+              f"({done.files_done} files, {done.chunks} chunks, {total:.1f} s)\n")
+        print("| events | largest gap | p95 gap | median gap |")
+        print("|---:|---:|---:|---:|")
+        p95 = gaps[int(0.95 * (len(gaps) - 1))]
+        print(f"| {len(events)} | {gaps[-1]:.2f} s | {p95:.2f} s | {statistics.median(gaps):.2f} s |\n")
+        before, after = (events[i][1] for i in worst)
+        print(f"Largest gap between: {_brief(before)} → {_brief(after)}\n")
+        labels = [e.current_label for _, e in events if e.current_label]
+        big = [lab for lab in labels if "big" in lab]
+        print(f"Events naming the big file: {len(big)} (last: {big[-1] if big else '—'})\n")
+        print("| asked at | really left | ETA reported | ETA by files (before #15) |")
+        print("|---|---:|---:|---:|")
+        print("\n".join(eta_rows(events, total)))
+        direct, guarded = hash_cost(workdir, args.hash_files)
+        print(f"\n## Hashing {args.hash_files} files of 2 KB\n")
+        print("| direct | through StallGuard | per file added |")
+        print("|---:|---:|---:|")
+        print(f"| {direct:.3f} s | {guarded:.3f} s | {(guarded - direct) / args.hash_files * 1e6:.0f} µs |")
+
+
+if __name__ == "__main__":
+    main()
