@@ -10,7 +10,7 @@ first, the answer written as it streams and finished with its record. Closing th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -29,7 +29,7 @@ from bastion.desktop.answering import (
 from bastion.desktop.errors import BastionError
 from bastion.desktop.grounding import RetrievalPolicy, Retriever
 from bastion.models.engine_types import Sampling
-from bastion.store.chats import Chat, ChatStore, Message
+from bastion.store.chats import Chat, ChatStore, Message, MessageStatus
 
 __all__ = ["AnswerBudget", "AnswerDelta", "AnswerDone", "Assistant", "AssistantEvent", "ChatEngine",
            "PassagesFound"]
@@ -46,6 +46,8 @@ class AnswerDone:
 
 
 AssistantEvent: TypeAlias = PassagesFound | AnswerDelta | AnswerDone
+# A generator, not just an iterator: closing it stops the answer and stores what was said.
+AnswerStream: TypeAlias = Generator[AssistantEvent, None, None]
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Assistant:
 
     # -- the use cases -----------------------------------------------------------------------
 
-    def ask(self, chat_id: int, question: str) -> Iterator[AssistantEvent]:
+    def ask(self, chat_id: int, question: str) -> AnswerStream:
         """Answer ``question`` in chat ``chat_id`` with the chat's mode and collections."""
         question = question.strip()
         if not question:
@@ -78,7 +80,7 @@ class Assistant:
             self.chats.update_chat(chat_id, title=_title_from(question))
         yield from self._answer(chat, history, question)
 
-    def regenerate(self, chat_id: int) -> Iterator[AssistantEvent]:
+    def regenerate(self, chat_id: int) -> AnswerStream:
         """Answer the chat's last question again, replacing the answer after it."""
         messages = self.chats.messages(chat_id)
         last_user = next((m for m in reversed(messages) if m.role == "user"), None)
@@ -88,7 +90,7 @@ class Assistant:
         history = [m for m in messages if m.id < last_user.id]
         yield from self._answer(self.chats.chat(chat_id), history, last_user.content)
 
-    def edit_and_resend(self, chat_id: int, message_id: int, new_text: str) -> Iterator[AssistantEvent]:
+    def edit_and_resend(self, chat_id: int, message_id: int, new_text: str) -> AnswerStream:
         """Replace a past question (and everything after it) and answer the new text."""
         target = self.chats.message(message_id)
         if target.chat_id != chat_id or target.role != "user":
@@ -98,7 +100,7 @@ class Assistant:
 
     # -- the flow ----------------------------------------------------------------------------
 
-    def _answer(self, chat: Chat, history: list[Message], question: str) -> Iterator[AssistantEvent]:
+    def _answer(self, chat: Chat, history: list[Message], question: str) -> AnswerStream:
         config = AnswerConfig(mode=chat.mode, collections=tuple(chat.collections),
                               adapters=tuple(chat.adapters), sampling=self.sampling,
                               system_prompt=self.system_prompt, policy=self.policy, budget=self.budget)
@@ -131,7 +133,7 @@ class Assistant:
 
     def _store(self, chat: Chat, answer: Message | None, record: AnswerRecord) -> Message:
         """Write the answer's record: finish the streaming message, or add the refusal."""
-        status = "complete" if record.complete else "interrupted"
+        status: MessageStatus = "complete" if record.complete else "interrupted"
         if answer is None:
             return self.chats.add_message(chat.id, "assistant", record.text, status=status,
                                           meta=record.meta(), sources=record.sources)

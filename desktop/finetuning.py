@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,7 +125,7 @@ def grounded_data(paths: DataPaths, name: str, questions: Path, collections: Seq
 
 
 def train(paths: DataPaths, config: FinetuneConfig,
-          process: FinetuneProcess | None = None) -> Iterator[FinetuneEvent | Registered]:
+          process: FinetuneProcess | None = None) -> Generator[FinetuneEvent | Registered, None, None]:
     """Run the training (in its own process) and register the adapter it writes.
 
     Yields the run's events as they come (progress, loss, checkpoints), then ``Registered``.

@@ -37,17 +37,29 @@ _FOLLOW_UP_WORDS = 12
 
 
 class Hit(Protocol):
-    """What a retriever returns per passage (``bastion.store`` search hits fit this)."""
+    """What a retriever returns per passage (``bastion.store`` search hits fit this).
 
-    text: str
-    path: str
-    page: int | None
-    char_start: int | None
-    char_end: int | None
-    collection: str
-    score: float
-    vector_score: float | None
-    bm25_score: float | None
+    Read-only, so frozen records (``SearchHit``) and narrower types (``int`` offsets) fit.
+    """
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def page(self) -> int | None: ...
+    @property
+    def char_start(self) -> int | None: ...
+    @property
+    def char_end(self) -> int | None: ...
+    @property
+    def collection(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def vector_score(self) -> float | None: ...
+    @property
+    def bm25_score(self) -> float | None: ...
 
 
 class Retriever(Protocol):

@@ -11,7 +11,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,7 +125,7 @@ def watch(
     cancel: Callable[[], bool] | threading.Event | None = None,
     reconcile_s: float = RECONCILE_INTERVAL_S,
     debounce_s: float = DEBOUNCE_S,
-) -> Iterator[SyncProgress | WatchEvent]:
+) -> Generator[SyncProgress | WatchEvent, None, None]:
     """Keep collections in sync: sync now, then on every change (within seconds) and periodically.
 
     A generator in the library's thread: yields sync progress and ``WatchEvent`` while idle;
