@@ -16,11 +16,11 @@ from bastion.desktop.cli.arg_types import adapter_spec, positive_int, setting
 if TYPE_CHECKING:
     from bastion.desktop.app import App
     from bastion.desktop.assistant import AnswerDone, Assistant
-    from bastion.store.chats import Source
+    from bastion.store.chats import Mode, Source
 
 # As bastion.desktop.grounding.MODES (a test checks); not imported from there, because that
 # would load the chat database's modules before the arguments are even checked.
-MODES = ("model", "docs", "both")
+MODES: tuple[Mode, ...] = ("model", "docs", "both")
 
 
 def register(subparsers: Any) -> None:
@@ -55,10 +55,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="0 = greedy, up to 2")
 
 
-def _mode(args: argparse.Namespace) -> str:
-    if args.mode:
-        return str(args.mode)
-    return "docs" if args.collection else "model"
+def _mode(args: argparse.Namespace) -> Mode:
+    chosen: Mode | None = args.mode  # argparse allows only MODES
+    return chosen or ("docs" if args.collection else "model")
 
 
 def _assistant(app: App, args: argparse.Namespace, mode: str) -> Assistant:
@@ -149,7 +148,7 @@ def run_ask(args: argparse.Namespace) -> int:
     mode = _mode(args)
     with App() as app:
         assistant = _assistant(app, args, mode)
-        chat = app.chats.create_chat(mode=mode, collections=args.collection,  # type: ignore[arg-type]
+        chat = app.chats.create_chat(mode=mode, collections=args.collection,
                                      adapters=args.adapter)
         # Closed before the app: an answer cut short by an error releases the engine first.
         with contextlib.closing(assistant.ask(chat.id, args.question)) as events:

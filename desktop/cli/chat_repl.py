@@ -22,6 +22,7 @@ from bastion.desktop.cli.chat_cmd import MODES
 if TYPE_CHECKING:
     from bastion.desktop.app import App
     from bastion.desktop.assistant import Assistant
+    from bastion.store.chats import Mode
 
 HISTORY_FILE = "chat_history"
 HISTORY_LENGTH = 1000
@@ -41,7 +42,7 @@ ALIASES = {"/quit": "/exit", "/q": "/exit"}
 class ChatState:
     """What the next question is answered with; ``chat_id`` is None until the first question."""
 
-    mode: str
+    mode: Mode
     collections: list[str] = field(default_factory=list)
     adapters: list[tuple[str, float]] = field(default_factory=list)
     chat_id: int | None = None
