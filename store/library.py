@@ -32,6 +32,7 @@ from .library_types import (
 )
 from .parse_pools import ParsePoolLike
 from .parsers.limits import DEFAULT_MAX_BYTES
+from .passages import StoredPassage, find_passage
 from .reconcile import NOT_A_FOLDER_ROW, reconcile
 from .search import CANDIDATES, bm25_candidates, load_hits, rrf_fuse
 from .sync_run import sync_collection
@@ -209,6 +210,13 @@ class Library:
             )
             for r in self.db.execute(sql + " ORDER BY path", params).fetchall()
         ]
+
+    def passage(
+        self, path: str, page: int | None, char_start: int, char_end: int, collection: str = ""
+    ) -> StoredPassage | None:
+        """A cited passage with the text around it, read from the index (None: no collection
+        holds ``path`` any more). See ``passages.find_passage``."""
+        return find_passage(self.db, path, page, char_start, char_end, collection)
 
     # ---- sync ---------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from bastion.desktop.assistant import AnswerDelta, AnswerDone, PassagesFound
+from bastion.desktop.errors import user_message
 from bastion.desktop.grounding import Mode
 from bastion.desktop.gui import core_tasks
 from bastion.desktop.gui.backend import Backend
@@ -28,7 +29,7 @@ from bastion.desktop.gui.chat_header import ChatHeader
 from bastion.desktop.gui.chat_list_model import ChatListModel, MessageItem, MessageListModel
 from bastion.desktop.gui.chat_sidebar import ChatSidebar
 from bastion.desktop.gui.message_list_view import MessageListView
-from bastion.desktop.gui.sources_view import open_source
+from bastion.desktop.gui.passage_preview import PassagePreview
 from bastion.desktop.gui.workers import Job
 from bastion.models.adapter_catalog import AdapterEntry
 from bastion.store.chats import Chat, Message, Source
@@ -55,7 +56,9 @@ class ChatView(QWidget):
         self._edit_id: int | None = None
         self._events_seen, self._asked = 0, ""
         self._loading: str | None = None  # the model being loaded, shown until it is ready
-        self.opener: Any = None  # injected by tests; None = the desktop's default application
+        # Opens a file at a page (``open_document.open_document``); tests inject their own.
+        self.document_opener: Any = None
+        self._preview_request = 0
         self._build()
 
     # -- layout ----------------------------------------------------------------------------
@@ -120,8 +123,11 @@ class ChatView(QWidget):
         composer.addLayout(buttons)
         column.addLayout(composer)
         splitter.addWidget(right)
+        self.preview = PassagePreview()
+        self.preview.open_requested.connect(self.open_document)
+        splitter.addWidget(self.preview)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([250, 850])
+        splitter.setSizes([250, 850, 380])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
@@ -443,13 +449,43 @@ class ChatView(QWidget):
         self.edit_banner.setVisible(False)
 
     def open_source(self, source: Source) -> None:
-        try:
-            if self.opener is not None:
-                open_source(source, self.opener)
-            else:
-                open_source(source)
-        except Exception as error:
-            self.backend.reporter.report(error, "open the source")
+        """Preview the cited passage of ``source`` beside the chat (read on the core thread)."""
+        self._preview_request += 1
+        request = self._preview_request
+        self.preview.show_loading(source, waiting=self.busy)
+        self.backend.run(self.backend.core, partial(core_tasks.source_preview, source=source),
+                         "preview the source",
+                         on_result=lambda preview: self._show_preview(request, preview),
+                         on_error=lambda error: self._preview_failed(request, source, error))
+
+    def _show_preview(self, request: int, preview: Any) -> None:
+        if request == self._preview_request and self.preview.source is not None:
+            self.preview.show_preview(preview)
+
+    def _preview_failed(self, request: int, source: Source, error: BaseException) -> bool:
+        message = user_message(error)
+        if request == self._preview_request and self.preview.source is not None:
+            self.preview.show_failed(source, message or "The passage could not be read; the "
+                                     "error was logged. The excerpt saved with the answer is below.")
+        return message is None  # a bug still gets its dialog and log reference
+
+    def open_document(self, preview: Any, at_page: bool) -> None:
+        """Open the previewed file, at its page when ``at_page`` and a viewer can (files thread)."""
+        page = preview.page if at_page else None
+        self.backend.run(self.backend.files,
+                         partial(core_tasks.open_document, path=preview.file_path, page=page,
+                                 roots=list(preview.roots), opener=self.document_opener),
+                         "open the file", on_result=lambda plan: self._opened(preview.name, plan))
+
+    def _opened(self, name: str, plan: Any) -> None:
+        if plan.note:
+            text = f"{name}: {plan.note}."
+        elif plan.page is not None:
+            text = f"Opened {name} at page {plan.page} in {plan.viewer}."
+        else:
+            text = f"Opened {name}."
+        self.preview.set_status(text)
+        self.status_message.emit(text)
 
     def _link_clicked(self, url: QUrl) -> None:
         # Links in answers are never followed automatically: a model or a document wrote them.

@@ -21,7 +21,7 @@ from bastion.desktop.assistant import AnswerDone, AssistantEvent
 from bastion.desktop.grounding import Mode
 from bastion.desktop.settings import Settings
 from bastion.models.engine_types import LoadInfo
-from bastion.store.chats import Chat, Message
+from bastion.store.chats import Chat, Message, Source
 
 AnswerKind = Literal["ask", "regenerate", "edit"]
 
@@ -198,6 +198,14 @@ def answer(session: CoreSession, job: JobLike, chat_id: int, kind: AnswerKind,
     return done
 
 
+def source_preview(session: CoreSession, job: JobLike, source: Source) -> Any:
+    """The cited passage of ``source`` in full, with the text around it (a ``SourcePreview``),
+    read from the core thread's library connection."""
+    from bastion.desktop.source_preview import preview_source
+
+    return preview_source(session.app.library, source)
+
+
 def warm_up_retrieval(session: CoreSession, job: JobLike) -> bool:
     """Load the query embedder now if any collection exists, so the first documents-mode
     question does not wait for it (and its one-time import pause happens at start-up)."""
@@ -263,6 +271,16 @@ def import_model_file(catalog: Any, job: JobLike, source: Path) -> Any:
     from bastion.models.model_import import import_model
 
     return import_model(source, catalog.models_dir, progress=Throttle(job))
+
+
+def open_document(catalog: Any, job: JobLike, path: str, page: int | None, roots: Sequence[str],
+                  opener: Any = None) -> Any:
+    """Open a collection's file at ``page`` where a viewer can (``open_document.OpenPlan``);
+    on the files thread, since finding a viewer asks the desktop and the file may sit on a slow
+    drive. ``opener`` replaces ``open_document.open_document`` (tests)."""
+    from bastion.desktop import open_document as opening
+
+    return (opener or opening.open_document)(path, page, roots)
 
 
 # -- library thread ----------------------------------------------------------------------------

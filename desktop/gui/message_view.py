@@ -12,6 +12,8 @@ While an answer streams, the text grows on every token but is re-rendered at mos
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Collection
 from typing import Any
 
 from markdown_it import MarkdownIt
@@ -40,7 +42,36 @@ _MARKDOWN.enable(["table", "strikethrough"])
 
 def render_markdown(text: str) -> str:
     """HTML for ``text``; raw HTML in it is escaped, never interpreted."""
-    return _MARKDOWN.render(text)
+    html: str = _MARKDOWN.render(text)
+    return html
+
+
+CITATION_SCHEME = "cite"
+_TAG = re.compile(r"(<[^>]*>)")
+_MARKER = re.compile(r"\[(\d{1,3})\]")
+_NO_LINKS_INSIDE = ("a", "code", "pre")
+
+
+def link_citations(rendered: str, numbers: Collection[int]) -> str:
+    """``rendered`` HTML with each ``[n]`` marker of a source in ``numbers`` made a ``cite:n``
+    link; markers in code, in links and in tag attributes stay text."""
+    if not numbers:
+        return rendered
+    out: list[str] = []
+    inside: dict[str, int] = dict.fromkeys(_NO_LINKS_INSIDE, 0)
+    for part in _TAG.split(rendered):
+        if part.startswith("<"):
+            name = part.strip("</>").split(None, 1)[0].lower() if part.strip("</>") else ""
+            if name in inside:
+                inside[name] += -1 if part.startswith("</") else 1
+            out.append(part)
+        elif any(inside.values()):
+            out.append(part)
+        else:
+            out.append(_MARKER.sub(
+                lambda m: (f"<a href='{CITATION_SCHEME}:{m.group(1)}'>{m.group(0)}</a>"
+                           if int(m.group(1)) in numbers else m.group(0)), part))
+    return "".join(out)
 
 
 class InertTextBrowser(QTextBrowser):
@@ -63,12 +94,12 @@ class InertTextBrowser(QTextBrowser):
         self.document().contentsChanged.connect(self._fit)
         self.requested_resources: list[str] = []
 
-    def loadResource(self, kind: int, name: QUrl) -> Any:
+    def loadResource(self, kind: int, name: QUrl | str) -> Any:
         # Nothing is loaded: not remote URLs, not local files, not data URLs.
         self.requested_resources.append(name.toString() if isinstance(name, QUrl) else str(name))
         return None
 
-    def setSource(self, name: QUrl, kind: Any = None) -> None:
+    def setSource(self, name: QUrl | str, kind: Any = None) -> None:
         # Never navigate, whatever asks (keyboard activation, backward/forward).
         return
 
@@ -112,7 +143,7 @@ class MessageWidget(QFrame):
 
         self.body = InertTextBrowser(self)
         self.body.setObjectName("messageBody")
-        self.body.link_clicked.connect(self.link_clicked)
+        self.body.link_clicked.connect(self._body_link)
         layout.addWidget(self.body)
 
         self.note = QLabel()
@@ -148,6 +179,7 @@ class MessageWidget(QFrame):
         self._render_timer.timeout.connect(self._render)
         self.renders = 0
         self._seen_text = item.text
+        self._linked: frozenset[int] = frozenset()  # the citation markers rendered as links
         self.set_item(item)
 
     def _action(self, layout: QHBoxLayout, text: str, signal: Any) -> QToolButton:
@@ -177,7 +209,8 @@ class MessageWidget(QFrame):
     def set_item(self, item: MessageItem) -> None:
         """Show ``item``; while it streams, text is re-rendered at most every 80 ms."""
         # Compared with the text last seen, not the item: the model grows one item in place.
-        text_changed = item.text != self._seen_text or self.renders == 0
+        text_changed = (item.text != self._seen_text or self.renders == 0
+                        or citation_numbers(item) != self._linked)
         self._seen_text = item.text
         self.item = item
         streaming = item.status == "streaming"
@@ -209,11 +242,30 @@ class MessageWidget(QFrame):
 
     def _render(self) -> None:
         text = self.item.text
+        self._linked = citation_numbers(self.item)
         if self.item.status == "streaming" and not text:
             self.body.setHtml("<p style='color:#888'>…</p>")
         else:
-            self.body.setHtml(render_markdown(text))
+            self.body.setHtml(link_citations(render_markdown(text), self._linked))
         self.renders += 1
+
+    def _body_link(self, url: QUrl) -> None:
+        # A citation marker shows its source's passage; any other link goes to the chat view,
+        # which never follows it.
+        if url.scheme() == CITATION_SCHEME:
+            number = url.path()
+            source = next((s for s in self.item.sources if str(s.n) == number), None)
+            if source is not None:
+                self.source_activated.emit(source)
+            return
+        self.link_clicked.emit(url)
+
+
+def citation_numbers(item: MessageItem) -> frozenset[int]:
+    """The source numbers a finished answer's ``[n]`` markers link to."""
+    if item.role != "assistant" or item.status == "streaming":
+        return frozenset()
+    return frozenset(s.n for s in item.sources)
 
 
 def answer_note(item: MessageItem) -> str:

@@ -1,50 +1,21 @@
 """The sources under an answer: the passages it cites, then the others it was shown (folded);
-file, page and snippet; clicking one opens the file.
-
-Files open with the desktop's default application (``QDesktopServices``). A page cannot be
-passed portably: a ``#page=N`` fragment on a file URL is dropped or breaks the lookup with
-xdg-open and the Windows shell, so the page is shown in the list and the file opens at its start.
+file, page and snippet. Clicking one previews its passage beside the chat (``passage_preview``),
+from where the file opens at its page (``open_document``).
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QMouseEvent
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QFrame, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from bastion.desktop.errors import BastionError
 from bastion.desktop.grounding import cited_and_retrieved
 from bastion.store.chats import Source
-
-Opener = Callable[[QUrl], bool]
-
-
-def source_url(source: Source) -> QUrl:
-    """The URL a source opens (the file itself; see the module docstring about pages)."""
-    return QUrl.fromLocalFile(str(Path(source.path)))
-
-
-def open_source(source: Source, opener: Opener = QDesktopServices.openUrl) -> QUrl:
-    """Open the file of ``source`` with the desktop's default application.
-
-    Raises:
-        BastionError: the file is gone or no application could open it.
-    """
-    path = Path(source.path)
-    if not path.is_file():
-        raise BastionError(f"{path} is no longer there: it was moved or deleted. Sync the "
-                           "collection on the Library page to bring the index up to date.")
-    url = source_url(source)
-    if not opener(url):
-        raise BastionError(f"No application could open {path.name}. Open it from your file "
-                           f"manager: {path}")
-    return url
-
 
 _MARKUP = re.compile(r"(?:^|(?<=\s))#{1,6}\s+|\*\*|__|`")
 
@@ -70,7 +41,7 @@ class SourceRow(QFrame):
         self.source = source
         self.setObjectName("sourceRow")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.setToolTip(f"Open {source.path}")
+        self.setToolTip(f"Show the passage from {source.path}")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
         layout.setSpacing(1)

@@ -161,18 +161,20 @@ def test_documents_mode_shows_sources_and_opens_them(qtbot, window: MainWindow,
     assert card.sources.isVisibleTo(card) and len(card.sources.rows) == len(answer.sources)
     assert "answer.txt" in card.sources.rows[0].title_label.text()
 
-    opened: list[QUrl] = []
-    view.opener = lambda url: opened.append(url) or True
+    # A click previews the passage beside the chat; the file opens from there.
     card.sources.rows[0].activated.emit(card.sources.rows[0].source)
-    assert opened and opened[0].toLocalFile().endswith("answer.txt")
+    qtbot.waitUntil(lambda: view.preview.preview is not None, timeout=10000)
+    assert view.preview.isVisibleTo(view) and "answer.txt" in view.preview.title.text()
+    assert "42, says the guide" in view.preview.highlighted_text()
 
 
-def test_opening_a_vanished_source_says_what_to_do(qtbot, window: MainWindow,
-                                                   reporter, tmp_path: Path) -> None:
+def test_previewing_a_vanished_source_says_what_to_do(qtbot, window: MainWindow,
+                                                      tmp_path: Path) -> None:
     view = window.chat_view
-    view.opener = lambda url: True
-    view.open_source(Source(1, str(tmp_path / "gone.pdf"), 3, "snippet", 0.1))
-    assert reporter.shown and "no longer there" in reporter.shown[-1].text
+    view.open_source(Source(1, str(tmp_path / "gone.pdf"), 3, "snippet", 0.1, "guide", 0, 7))
+    qtbot.waitUntil(lambda: view.preview.preview is not None, timeout=10000)
+    assert "no longer in the collection “guide”" in view.preview.problem.text()
+    assert not view.preview.open_button.isEnabled()
 
 
 def test_links_in_answers_are_not_followed(qtbot, window: MainWindow,
