@@ -23,6 +23,8 @@ from bastion.desktop.gui.workers import Job, Worker
 log = logging.getLogger(__name__)
 
 Callback = Callable[[Any], None]
+# Handles a job's error; returning True asks for the default report as well.
+ErrorHandler = Callable[[BaseException], bool | None]
 
 
 class Backend(QObject):
@@ -68,7 +70,7 @@ class Backend(QObject):
 
     def run(self, worker: Worker, fn: Callable[..., Any], doing: str, *,
             on_result: Callback | None = None, on_yield: Callback | None = None,
-            on_error: Callback | None = None, on_finished: Callable[[], None] | None = None
+            on_error: ErrorHandler | None = None, on_finished: Callable[[], None] | None = None
             ) -> Job:
         """Submit ``fn(context, job)`` to ``worker`` and connect the callbacks.
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from bastion.desktop import configuration
 from bastion.desktop.app import App
@@ -22,6 +22,16 @@ from bastion.desktop.grounding import Mode
 from bastion.desktop.settings import Settings
 from bastion.models.engine_types import LoadInfo
 from bastion.store.chats import Chat, Message, Source
+
+if TYPE_CHECKING:
+    from bastion.models.catalog import Catalog, ModelEntry, VerifyResult
+    from bastion.store.library import Library
+    from bastion.store.library_types import (
+        CollectionStatus,
+        DocumentInfo,
+        DocumentState,
+        SyncProgress,
+    )
 
 AnswerKind = Literal["ask", "regenerate", "edit"]
 
@@ -257,16 +267,16 @@ class Throttle:
             self.job.report(ByteProgress(done, total))
 
 
-def catalog_entries(catalog: Any, job: JobLike, hash_files: bool = False) -> list[Any]:
+def catalog_entries(catalog: Catalog, job: JobLike, hash_files: bool = False) -> list[ModelEntry]:
     """Every model with its metadata; ``hash_files`` computes missing SHA-256 values."""
     return list(catalog.entries(hash_files=hash_files, progress=Throttle(job) if hash_files else None))
 
 
-def verify_model(catalog: Any, job: JobLike, entry_id: str) -> Any:
+def verify_model(catalog: Catalog, job: JobLike, entry_id: str) -> VerifyResult:
     return catalog.verify(entry_id, Throttle(job))
 
 
-def import_model_file(catalog: Any, job: JobLike, source: Path) -> Any:
+def import_model_file(catalog: Catalog, job: JobLike, source: Path) -> ModelEntry:
     """Copy ``source`` into the models folder, verified, reporting ``ByteProgress``."""
     from bastion.models.model_import import import_model
 
@@ -286,12 +296,12 @@ def open_document(catalog: Any, job: JobLike, path: str, page: int | None, roots
 # -- library thread ----------------------------------------------------------------------------
 
 
-def library_status(library: Any, job: JobLike) -> list[Any]:
+def library_status(library: Library, job: JobLike) -> list[CollectionStatus]:
     """Status (counts, failures) of every collection."""
     return list(library.status())
 
 
-def warm_up_library(library: Any, job: JobLike) -> bool:
+def warm_up_library(library: Library, job: JobLike) -> bool:
     """Load the indexing embedder now if any collection exists (see ``warm_up_retrieval``).
 
     Without collections, still import sentence-transformers (and torch): the import holds the
@@ -305,7 +315,7 @@ def warm_up_library(library: Any, job: JobLike) -> bool:
     return True
 
 
-def add_folder(library: Any, job: JobLike, name: str, folder: Path) -> str:
+def add_folder(library: Library, job: JobLike, name: str, folder: Path) -> str:
     """Create collection ``name`` over ``folder``, or add ``folder`` to it."""
     from bastion.desktop.library import add_collection
 
@@ -313,19 +323,19 @@ def add_folder(library: Any, job: JobLike, name: str, folder: Path) -> str:
     return name
 
 
-def remove_collection(library: Any, job: JobLike, name: str) -> str:
+def remove_collection(library: Library, job: JobLike, name: str) -> str:
     library.remove_collection(name)
     return name
 
 
-def sync_collection(library: Any, job: Any, name: str | None) -> Iterator[Any]:
+def sync_collection(library: Library, job: JobLike, name: str | None) -> Iterator[SyncProgress]:
     """Index a collection; each progress event is a cancel point (pause and cancel stop here;
     committed work is kept, so the next sync resumes where this one stopped)."""
     return library.sync(name, cancel=lambda: job.cancelled)
 
 
 def collection_documents(
-    library: Any, job: JobLike, name: str, states: Sequence[str] | None = None
-) -> list[Any]:
+    library: Library, job: JobLike, name: str, states: Sequence[DocumentState] | None = None
+) -> list[DocumentInfo]:
     """The files of collection ``name`` in ``states`` (None: every file)."""
     return list(library.documents(name, list(states) if states else None))

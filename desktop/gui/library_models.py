@@ -11,7 +11,7 @@ from typing import Any, Literal
 from PySide6.QtCore import QModelIndex, Qt
 
 from bastion.desktop.gui.table_model import HeaderedTableModel, Index
-from bastion.store.library_types import CollectionStatus, DocumentInfo, SyncProgress
+from bastion.store.library_types import CollectionStatus, DocumentInfo, DocumentState, SyncProgress
 
 RunState = Literal["idle", "queued", "indexing", "paused", "stopped"]
 
@@ -27,7 +27,7 @@ RUN_LABELS: dict[RunState, str] = {
 
 
 # The file list's state filter: a label and the states it shows (None: every file).
-FILE_FILTERS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+FILE_FILTERS: tuple[tuple[str, tuple[DocumentState, ...] | None], ...] = (
     ("All files", None),
     ("Not indexed", ("failed", "quarantined", "skipped", "unavailable")),
     ("Indexed", ("indexed",)),

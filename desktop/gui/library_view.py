@@ -38,6 +38,7 @@ from bastion.desktop.gui.library_models import (
     FILE_FILTERS,
     CollectionsModel,
     DocumentsModel,
+    RunState,
     filter_label,
     progress_text,
 )
@@ -88,7 +89,7 @@ class LibraryView(QWidget):
         self.sync_job: Job | None = None
         self.syncing: str | None = None
         self._queue: list[str] = []
-        self._stop_as: dict[str, str] = {}
+        self._stop_as: dict[str, RunState] = {}
         self._select_next: str | None = None
         self._build()
         self.model.dataChanged.connect(lambda *_: self._update_buttons())
@@ -216,7 +217,7 @@ class LibraryView(QWidget):
         self.backend.run(self.backend.library,
                          partial(core_tasks.collection_documents, name=name, states=states),
                          "list the collection's files",
-                         on_result=lambda docs, n=name: self._documents(n, docs),
+                         on_result=partial(self._documents, name),
                          on_error=lambda _e: False)  # the collection was removed meanwhile
 
     def _documents(self, name: str, docs: list[Any]) -> None:
@@ -292,7 +293,7 @@ class LibraryView(QWidget):
     def cancel(self) -> None:
         self._stop("stopped")
 
-    def _stop(self, run: str) -> None:
+    def _stop(self, run: RunState) -> None:
         name = self.selected()
         if name in self._queue:
             self._queue.remove(name)

@@ -4,7 +4,7 @@ always says which model is loaded and how fast the last answer was."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QCloseEvent
@@ -14,6 +14,9 @@ from bastion.desktop.gui import core_tasks
 from bastion.desktop.gui.backend import Backend
 from bastion.desktop.gui.chat_view import ChatView
 from bastion.models.engine_types import LoadInfo
+
+if TYPE_CHECKING:
+    from bastion.desktop.gui.lab_view import LabView
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +58,12 @@ class MainWindow(QMainWindow):
 
     def _add_pages(self) -> None:
         """Library, models, fine-tune, lab and settings pages (each optional so the chat works
-        alone)."""
+        alone: a page whose module cannot be imported is left out)."""
         try:
             from bastion.desktop.gui.library_view import LibraryView
         except ImportError:
-            LibraryView = None
-        if LibraryView is not None:
+            pass
+        else:
             self.library_view = LibraryView(self.backend)
             self.library_view.collections_changed.connect(self.chat_view.set_collection_names)
             self.library_view.status_text.connect(lambda text: self.library_label.setText(text))
@@ -69,8 +72,8 @@ class MainWindow(QMainWindow):
         try:
             from bastion.desktop.gui.models_view import ModelsView
         except ImportError:
-            ModelsView = None
-        if ModelsView is not None:
+            pass
+        else:
             self.models_view = ModelsView(self.backend, self)
             # The chat header offers the adapters the Models page lists, kept in step with its
             # imports and removals (each refresh resets the list).
@@ -82,8 +85,8 @@ class MainWindow(QMainWindow):
         try:
             from bastion.desktop.gui.finetune_view import FinetuneView
         except ImportError:
-            FinetuneView = None
-        if FinetuneView is not None:
+            pass
+        else:
             from bastion.desktop.paths import data_paths
 
             self.finetune_view = FinetuneView(self.backend, data_paths(create=False))
@@ -104,19 +107,19 @@ class MainWindow(QMainWindow):
         try:
             from bastion.desktop.gui.lab_view import LabView
         except ImportError:
-            LabView = None
-        if LabView is not None:
+            pass
+        else:
             self._add_lab_page(LabView)
         try:
             from bastion.desktop.gui.settings_view import SettingsView
         except ImportError:
-            SettingsView = None
-        if SettingsView is not None:
+            pass
+        else:
             self.settings_view = SettingsView(self.backend, self)
             self.tabs.addTab(self.settings_view, "Settings")
             self.pages["settings"] = self.settings_view
 
-    def _add_lab_page(self, lab_view_class: Any) -> None:
+    def _add_lab_page(self, lab_view_class: type[LabView]) -> None:
         from bastion.desktop.paths import data_paths
 
         self.lab_view = lab_view_class(self.backend, data_paths(create=False))
