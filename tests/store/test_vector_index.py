@@ -1,4 +1,5 @@
-"""The float16 scan plus float32 rescoring returns exactly what float32 search would."""
+"""The float16 scan plus float32 rescoring returns exactly what float32 search would; the sign-bit
+first pass of large collections keeps recall, filters and deletions."""
 
 from __future__ import annotations
 
@@ -9,8 +10,19 @@ import numpy as np
 import pytest
 import sqlite_utils
 
+from bastion.store import vector_index
 from bastion.store.db import open_library_db
-from bastion.store.vector_index import VectorIndex, rescore, shortlist, top_k, vector_to_blob
+from bastion.store.library import Library
+from bastion.store.vector_index import (
+    VectorIndex,
+    first_pass,
+    rescore,
+    shortlist,
+    top_k,
+    vector_to_blob,
+)
+
+from .fakes import CountingParser, HashingEmbedder, drain
 
 DIM = 32
 
@@ -119,3 +131,111 @@ def test_empty_collection_and_k_zero(tmp_path: Path) -> None:
     assert rescore(db, [], query, 10) == []
     assert top_k(np.zeros(0, dtype=np.int64), np.zeros((0, DIM), np.float32), query, 5) == []
     db.close()
+
+
+# ---- sign-bit first pass (large collections) ---------------------------------------------------
+
+
+def _clustered(rng: np.random.Generator, n: int, dimension: int, clusters: int) -> np.ndarray:
+    """Unit vectors around a few centres (like chunks of related documents), not uniform."""
+    centres = _unit(rng.standard_normal((clusters, dimension)))
+    return _unit(centres[rng.integers(0, clusters, n)] + 0.6 * _unit(rng.standard_normal((n, dimension))))
+
+
+def test_sign_bit_pass_keeps_recall_and_exact_scores(tmp_path: Path) -> None:
+    rng = np.random.default_rng(21)
+    dimension = 128
+    vectors = _clustered(rng, 20_000, dimension, 100)
+    db = _store(tmp_path / "l.db", vectors)
+    ids = np.arange(1, len(vectors) + 1, dtype=np.int64)
+    matrix = VectorIndex(codes_from=0).matrix(db, 1, 0, dimension)
+    assert matrix.codes is not None and matrix.codes.words.shape == (2, len(vectors))
+    assert first_pass(10, len(vectors)) < len(vectors)  # the pass really narrows the rows
+    found = 0
+    queries = _unit(vectors[rng.integers(0, len(vectors), 30)] + 0.3 * _unit(rng.standard_normal((30, dimension))))
+    for query in queries:
+        got = rescore(db, shortlist(matrix, query, 10), query, 10)
+        exact = top_k(ids, vectors, query, 10)
+        found += len({g[0] for g in got} & {e[0] for e in exact})
+        # Whatever the first pass kept is ranked by its exact float32 cosine.
+        assert [g[1] for g in got] == pytest.approx([float(vectors[g[0] - 1] @ query) for g in got], abs=1e-6)
+        assert [g[1] for g in got] == sorted((g[1] for g in got), reverse=True)
+    assert found / (10 * len(queries)) >= 0.98
+    db.close()
+
+
+def test_small_collections_stay_exact_and_large_ones_get_codes(tmp_path: Path) -> None:
+    vectors = _unit(np.random.default_rng(4).standard_normal((40, DIM)))
+    db = _store(tmp_path / "l.db", vectors)
+    assert VectorIndex().matrix(db, 1, 0, DIM).codes is None  # far below CODES_FROM
+    assert VectorIndex(codes_from=41).matrix(db, 1, 0, DIM).codes is None
+    assert VectorIndex(codes_from=40).matrix(db, 1, 0, DIM).codes is not None
+    db.close()
+
+
+def test_codes_leave_out_unavailable_documents_and_follow_the_generation(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    vectors = _clustered(rng, 3000, DIM, 20)
+    db = _store(tmp_path / "l.db", vectors, docs_unavailable=frozenset({7}))
+    index = VectorIndex(codes_from=0)
+    first = index.matrix(db, 1, 0, DIM)
+    assert first.codes is not None and first.codes.words.shape[1] == len(first.ids) == 2999
+    assert 7 not in [cid for cid, _ in _search(db, index, vectors[6], 5)]
+    db.execute("UPDATE documents SET state = 'indexed' WHERE id = 7")
+    best_id, best_score = _search(db, index, vectors[6], 1, generation=1)[0]
+    assert best_id == 7 and best_score == pytest.approx(1.0, abs=1e-6)
+    reloaded = index.matrix(db, 1, 1, DIM)
+    assert reloaded.codes is not None and reloaded.codes.words.shape[1] == 3000
+    db.close()
+
+
+def test_codes_with_deletions_empty_collections_and_fewer_rows_than_k(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    vectors = _clustered(rng, 3000, DIM, 20)
+    db = _store(tmp_path / "l.db", vectors)
+    index = VectorIndex(codes_from=0)
+    ids = shortlist(index.matrix(db, 1, 0, DIM), vectors[99], 3)
+    assert 100 in ids
+    db.execute("DELETE FROM embeddings WHERE chunk_id = 100")  # deleted after the scan
+    assert 100 not in [cid for cid, _ in rescore(db, ids, vectors[99], 3)]
+    db.close()
+
+    empty = _store(tmp_path / "empty.db", np.zeros((0, DIM), dtype=np.float32))
+    matrix = VectorIndex(codes_from=0).matrix(empty, 1, 0, DIM)
+    assert len(shortlist(matrix, vectors[0], 10)) == 0
+    empty.close()
+
+    few = _store(tmp_path / "few.db", vectors[:4])
+    matrix = VectorIndex(codes_from=0).matrix(few, 1, 0, DIM)
+    assert matrix.codes is not None
+    got = rescore(few, shortlist(matrix, vectors[2], 10), vectors[2], 10)
+    assert [g[0] for g in got] == [e[0] for e in top_k(np.arange(1, 5), vectors[:4], vectors[2], 10)]
+    assert got[0][0] == 3 and got[0][1] == pytest.approx(1.0, abs=1e-6)
+    few.close()
+
+
+def test_library_search_with_codes_keeps_the_collection_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vector_index, "CODES_FROM", 0)  # every collection gets codes
+    monkeypatch.setattr(vector_index, "first_pass", lambda k, rows: 5)  # and a pass narrower than a
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    words = np.random.default_rng(0).integers(0, 500, (80, 6))
+    for i in range(80):  # more rows than the 50 vector candidates a search asks for
+        extra = " ".join(f"w{w}" for w in words[i])
+        (a / f"a{i}.txt").write_text(f"Zirconium sprocket report {i}, {extra}.\n")
+    (b / "b.txt").write_text("Zirconium sprocket notes kept in collection b.\n")
+    lib = Library(tmp_path / "library.db", lambda folder: HashingEmbedder(), CountingParser().pool)
+    try:
+        lib.add_collection("a", [a])
+        lib.add_collection("b", [b])
+        drain(lib.sync())
+        hits = lib.search("zirconium sprocket", collections=["b"], k=10, mode="vector")
+        assert hits and {h.collection for h in hits} == {"b"}
+        both = lib.search("zirconium sprocket", k=50, mode="vector")
+        assert {h.collection for h in both} == {"a", "b"}
+        # The sign bits let 5 rows of a through (10 if tied at the cut), not its 80.
+        assert 1 <= len([h for h in both if h.collection == "a"]) <= 10
+        assert all(m.codes is not None for m in lib._vectors._cache.values())
+    finally:
+        lib.close()
