@@ -1,7 +1,7 @@
 """Fine-tuning on this machine: speed, memory and effect, through the commands a user runs.
 
     .venv/bin/python bench/finetune_bench.py [--out bench-finetune] [--strong-epochs 8]
-        [--strong-lr 2e-3] [--skip-strong] [--skip-lab]
+        [--strong-lr 2e-3] [--skip-strong] [--skip-lab] [--threads N]
 
 Invents 50 facts no model was trained on (places, people and objects with made-up names and
 values), each asked five ways: four phrasings are the training data (200 chat pairs), the fifth
@@ -178,6 +178,9 @@ def main() -> int:
     parser.add_argument("--strong-lr", type=float, default=2e-3)
     parser.add_argument("--skip-strong", action="store_true")
     parser.add_argument("--skip-lab", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="the engine's threads for the lab (the app's setting n_threads; on "
+                             "2 cores shared with other work, 1 answers several times faster)")
     args = parser.parse_args()
 
     out = args.out.resolve()
@@ -203,6 +206,8 @@ def main() -> int:
 
     if args.skip_lab:
         return 0
+    if args.threads:
+        bastion(["settings", "set", "n_threads", str(args.threads)], env, log)
     if not (home / "library.db").exists():
         bastion(["library", "add", "facts", str(docs)], env, log)
     lab = out / "lab"
