@@ -87,6 +87,9 @@ def ship(adapter: Path, env: dict[str, str]) -> None:
                            base=str(embedded_default_model_path()), name=SHIPPED_NAME)
     record = json.loads(adapter.with_name(adapter.stem + ".training.json").read_text(encoding="utf-8"))
     (staging / f"{SHIPPED_NAME}.training.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    manifest = json.loads((staging / "manifest.json").read_text(encoding="utf-8"))
+    manifest["files"][f"{SHIPPED_NAME}.gguf"]["source"] = "bench/grounded_adapter_recipe.py"  # not a local path
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     for name in (".sha256-cache.json", ".lock"):
         (staging / name).unlink(missing_ok=True)
     for path in staging.iterdir():
@@ -94,7 +97,7 @@ def ship(adapter: Path, env: dict[str, str]) -> None:
     staging.chmod(0o755)
     shutil.rmtree(SHIP_DIR, ignore_errors=True)
     staging.rename(SHIP_DIR)
-    print(f"shipped {entry.id}: {entry.path.stat().st_size / 1e6:.1f} MB, sha256 {entry.sha256}", file=sys.stderr)
+    print(f"shipped {entry.id}: {entry.file_size / 1e6:.1f} MB, sha256 {entry.sha256}", file=sys.stderr)
 
 
 if __name__ == "__main__":
