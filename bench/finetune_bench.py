@@ -146,7 +146,7 @@ def bastion(args: list[str], env: dict[str, str], log: Path) -> float:
 
 def training_row(home: Path, name: str, wall: float) -> dict[str, str]:
     """One run's figures, from the training record ``bastion finetune`` writes beside the adapter."""
-    record = json.loads((home / "adapters" / f"{name}.training.json").read_text())
+    record = json.loads((home / "models" / "adapters" / f"{name}.training.json").read_text())
     steps, hyper = record["steps"], record["hyperparameters"]
     return {
         "run": name,
@@ -192,7 +192,7 @@ def main() -> int:
     print(f"{len(facts)} invented facts, 200 training pairs → {train}; log: {log}", file=sys.stderr)
 
     rows = []
-    adapters = home / "adapters"
+    adapters = home / "models" / "adapters"
     for name, extra in [("facts", []),
                         *([] if args.skip_strong else [("facts-strong", ["--epochs", str(args.strong_epochs),
                                                                           "--lr", str(args.strong_lr)])])]:
