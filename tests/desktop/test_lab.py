@@ -252,3 +252,21 @@ def test_a_tie_at_the_same_upkeep_and_about_the_same_time_keeps_the_most_accurat
     faster = _records(docs, set(range(14)), 40, 18.3) + _records(both, set(range(13)), 40, 9.0)
     first = summarise(_questions(40), [docs, both], faster).recommendation[0]
     assert first.startswith("Recommended route: **base + documents (both mode)** — the cheapest")
+
+
+def test_an_arm_that_declines_most_answerable_questions_is_not_recommended() -> None:
+    docs, adapted = Arm("docs"), Arm("docs", (("grounded", 1.0),))
+    questions = _questions(20) + [Question(id=f"u{i}", question=f"Unknown {i}?", answers=(),
+                                           unanswerable=True) for i in range(20)]
+    declined = "I could not find this in your documents."
+    records = (_records(docs, set(range(8)), 20, 5.0)
+               + [AnswerRecord(question_id=f"u{i}", arm=docs.key, answer="Lyon", not_found=False,
+                               passages=[], seconds=5.0) for i in range(20)]
+               + [AnswerRecord(question_id=q.id, arm=adapted.key, answer=declined, not_found=True,
+                               passages=[], seconds=5.0) for q in questions])
+    summary = summarise(questions, [docs, adapted], records)
+    best = max(summary.arms, key=lambda s: s.accuracy.estimate if s.accuracy else 0)
+    assert best.arm == adapted  # 50 % by declining everything, against 20 % for documents
+    lines = summary.recommendation
+    assert lines[0].startswith("Recommended route: **base + documents**")
+    assert lines[1].startswith("Not recommended whatever its accuracy") and "100% (20/20)" in lines[1]
