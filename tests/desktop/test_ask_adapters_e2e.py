@@ -46,7 +46,7 @@ def test_a_bad_adapter_is_refused_before_the_model_loads(
 ) -> None:
     with pytest.raises(SystemExit):  # argparse: the scale is checked as the command is read
         main([*QUESTION, "--adapter", "vivid:9"])
-    assert "Choose a scale in that range" in capsys.readouterr().err
+    assert "must be a number from -4 to 4" in capsys.readouterr().err
     code, _, err = ask(capsys, "--adapter", "nothing-by-this-name")
     assert code == 1 and "nothing-by-this-name" in err
     assert not (bastion_home / "bastion.db").exists() or not ChatStore(bastion_home / "bastion.db").chats()
