@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bastion.desktop.cli.arg_types import ADAPTER_SCALE_LIMIT, float_in
+from bastion.desktop.cli.arg_types import (
+    ADAPTER_SCALE_LIMIT,
+    float_in,
+    positive_float,
+    positive_int,
+)
 from bastion.desktop.paths import data_paths
 
 
@@ -32,25 +37,25 @@ def register(subparsers: Any) -> None:
                              "optional unanswerable), retrieved from --collection")
     parser.add_argument("--collection", action="append", default=[],
                         help="grounded training: a collection to retrieve from (repeatable)")
-    parser.add_argument("--passages", type=_positive(int), default=3,
+    parser.add_argument("--passages", type=positive_int, default=3,
                         help="grounded training: passages shown per example (default 3)")
-    parser.add_argument("--abstention", type=_fraction, default=0.2,
+    parser.add_argument("--abstention", type=float_in(0.0, 0.5), default=0.2,
                         help="grounded training: share of examples teaching abstention (default 0.2)")
     parser.add_argument("--answer-style", choices=("sentence", "as-given"), default="sentence",
                         help="grounded training: teach the evidence sentence holding the answer "
                              "(default) or the answer as given")
     parser.add_argument("--base", help="base model id, file or path (default: the embedded SmolLM2)")
-    parser.add_argument("--epochs", type=_positive(int), default=3)
-    parser.add_argument("--rank", type=_positive(int), default=8)
-    parser.add_argument("--alpha", type=_positive(int), default=16)
-    parser.add_argument("--lr", type=_positive(float), default=5e-4, help="peak learning rate")
-    parser.add_argument("--max-steps", type=_positive(int), help="stop after this many steps")
-    parser.add_argument("--batch-tokens", type=_positive(int), default=None,
+    parser.add_argument("--epochs", type=positive_int, default=3)
+    parser.add_argument("--rank", type=positive_int, default=8)
+    parser.add_argument("--alpha", type=positive_int, default=16)
+    parser.add_argument("--lr", type=positive_float, default=5e-4, help="peak learning rate")
+    parser.add_argument("--max-steps", type=positive_int, help="stop after this many steps")
+    parser.add_argument("--batch-tokens", type=positive_int, default=None,
                         help="tokens per step (default: the trainer's; a longer example trains alone)")
-    parser.add_argument("--max-seq-tokens", type=_positive(int), default=None,
+    parser.add_argument("--max-seq-tokens", type=positive_int, default=None,
                         help="longer examples are left out (and counted), never cut")
-    parser.add_argument("--checkpoint-every", type=_positive(int), default=50)
-    parser.add_argument("--eval-every", type=_positive(int), default=None,
+    parser.add_argument("--checkpoint-every", type=positive_int, default=50)
+    parser.add_argument("--eval-every", type=positive_int, default=None,
                         help="steps between held-out loss measurements (default: the trainer's)")
     parser.add_argument("--resume", action="store_true", help="continue a cancelled or crashed run")
     parser.add_argument("--scale", type=float_in(-ADAPTER_SCALE_LIMIT, ADAPTER_SCALE_LIMIT),
@@ -58,28 +63,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--quantization", default="Q8_0", help="merge: Q4_0, Q4_1, Q8_0, Q4_K_M, … or F16")
     parser.add_argument("--as", dest="model_name", help="merge: the new model's name")
     parser.set_defaults(func=run_finetune)
-
-
-def _positive(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text} must be more than 0")
-        return value
-    return parse
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 0.5:
-        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 0.5")
-    return value
 
 
 def run_finetune(args: argparse.Namespace) -> int:

@@ -116,7 +116,7 @@ def test_cli_builds_the_data_from_a_real_collection_before_training(
     with pytest.raises(SystemExit):
         main(["finetune", "lore-a", "--questions", str(questions), "--collection", "lore",
               "--abstention", "0.9"])
-    assert "between 0 and 0.5" in capsys.readouterr().err
+    assert "give a number from 0 to 0.5" in capsys.readouterr().err
 
     # The data is built from the collection; training is stopped right after (no model here).
     import bastion.desktop.finetuning as finetuning
