@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from bastion.desktop import grounding
-from bastion.desktop import library as use_case
 from bastion.desktop.cli import main
 from bastion.desktop.grounded_training import GroundedOptions, answer_sentence, build_grounded_data
 from bastion.desktop.lab.questions import load_questions
 from bastion.desktop.paths import data_paths
 from bastion.models.finetune_data import read_chat_jsonl
 from tests.desktop.fakes import FakeHit
-from tests.store.fakes import CountingParser, HashingEmbedder
+from tests.store.fakes import CountingParser
 
 FACTS = {
     "orvane": ("What colour is the lighthouse of Orvane?", "blue",
@@ -95,11 +94,9 @@ def test_options_outside_what_can_work_are_refused(tmp_path: Path) -> None:
 
 
 def test_cli_builds_the_data_from_a_real_collection_before_training(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake_parts: CountingParser, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser, embedder = CountingParser(), HashingEmbedder()
-    monkeypatch.setattr(use_case, "default_embedder", lambda folder: embedder)
-    monkeypatch.setattr(use_case, "default_parse_pool", parser.pool)
     docs = tmp_path / "docs"
     docs.mkdir()
     for key, (_, _, text) in FACTS.items():

@@ -15,15 +15,6 @@ from tests.store.fakes import CountingParser, HashingEmbedder
 
 
 @pytest.fixture
-def fake_parts(monkeypatch: pytest.MonkeyPatch) -> CountingParser:
-    parser = CountingParser()
-    embedder = HashingEmbedder()
-    monkeypatch.setattr(use_case, "default_embedder", lambda folder: embedder)
-    monkeypatch.setattr(use_case, "default_parse_pool", parser.pool)
-    return parser
-
-
-@pytest.fixture
 def folder(tmp_path: Path) -> Path:
     root = tmp_path / "notes"
     root.mkdir()

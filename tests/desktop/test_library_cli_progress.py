@@ -8,20 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bastion.desktop import library as use_case
 from bastion.desktop.cli import main
 from bastion.desktop.cli.sync_output import JsonProgress, ProgressPrinter, bar, duration_text
 from bastion.store.library_types import SyncProgress
-from tests.store.fakes import CountingParser, HashingEmbedder
-
-
-@pytest.fixture
-def fake_parts(monkeypatch: pytest.MonkeyPatch) -> CountingParser:
-    parser = CountingParser()
-    embedder = HashingEmbedder()
-    monkeypatch.setattr(use_case, "default_embedder", lambda folder: embedder)
-    monkeypatch.setattr(use_case, "default_parse_pool", parser.pool)
-    return parser
+from tests.store.fakes import CountingParser
 
 
 @pytest.fixture
