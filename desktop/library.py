@@ -18,7 +18,7 @@ from typing import Any
 
 from bastion.desktop.paths import DataPaths, data_paths
 from bastion.desktop.settings import Settings
-from bastion.store.embedder import Embedder, SentenceTransformerEmbedder, default_embedder_folder
+from bastion.store.embedder import Embedder, default_embedder_folder, shared_embedder
 from bastion.store.library import Library
 from bastion.store.library_types import SyncProgress
 from bastion.store.parse_pools import ParsePoolLike
@@ -31,8 +31,9 @@ DEBOUNCE_S = 1.0
 
 
 def default_embedder(folder: Path | None) -> Embedder:
-    """The embedder of ``folder``, or the embedded default model when None."""
-    return SentenceTransformerEmbedder(folder or default_embedder_folder())
+    """The embedder of ``folder``, or the embedded default model when None: one instance per
+    folder and process, shared by every library opened here (the window opens two)."""
+    return shared_embedder(folder or default_embedder_folder())
 
 
 def default_parse_pool(max_bytes: int = DEFAULT_MAX_BYTES) -> ParsePoolLike:

@@ -301,3 +301,26 @@ class SentenceTransformerEmbedder:
                 show_progress_bar=False,
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+_SHARED: dict[Path, SentenceTransformerEmbedder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_embedder(folder: Path) -> SentenceTransformerEmbedder:
+    """The process's one embedder for ``folder``, made on first request.
+
+    Each ``Library`` (the window has one per thread) asks for its embedder; without this each
+    would load its own copy of the same model (~250 MB each). The instance is safe to share:
+    loading and ``embed`` hold its lock. Keyed by the resolved folder, so two spellings of one
+    path share too.
+
+    Raises:
+        EmbedderError: the folder is refused (see ``check_embedder_folder``).
+    """
+    key = Path(folder).expanduser().resolve()
+    with _SHARED_LOCK:
+        embedder = _SHARED.get(key)
+        if embedder is None:
+            embedder = _SHARED[key] = SentenceTransformerEmbedder(key)
+        return embedder
