@@ -10,6 +10,10 @@ left out and counted: the adapter learns from what retrieval really gives it.
 The answer taught is, by default, the sentence of the evidence passage that holds the answer
 ("sentence"), with its citation: extractive Q/A sets give spans ("France"), and a model taught
 spans answers in fragments. ``answer_style="as-given"`` keeps the set's first answer.
+``answer_style="citation-first"`` teaches the same sentence with its citation in front
+("[2] The Normans were in Normandy in the 10th and 11th centuries."): every answering target then
+starts with "[", and answering no longer loses to the abstention sentence, which always starts the
+same way, whenever the answer's first word is uncertain.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from bastion.models.finetune_data import (
     write_chat_jsonl,
 )
 
-AnswerStyle = Literal["sentence", "as-given"]
+AnswerStyle = Literal["sentence", "as-given", "citation-first"]
+ANSWER_STYLES: tuple[AnswerStyle, ...] = ("sentence", "as-given", "citation-first")
 Search = Callable[[str], Sequence[grounding.Hit]]
 
 # A sentence longer than this teaches copying paragraphs: the answer as given is taught instead.
@@ -51,7 +56,7 @@ class GroundedOptions:
             answer gets in the app.
         k: passages retrieved per question, to find evidence and distractors among.
         abstention_fraction: share of examples teaching the abstention sentence.
-        answer_style: "sentence" or "as-given" (see the module's description).
+        answer_style: "sentence", "as-given" or "citation-first" (see the module's description).
         seed: passage order and which questions abstain.
     """
 
@@ -64,6 +69,9 @@ class GroundedOptions:
     def check(self) -> None:
         if not 1 <= self.passages <= self.k <= 50:
             raise BastionError("Grounded training needs 1 ≤ passages ≤ k ≤ 50.")
+        if self.answer_style not in ANSWER_STYLES:
+            raise BastionError(f"Unknown answer style {self.answer_style!r}: use one of "
+                               f"{', '.join(ANSWER_STYLES)}.")
         if not 0 <= self.abstention_fraction <= 0.5:
             raise BastionError("The abstention share must be between 0 and 0.5: more teaches the "
                                "model to refuse questions it could answer.")
@@ -120,7 +128,7 @@ def _pair(question: Question, hits: Sequence[grounding.Hit], options: GroundedOp
         return None
     best = holding[0]  # the highest-ranked passage holding an answer
     answer = next(a for a in evidence if _norm(a) in _norm(best.text))
-    if options.answer_style == "sentence":
+    if options.answer_style in ("sentence", "citation-first"):
         sentence = answer_sentence(best.text, answer)
         if sentence and len(sentence.split()) <= MAX_SENTENCE_WORDS:
             answer = sentence
@@ -153,7 +161,8 @@ def build_grounded_data(questions: QuestionSet, search: Search, out: Path, *,
     stats = GroundedStats()
     examples = grounded_examples(
         pairs, app_prompt(system_prompt), distractors=options.passages - 1,
-        abstention_fraction=options.abstention_fraction, seed=options.seed, stats=stats)
+        abstention_fraction=options.abstention_fraction,
+        citation_first=options.answer_style == "citation-first", seed=options.seed, stats=stats)
     if not any(e.kind == "grounded" for e in examples):
         raise BastionError(
             f"None of the {total} questions in {questions.path.name} has its answer in a passage "

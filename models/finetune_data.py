@@ -273,6 +273,7 @@ class GroundedPrompt:
     passage_template: str = "[{n}] ({where})\n{text}\n[end of passage {n}]"
     user_template: str = "{instruction}\n\n{header}\n\n{passages}\n\nQuestion: {question}"
     citation_template: str = " [{n}]"
+    leading_citation_template: str = "[{n}] "  # the citation when it comes first
 
     def passage(self, n: int, passage: Passage) -> str:
         where = passage.source.rsplit("/", 1)[-1]
@@ -312,6 +313,7 @@ def grounded_examples(
     distractors: int = 3,
     abstention_fraction: float = 0.2,
     cite: bool = True,
+    citation_first: bool = False,
     seed: int = 0,
     stats: GroundedStats | None = None,
 ) -> list[ChatExample]:
@@ -328,6 +330,11 @@ def grounded_examples(
             the model to abstain on answerable questions.
         cite: end answers with the numbers of the passages holding them ("… [2]"), as the app
             asks, unless the answer already cites.
+        citation_first: put the citation before the answer instead ("[2] The Normans …"), so
+            every answering target starts with the same token "[" and, under greedy decoding,
+            answering competes as one mass with the abstention sentence's first token (ended
+            with the citation, each answer's uncertain first word competes alone, and a fixed
+            abstention sentence wins whenever the answer's first word is uncertain).
         seed: which pairs abstain, which distractors, and passage order.
         stats: filled with counts, if given.
 
@@ -389,7 +396,11 @@ def grounded_examples(
             target = pair.answer.strip()
             if cite and not _CITED.search(target):
                 numbers = [n for n, p in enumerate(shown, start=1) if p in pair.passages]
-                target += prompt.citation_template.format(n=", ".join(map(str, numbers)))
+                cited = ", ".join(map(str, numbers))
+                if citation_first:
+                    target = prompt.leading_citation_template.format(n=cited) + target
+                else:
+                    target += prompt.citation_template.format(n=cited)
             kind = "grounded"
         examples.append(_example(prompt, pair.question, shown, target, kind))
         if kind == "abstention":

@@ -41,9 +41,11 @@ def register(subparsers: Any) -> None:
                         help="grounded training: passages shown per example (default 3)")
     parser.add_argument("--abstention", type=float_in(0.0, 0.5), default=0.2,
                         help="grounded training: share of examples teaching abstention (default 0.2)")
-    parser.add_argument("--answer-style", choices=("sentence", "as-given"), default="sentence",
+    parser.add_argument("--answer-style", choices=("sentence", "as-given", "citation-first"),
+                        default="sentence",
                         help="grounded training: teach the evidence sentence holding the answer "
-                             "(default) or the answer as given")
+                             "(default), the answer as given, or the sentence with its citation "
+                             "first (\"[2] …\")")
     parser.add_argument("--base", help="base model id, file or path (default: the embedded SmolLM2)")
     parser.add_argument("--epochs", type=positive_int, default=3)
     parser.add_argument("--rank", type=positive_int, default=8)

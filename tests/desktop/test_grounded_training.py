@@ -75,6 +75,24 @@ def test_examples_use_the_apps_prompt_and_cite_the_evidence(tmp_path: Path) -> N
     assert record["questions_sha256"] == questions.sha256 and record["examples"] == data.examples
 
 
+def test_the_citation_first_style_teaches_the_evidence_sentence_after_its_citation(tmp_path: Path) -> None:
+    questions = load_questions(question_file(tmp_path))
+    out = tmp_path / "grounded.jsonl"
+    build_grounded_data(questions, fake_search, out, system_prompt=None,
+                        options=GroundedOptions(passages=2, abstention_fraction=0.0,
+                                                answer_style="citation-first"))
+    examples = read_chat_jsonl(out)
+    assert len(examples) == len(FACTS)
+    for e in examples:
+        user, assistant = (m["content"] for m in e.messages)
+        number, sentence = assistant.split(" ", 1)
+        assert number[0] == "[" and number[-1] == "]"
+        assert sentence in user.split(f"{number} (")[1].split("[end of passage")[0]
+    answers = {e.messages[1]["content"].split(" ", 1)[1] for e in examples}
+    assert "Its lighthouse is painted blue every spring." in answers  # the sentence, not "blue"
+    assert json.loads(out.with_suffix(".json").read_text())["options"]["answer_style"] == "citation-first"
+
+
 def test_questions_whose_answer_retrieval_misses_are_left_out_and_counted(tmp_path: Path) -> None:
     missing = {"id": "m", "question": "What is the capital of Zembla?", "answers": ["Onhava"]}
     questions = load_questions(question_file(tmp_path, [missing]))
@@ -91,6 +109,9 @@ def test_options_outside_what_can_work_are_refused(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="abstention share"):
         build_grounded_data(questions, fake_search, tmp_path / "g.jsonl", system_prompt=None,
                             options=GroundedOptions(abstention_fraction=0.8))
+    with pytest.raises(Exception, match="Unknown answer style 'cited-last'"):
+        build_grounded_data(questions, fake_search, tmp_path / "g.jsonl", system_prompt=None,
+                            options=GroundedOptions(answer_style="cited-last"))  # type: ignore[arg-type]
 
 
 def test_cli_builds_the_data_from_a_real_collection_before_training(

@@ -11,6 +11,7 @@ from bastion.desktop.grounding import (
     PASSAGES_HEADER,
     Grounding,
     RetrievalPolicy,
+    cited_and_retrieved,
     clean_answer,
     mark_cited,
     refusal_reason,
@@ -81,10 +82,24 @@ def test_a_refusal_says_where_nothing_was_relevant_enough() -> None:
         ("", ""),
         ("See passage [1] (the first one).", "See passage [1] (the first one)."),
         ("Use version 3 [1] (version 3.5).", "Use version 3 [1] (version 3.5)."),
+        # A citation first (the grounded adapter's "citation-first" style) is a citation, not a
+        # passage header: it stays, with or without debris after it.
+        ("[2] The valve opens at dawn.", "[2] The valve opens at dawn."),
+        ("[2] The valve opens at dawn.\n[end of passage 2]", "[2] The valve opens at dawn."),
+        ("[1, 3] Lot C (see the map).", "[1, 3] Lot C (see the map)."),
     ],
 )
 def test_clean_answer_strips_the_prompt_layout_and_keeps_citations(answer: str, cleaned: str) -> None:
     assert clean_answer(answer) == cleaned
+
+
+def test_an_answer_citing_first_lists_what_it_cites_apart_from_what_was_only_retrieved() -> None:
+    sources = [Source(n, f"/d/{n}.txt", None, "", 0.1) for n in (1, 2, 3)]
+    answer = clean_answer("[2] The valve opens at dawn.\n[end of passage 2]")
+    cited, retrieved = cited_and_retrieved(mark_cited(sources, answer))
+    assert [s.n for s in cited] == [2]
+    assert [s.n for s in retrieved] == [1, 3]
+    assert all(s.cited_by == "marker" for s in cited)
 
 
 def test_an_answer_of_only_debris_can_become_something_else_than_the_abstention() -> None:

@@ -165,6 +165,21 @@ def test_abstention_share_is_exact_and_abstentions_never_show_the_answer() -> No
     assert len({e.messages[1]["content"].index("opens with code") // 100 for e in examples if e.kind == "grounded"}) > 1
 
 
+def test_a_citation_first_answer_starts_with_the_passage_holding_it() -> None:
+    examples = grounded_examples(pairs(20), PROMPT, abstention_fraction=0.1, distractors=2, seed=4,
+                                 citation_first=True)
+    grounded = [e for e in examples if e.kind == "grounded"]
+    assert len(grounded) == 18
+    for e in grounded:
+        user, answer = e.messages[1]["content"], e.messages[2]["content"]
+        # Every answering target opens with the same token, "[", then the answer itself.
+        n, rest = answer[1:].split("] ", 1)
+        code = rest.split()[-1].rstrip(".")
+        assert rest == f"The code is {code}." and "[" not in rest
+        assert code in user.split(f"[{n}] (")[1].split("[end")[0]
+    assert all(e.messages[2]["content"] == PROMPT.abstention for e in examples if e.kind == "abstention")
+
+
 def test_hard_distractors_come_first_and_nothing_holding_the_answer_is_a_distractor() -> None:
     pool = [Passage("Another note: the code is 1000.", "/docs/leak.txt")]  # holds pair 0's answer
     [example] = grounded_examples(pairs(1), PROMPT, distractor_pool=pool, distractors=1,
