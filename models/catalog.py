@@ -39,7 +39,9 @@ class ModelEntry:
     """One model the catalog knows about (plain data)."""
 
     id: str  # the file name without ".gguf"; what users type
-    name: str  # the model's own name (general.name), else the id
+    # What every face calls the model: the id (see ``model_name``). The file's own
+    # ``general.name`` is a detail (``info.name``): it can be stale or shared by many files.
+    name: str
     path: Path
     origin: Origin
     is_default: bool
@@ -114,6 +116,16 @@ def embedded_default_expected_sha256() -> str | None:
 def model_id(path: Path) -> str:
     """The id users type for a model file: its name without the ``.gguf`` suffix."""
     return path.name[: -len(".gguf")] if path.name.lower().endswith(".gguf") else path.name
+
+
+def model_name(path: Path) -> str:
+    """The one name a model file goes by everywhere (models page, chat, status bar, CLI, API).
+
+    It is the id users type, so what they read is what they can ask for. The GGUF's
+    ``general.name`` is not used: the embedded SmolLM2 file says "Smollm2 135M 8k Lc100K Mix1
+    Ep2", and a fine-tuned or re-quantized copy keeps its base's name.
+    """
+    return model_id(path)
 
 
 class Catalog:
@@ -212,7 +224,7 @@ class Catalog:
                    else self.hash_cache.cached(path))
         return ModelEntry(
             id=model_id(path),
-            name=(info.name if info and info.name else model_id(path)),
+            name=model_name(path),
             path=path,
             origin=origin,
             is_default=origin == "embedded",

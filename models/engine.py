@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import engine_worker
+from .catalog import model_name
 from .chat_template import TemplateError
 from .engine_fallback import FallbackMemory, describe, safer_rungs
 from .engine_types import (
@@ -231,7 +232,7 @@ class Engine:
             old, self._child, self._gguf = self._child, child, gguf
             self._info = LoadInfo(
                 path=path,
-                name=str(reply["name"]),
+                name=model_name(path),  # the catalog's name, not general.name
                 n_ctx=int(reply["n_ctx"]),
                 n_ctx_train=int(reply["n_ctx_train"]),
                 n_threads=int(reply["n_threads"]),

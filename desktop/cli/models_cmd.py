@@ -218,6 +218,7 @@ def _print_entry(entry: ModelEntry, sha: str | None) -> None:
     fields = [
         ("id", entry.id),
         ("name", entry.name),
+        ("general.name", info.name or "-"),  # the GGUF's own title; "name" is the id
         ("path", str(entry.path)),
         ("origin", entry.origin + (" (default)" if entry.is_default else "")),
         ("architecture", info.architecture or "unknown"),

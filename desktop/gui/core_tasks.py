@@ -119,15 +119,16 @@ def load_model(session: CoreSession, job: JobLike, spec: str | None = None, *,
 
 
 def _model_name(session: CoreSession, spec: str | None) -> str:
-    """The file name (without .gguf) a spec loads, for "Loading …" messages."""
+    """The name of the file a spec loads (the catalog's ``model_name``), for "Loading …"."""
     from bastion.desktop.app import resolve_model_path
+    from bastion.models.catalog import model_name
 
     try:
         path = resolve_model_path(spec or session.app.settings.default_model,
                                   session.app.paths.models_dir)
     except Exception:  # the load itself reports what is wrong
-        return Path(spec).stem if spec else "the default model"
-    return path.stem
+        return model_name(Path(spec)) if spec else "the default model"
+    return model_name(path)
 
 
 def unload_model(session: CoreSession, job: JobLike) -> None:

@@ -71,7 +71,10 @@ class ModelsModel(HeaderedTableModel):
         entry = self._entries[index.row()]
         if role == Qt.ItemDataRole.ToolTipRole:
             sha = entry.sha256 or "not computed yet"
-            return f"{entry.path}\nSHA-256: {sha}" + (f"\n{entry.error}" if entry.error else "")
+            own = entry.info.name if entry.info else None
+            title = f"\nNamed inside the file: {own}" if own and own != entry.name else ""
+            return (f"{entry.path}{title}\nSHA-256: {sha}"
+                    + (f"\n{entry.error}" if entry.error else ""))
         if role != Qt.ItemDataRole.DisplayRole or not 0 <= index.column() < len(self.HEADERS):
             return None
         info = entry.info

@@ -53,7 +53,9 @@ def test_import_then_list_info_verify(tiny: Path, capsys: pytest.CaptureFixture[
 
     code, out, _ = run(capsys, "models", "info", "tiny-chat")
     assert code == 0
-    assert "name             Tiny Chat" in out
+    # One name per file: the id, as in the list; the GGUF's own title is a detail.
+    assert "name             tiny-chat" in out
+    assert "general.name     Tiny Chat" in out
     assert f"sha256           {sha256_file(tiny)}" in out
     assert "recorded sha256  " + sha256_file(tiny) in out
     assert "general.size_label = 48" in out

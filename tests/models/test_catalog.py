@@ -126,8 +126,10 @@ def test_listing_folder(tmp_path: Path, models_dir: Path, catalog: Catalog) -> N
     entries = catalog.entries()
     assert [e.id for e in entries] == ["Default-Model", "alpha", "broken"]
     default, alpha, broken = entries
-    assert default.is_default and default.name == "Stand-in"
-    assert alpha.origin == "folder" and alpha.name == "Alpha" and alpha.usable
+    # One name per file: the id users type, not the GGUF's general.name (kept in info.name).
+    assert default.is_default and default.name == "Default-Model" == default.id
+    assert default.info is not None and default.info.name == "Stand-in"
+    assert alpha.origin == "folder" and alpha.name == "alpha" and alpha.usable
     assert alpha.verified == "unchecked" and alpha.sha256 is None  # listing does not hash
     assert not broken.usable and broken.verified == "invalid"
     assert broken.error is not None and "is not a GGUF model file" in broken.error

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bastion.models.catalog import model_name
 from bastion.models.engine import Engine
 from bastion.models.engine_types import ChatDelta, ChatDone, LoadOptions, Sampling
 from bastion.models.errors import (
@@ -48,6 +49,8 @@ def test_load_reports_the_model_and_its_own_template(engine: Engine, smollm2_pat
     info = engine.info
     assert info is not None
     assert info.path == smollm2_path.resolve()
+    # The catalog's name for the file (its id), not the GGUF's "Smollm2 135M 8k Lc100K ...".
+    assert info.name == model_name(info.path) == "SmolLM2-135M-Instruct.Q4_1"
     assert info.n_ctx == 2048 and info.n_ctx_train == 8192
     assert info.template_source == "gguf" and info.template_warning is None
     assert info.special_tokens >= 2  # <|im_start|>, <|im_end|>, ...
