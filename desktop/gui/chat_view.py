@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QUrl, Signal
 from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
@@ -29,10 +29,14 @@ from bastion.desktop.gui.chat_header import ChatHeader
 from bastion.desktop.gui.chat_list_model import ChatListModel, MessageItem, MessageListModel
 from bastion.desktop.gui.chat_sidebar import ChatSidebar
 from bastion.desktop.gui.message_list_view import MessageListView
+from bastion.desktop.gui.model_notice_bar import ModelNoticeBar, model_notes
 from bastion.desktop.gui.passage_preview import PassagePreview
 from bastion.desktop.gui.workers import Job
 from bastion.models.adapter_catalog import AdapterEntry
 from bastion.store.chats import Chat, Message, Source
+
+if TYPE_CHECKING:
+    from bastion.models.engine_types import LoadInfo
 
 
 class ChatView(QWidget):
@@ -82,6 +86,8 @@ class ChatView(QWidget):
         self.header.collections_chosen.connect(self.set_collections)
         self.header.adapters_chosen.connect(self.set_adapters)
         column.addWidget(self.header)
+        self.model_notice = ModelNoticeBar()
+        column.addWidget(self.model_notice)
 
         self.message_list = MessageListView(self.messages)
         self.message_list.copy_requested.connect(self.copy_message)
@@ -260,6 +266,10 @@ class ChatView(QWidget):
             self.backend.run(self.backend.core, partial(core_tasks.update_chat, chat_id=self.chat.id,
                                                         adapters=list(adapters)),
                              "choose the adapters", on_result=self._chat_updated)
+
+    def show_model(self, info: LoadInfo | None) -> None:
+        """The loaded model: what is wrong with it shows in the bar above the answers."""
+        self.model_notice.show_notes(model_notes(info), info.name if info else None)
 
     def show_loading(self, name: str | None) -> None:
         """While the model loads (``name``), say so where the answers will appear."""

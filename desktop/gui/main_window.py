@@ -189,6 +189,7 @@ class MainWindow(QMainWindow):
     def set_model_info(self, info: LoadInfo | None) -> None:
         self.model_info = info
         self.chat_view.show_loading(None)
+        self.chat_view.show_model(info)
         if info is None:
             self.model_label.setText("No model loaded")
         else:
@@ -196,9 +197,8 @@ class MainWindow(QMainWindow):
             warning = " ⚠" if notes else ""
             self.model_label.setText(f"Model: {info.name} · context {info.n_ctx} · "
                                      f"{info.n_threads} threads{warning}")
+            # The notes also show in the bar above the chat (``ChatView.show_model``).
             self.model_label.setToolTip("\n".join(notes) or str(info.path))
-            if info.fallback and info.fallback_is_new:
-                self.statusBar().showMessage(info.fallback[:1].upper() + info.fallback[1:], 15000)
         self.model_loaded.emit(info)
 
     def _show_speed(self, meta: dict[str, Any]) -> None:
