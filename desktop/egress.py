@@ -6,6 +6,10 @@ host raises ``PermissionError`` in the code that tried, is kept in a process-wid
 (``refused_connections()``) and is appended to a log file in the data folder. Loopback
 (127.0.0.0/8, ::1, ``localhost``) and Unix sockets (multiprocessing's pipes) stay allowed.
 
+One exception can be configured: the on-prem inference server of the remote engine
+(``allow_remote_endpoint``). Then exactly that host and port may be connected to (and its name,
+if it is a name, looked up); any other host, or another port on that host, is still refused.
+
 Limits, stated plainly: an audit hook sees what Python code does in *this* process. A C library
 that opens a socket itself, or a spawned child process (the engine, parse workers), is not
 covered by it; the OS-level proof (``tests/packaging/test_no_network.py``: a run in a network
@@ -69,6 +73,10 @@ class _GuardState:
         self.log_path: Path | None = None
         self.refused: list[RefusedConnection] = []
         self.lock = threading.Lock()
+        # The remote engine's server: its port, its name as configured, and the addresses it had.
+        self.remote_port: int | None = None
+        self.remote_name: str | None = None
+        self.remote_addresses: frozenset[str] = frozenset()
 
 
 _state = _GuardState()
@@ -120,6 +128,74 @@ def _describe_address(address: object) -> str:
     return repr(address)
 
 
+def _normal_address(host: object) -> str | None:
+    """``host`` as a canonical IP address string, or None if it is not an address."""
+    text = _host_text(host).strip().split("%", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _port_of(port: object) -> int | None:
+    if isinstance(port, bytes):
+        port = port.decode("ascii", "replace")
+    try:
+        return int(port)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_remote_endpoint(host: object, port: object) -> bool:
+    """Whether ``host``:``port`` is the configured remote server (its address or its name)."""
+    if _state.remote_port is None or _port_of(port) != _state.remote_port:
+        return False
+    address = _normal_address(host)
+    if address is not None:
+        return address in _state.remote_addresses
+    return _host_text(host).strip().rstrip(".").lower() == _state.remote_name
+
+
+def allow_remote_endpoint(host: str | None, port: int | None = None) -> None:
+    """Let this process reach exactly ``host``:``port``, the remote engine's server (None: none).
+
+    A name is looked up here, once, and its addresses allowed with it; later lookups of that
+    same name (and port) pass, connections to the addresses it had pass, and nothing else does.
+    Calling again replaces the endpoint: one configured server at a time.
+
+    Args:
+        host: The server's name or IP address, as configured in ``remote_url``; None forgets it.
+        port: Its TCP port.
+
+    Raises:
+        OSError: the name cannot be resolved (``socket.gaierror``).
+    """
+    if host is None or port is None:
+        with _state.lock:
+            _state.remote_port, _state.remote_name, _state.remote_addresses = None, None, frozenset()
+        return
+    name = host.strip().rstrip(".").lower()
+    address = _normal_address(name)
+    with _state.lock:  # allow the name first: resolving it raises the lookup's audit event
+        _state.remote_port, _state.remote_name = port, name
+        _state.remote_addresses = frozenset({address} if address else ())
+    if address is None:
+        found = {_normal_address(info[4][0]) for info in socket.getaddrinfo(name, port)}
+        with _state.lock:
+            _state.remote_addresses = frozenset(a for a in found if a)
+
+
+def allowed_remote_endpoint() -> tuple[str, int] | None:
+    """The remote server this process may reach, as (host, port), or None."""
+    with _state.lock:
+        if _state.remote_port is None or _state.remote_name is None:
+            return None
+        return _state.remote_name, _state.remote_port
+
+
 def refusal_target(event: str, args: tuple[Any, ...]) -> str | None:
     """Decide one audit event: what it tries to reach if it must be refused, else None.
 
@@ -143,14 +219,24 @@ def refusal_target(event: str, args: tuple[Any, ...]) -> str | None:
         if family in _INET_FAMILIES and isinstance(address, tuple) and address:
             if event == "socket.bind" and address[0] in ("", b""):
                 return _describe_address(("0.0.0.0", *address[1:]))  # every interface
-            return None if is_local_host(address[0]) else _describe_address(address)
+            if is_local_host(address[0]):
+                return None
+            if (event == "socket.connect" and len(address) >= 2
+                    and _is_remote_endpoint(address[0], address[1])):
+                return None
+            return _describe_address(address)
         # Any other family (packet, CAN, Bluetooth, ...) can leave the machine.
         return f"family {family}: {address!r}"
     if event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr"):
         host = args[0] if args else None
         if event == "socket.getaddrinfo" and host in ("", b""):
             host = None  # an empty host is the wildcard/passive lookup, never DNS
-        return None if is_local_host(host) else _host_text(host)
+        if is_local_host(host):
+            return None
+        if (event == "socket.getaddrinfo" and len(args) >= 2
+                and _is_remote_endpoint(host, args[1])):
+            return None
+        return _host_text(host)
     # socket.getnameinfo: (sockaddr, flags) — a reverse lookup of that address
     sockaddr = args[0] if args else None
     if isinstance(sockaddr, tuple) and sockaddr and is_local_host(sockaddr[0]):
