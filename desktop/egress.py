@@ -143,10 +143,11 @@ def _normal_address(host: object) -> str | None:
 def _port_of(port: object) -> int | None:
     if isinstance(port, bytes):
         port = port.decode("ascii", "replace")
-    try:
-        return int(port)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return None
+    if isinstance(port, int) and not isinstance(port, bool):
+        return port
+    if isinstance(port, str) and port.strip().isdigit():
+        return int(port)
+    return None
 
 
 def _is_remote_endpoint(host: object, port: object) -> bool:
