@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from .bm25_rare_first import POSTINGS_BUDGET, ranked_rows
 from .library_types import SearchHit
 
 RRF_K = 60
@@ -37,11 +38,16 @@ class Candidate:
     vector_rank: int | None = None
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 MATCH expression for free text: quoted words joined by OR, or None if no words."""
+def query_words(text: str) -> list[str]:
+    """The distinct lower-case words of free text that BM25 searches for (stopwords dropped)."""
     words = [w.lower() for w in _WORD.findall(text)]
     kept = [w for w in words if w not in STOPWORDS] or words
-    unique = list(dict.fromkeys(kept))[:_MAX_TERMS]
+    return list(dict.fromkeys(kept))[:_MAX_TERMS]
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 MATCH expression for free text: quoted words joined by OR, or None if no words."""
+    unique = query_words(text)
     if not unique:
         return None
     # Double quotes make each word a string literal; \w+ cannot contain a quote to escape.
@@ -53,6 +59,7 @@ def bm25_candidates(
     query: str,
     collection_ids: Sequence[int],
     limit: int = CANDIDATES,
+    budget: int | None = POSTINGS_BUDGET,
 ) -> list[tuple[int, float]]:
     """Top ``limit`` chunks by BM25 among ``collection_ids``: (chunk id, score, higher better).
 
@@ -61,17 +68,15 @@ def bm25_candidates(
     collection and availability; only when the filter leaves too few is the joined query run.
     CROSS JOIN pins the join order: left to itself, SQLite's planner starts from the
     collection's documents and walks every chunk of them (measured 10× slower at 100k chunks).
+    The FTS5-alone ranking reads the rarest words first when the query's words have more than
+    ``budget`` postings (``bm25_rare_first``; None ranks them all, exactly, as before).
     """
     match = fts_query(query)
     if match is None or not collection_ids:
         return []
     # bm25() weights: chunk text 1.0, its heading 0.5. FTS5 returns lower-is-better scores.
     wide = limit * 4
-    rows = db.execute(
-        "SELECT rowid, bm25(chunks_fts, 1.0, 0.5) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
-        "ORDER BY s LIMIT ?",
-        [match, wide],
-    ).fetchall()
+    rows = [(cid, -score) for cid, score in ranked_rows(db, query_words(query), wide, budget).rows]
     if not rows:
         return []
     marks = ",".join("?" * len(collection_ids))

@@ -1,0 +1,193 @@
+"""BM25 top-k that reads the rarest query words first, so common words cannot stall a search.
+
+FTS5 ranks an OR query by calling ``bm25()`` on every row that holds any of the words, so its
+cost grows with the words' postings: a word found in 5% of a million chunks makes FTS5 score
+50,000 rows (~100 ms at 1M chunks on the 2-core reference machine). Here each word's document
+frequency is counted first (counting is some 30× cheaper per row than ranking). If all the
+words together have at most ``POSTINGS_BUDGET`` postings, FTS5 ranks the query as it always did.
+Otherwise the rarest words within the budget pick the candidates (``wide`` of them, by FTS5's own
+BM25 over those words) and every candidate is rescored with all the words — the common words'
+share computed here with the same formula, constants and inputs as FTS5's ``bm25()``, from their
+instances (``highlight()``), the row's length (``chunks_fts_docsize``) and the index totals (the
+FTS5 averages record). A candidate's score is then FTS5's full score, up to the order in which
+the words' shares are added (``tests/store/test_bm25_rare_first.py``); what can differ from the exact ranking is which rows
+become candidates: a chunk holding only the common words, none of the rare ones. The words are
+common precisely because such chunks are many and each scores little, and
+``bench/search_bench.py`` measures how much of the exact top 10 and top 50 is kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlite_utils
+
+# FTS5's bm25() constants (fts5_aux.c) and this index's column weights: chunk text, heading.
+K1 = 1.2
+B = 0.75
+WEIGHTS = (1.0, 0.5)
+# Postings FTS5 may rank in one query; past it the commonest words only rescore candidates.
+POSTINGS_BUDGET = 20_000
+# Row id of FTS5's averages record in the %_data table: row count, then tokens per column.
+_AVERAGES_ID = 1
+_OPEN, _CLOSE = "\x02", "\x03"
+
+_RANKED = (
+    f"SELECT rowid, bm25(chunks_fts, {WEIGHTS[0]}, {WEIGHTS[1]}) AS s FROM chunks_fts "
+    "WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?"
+)
+
+
+@dataclass(frozen=True)
+class IndexTotals:
+    """What FTS5's bm25() knows of the whole index: rows and their mean length in tokens."""
+
+    rows: int
+    mean_tokens: float
+
+
+@dataclass(frozen=True)
+class RankedRows:
+    """A BM25 top list and how it was made (for benchmarks and tests)."""
+
+    rows: list[tuple[int, float]]  # (chunk id, score; higher is better), best first
+    exact: bool  # True when FTS5 ranked every word's postings itself
+    postings: int  # postings of all the query's words
+
+
+def phrase(word: str) -> str:
+    """A word as an FTS5 string literal (``\\w+`` words cannot contain the quote to escape)."""
+    return f'"{word}"'
+
+
+def ranked_rows(
+    db: sqlite_utils.Database, words: Sequence[str], wide: int, budget: int | None = POSTINGS_BUDGET
+) -> RankedRows:
+    """The ``wide`` best rows for ``words`` OR-ed, by FTS5's BM25 (higher score is better).
+
+    Args:
+        db: The library database.
+        words: Distinct lower-case ``\\w+`` words.
+        wide: How many rows to return.
+        budget: Postings FTS5 may rank; None ranks every word's postings (exact, as before).
+    """
+    if not words or wide <= 0:
+        return RankedRows([], True, 0)
+    if budget is None or len(words) == 1:
+        return RankedRows(_fts5_top(db, words, wide), True, 0)
+    counts = {w: document_frequency(db, w) for w in words}
+    postings = sum(counts.values())
+    if postings <= budget:
+        return RankedRows(_fts5_top(db, words, wide), True, postings)
+    by_rarity = sorted(words, key=lambda w: (counts[w], w))
+    take = 1
+    while take < len(by_rarity) and sum(counts[w] for w in by_rarity[: take + 1]) <= budget:
+        take += 1
+    # Candidates by the rare words' share of the score (each word's share depends only on that
+    # word and the row, so FTS5's score over the rare words is exactly that share). Fewer than
+    # ``wide`` rows holding a rare word: the next rarest word must supply the rest.
+    while True:
+        if take == len(by_rarity):
+            return RankedRows(_fts5_top(db, words, wide), True, postings)
+        scores = dict(_fts5_top(db, by_rarity[:take], wide))
+        if len(scores) >= wide:
+            break
+        take += 1
+    totals = index_totals(db)
+    lengths = row_lengths(db, list(scores))
+    for word in by_rarity[take:]:
+        for chunk_id, share in word_scores(db, word, counts[word], lengths, totals).items():
+            scores[chunk_id] += share
+    rows = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+    return RankedRows(rows, False, postings)
+
+
+def document_frequency(db: sqlite_utils.Database, word: str) -> int:
+    """How many rows hold ``word`` (FTS5's ``nHit`` for the word's IDF)."""
+    row = db.execute(
+        "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", [phrase(word)]
+    ).fetchone()
+    return int(row[0])
+
+
+def index_totals(db: sqlite_utils.Database) -> IndexTotals:
+    """Row count and mean row length in tokens, read from FTS5's averages record."""
+    row = db.execute("SELECT block FROM chunks_fts_data WHERE id = ?", [_AVERAGES_ID]).fetchone()
+    values = _varints(bytes(row[0])) if row and row[0] else []
+    if not values or values[0] <= 0:
+        return IndexTotals(0, 0.0)
+    return IndexTotals(values[0], sum(values[1:]) / values[0])
+
+
+def row_lengths(db: sqlite_utils.Database, chunk_ids: Sequence[int]) -> dict[int, int]:
+    """Each row's length in tokens, all columns, from the docsize table FTS5 itself reads."""
+    marks = ",".join("?" * len(chunk_ids))
+    return {
+        int(r[0]): sum(_varints(bytes(r[1])))
+        for r in db.execute(
+            f"SELECT id, sz FROM chunks_fts_docsize WHERE id IN ({marks})", list(chunk_ids)
+        ).fetchall()
+    }
+
+
+def word_scores(
+    db: sqlite_utils.Database,
+    word: str,
+    frequency: int,
+    lengths: dict[int, int],
+    totals: IndexTotals,
+) -> dict[int, float]:
+    """``word``'s share of FTS5's bm25() for each row of ``lengths`` that holds it.
+
+    Same arithmetic, in the same order, as fts5_aux.c's fts5Bm25Function, so the shares of all
+    of a query's words add up to FTS5's own score. Instances come from highlight(), which marks
+    every instance of a one-word phrase.
+    """
+    if not lengths or totals.rows <= 0:
+        return {}
+    idf = math.log((totals.rows - frequency + 0.5) / (frequency + 0.5))
+    if idf <= 0.0:
+        idf = 1e-6
+    chunk_ids = list(lengths)
+    marks = ",".join("?" * len(chunk_ids))
+    shares: dict[int, float] = {}
+    for chunk_id, text, heading in db.execute(
+        f"""
+        SELECT rowid, highlight(chunks_fts, 0, '{_OPEN}', '{_CLOSE}'),
+            highlight(chunks_fts, 1, '{_OPEN}', '{_CLOSE}')
+        FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN ({marks})
+        """,
+        [phrase(word), *chunk_ids],
+    ).fetchall():
+        freq = (text or "").count(_OPEN) * WEIGHTS[0] + (heading or "").count(_OPEN) * WEIGHTS[1]
+        length = lengths.get(int(chunk_id), 0)
+        shares[int(chunk_id)] = idf * (
+            (freq * (K1 + 1.0)) / (freq + K1 * (1 - B + B * length / totals.mean_tokens))
+        )
+    return shares
+
+
+def _fts5_top(db: sqlite_utils.Database, words: Sequence[str], wide: int) -> list[tuple[int, float]]:
+    match = " OR ".join(phrase(w) for w in words)
+    return [(int(r[0]), -float(r[1])) for r in db.execute(_RANKED, [match, wide]).fetchall()]
+
+
+def _varints(data: bytes) -> list[int]:
+    """SQLite's big-endian varints (7 bits a byte, the ninth byte whole), as FTS5 stores them."""
+    values: list[int] = []
+    i = 0
+    while i < len(data):
+        value = 0
+        for n in range(9):
+            byte = data[i]
+            i += 1
+            if n == 8:
+                value = (value << 8) | byte
+                break
+            value = (value << 7) | (byte & 0x7F)
+            if not byte & 0x80:
+                break
+        values.append(value)
+    return values
