@@ -19,6 +19,8 @@ from bastion.models.adapter_catalog import AdapterCatalog
 from bastion.models.engine import Engine
 from bastion.models.engine_fallback import FallbackMemory
 from bastion.models.engine_types import LoadInfo
+from bastion.models.remote_engine import RemoteEngine, remote_model_name
+from bastion.models.remote_http import RemoteEndpoint
 from bastion.store.chats import ChatStore
 
 
@@ -28,17 +30,39 @@ def resolve_model_path(spec: str | None, models_dir: Path) -> Path:
 
     if not spec:
         return embedded_default_model_path()
+    if remote_model_name(spec) is not None:
+        raise BastionError(f"{spec} runs on the remote server and has no file here; this needs a "
+                           "local model. Choose one with --model (`bastion models list`).")
     candidate = Path(spec).expanduser()
     if candidate.is_file():
         return candidate.resolve()
     return Catalog(models_dir).resolve(spec).path
 
 
+def remote_endpoint(settings: Settings) -> RemoteEndpoint:
+    """The remote server the settings name, now the one host the egress guard lets through.
+
+    Raises:
+        RemoteConfigError: no ``remote_url``, or not an http(s) URL.
+        BastionError: its host name cannot be resolved.
+    """
+    from bastion.desktop.egress import allow_remote_endpoint
+
+    endpoint = RemoteEndpoint.parse(settings.remote_url, settings.remote_token)
+    try:
+        allow_remote_endpoint(endpoint.host, endpoint.port)
+    except OSError as error:
+        raise BastionError(f"The name of the remote server in {endpoint.url} cannot be resolved "
+                           f"({error}). Check the host name, or set another address with "
+                           "`bastion settings set remote_url URL`.") from None
+    return endpoint
+
+
 @dataclass
 class App:
     paths: DataPaths = field(default_factory=data_paths)
     settings: Settings = field(init=False)
-    _engine: Engine | None = field(default=None, init=False)
+    _engine: Engine | RemoteEngine | None = field(default=None, init=False)
     _chats: ChatStore | None = field(default=None, init=False)
     _library: Any = field(default=None, init=False)
 
@@ -62,23 +86,46 @@ class App:
             self._library = open_library(self.paths)
         return self._library
 
-    def engine(self, model: str | None = None, *, reload: bool = False) -> Engine:
+    def engine(self, model: str | None = None, *, reload: bool = False) -> Engine | RemoteEngine:
         """The engine with ``model`` (or the settings' default) loaded.
 
-        ``reload`` loads it again even if it is loaded (new context size, threads or GPU layers).
+        ``remote:NAME`` is a model on the configured remote server (``remote_url``); one engine,
+        local or remote, is held at a time. ``reload`` loads it again even if it is loaded (new
+        context size, threads or GPU layers).
         """
-        if self._engine is None:
+        spec = model or self.settings.default_model
+        remote = remote_model_name(spec)
+        if remote is not None:
+            return self._remote_engine(remote, reload)
+        if not isinstance(self._engine, Engine):
+            self.unload_model()
             self._engine = Engine(FallbackMemory(self.paths.engine_fallbacks_file))
-        wanted = resolve_model_path(model or self.settings.default_model, self.paths.models_dir)
+        wanted = resolve_model_path(spec, self.paths.models_dir)
         info = self._engine.info
         if reload or info is None or info.path != wanted:
             self._engine.load(wanted, self.settings.load_options())
         return self._engine
 
+    def _remote_engine(self, model: str, reload: bool) -> RemoteEngine:
+        settings = self.settings
+        endpoint = remote_endpoint(settings)
+        engine = self._engine
+        if not isinstance(engine, RemoteEngine) or engine.endpoint != endpoint:
+            self.unload_model()  # free a local model's memory: the answer comes from elsewhere
+            engine = RemoteEngine(endpoint)
+            self._engine = engine
+        engine.read_timeout_s = settings.remote_timeout_s
+        info = engine.info
+        if reload or info is None or info.name != f"remote:{model}":
+            engine.load(model, settings.load_options())
+        return engine
+
     def unload_model(self) -> None:
         """Free the loaded model (the next ``engine()`` call loads one again)."""
         if self._engine is not None:
             self._engine.unload()
+            if isinstance(self._engine, RemoteEngine):
+                self._engine = None
 
     def loaded_model(self) -> LoadInfo | None:
         return self._engine.info if self._engine else None

@@ -85,6 +85,14 @@ def parse_setting(key: str, text: str) -> Any:
     kind, optional = setting_kind(key)
     if optional and text.strip().lower() in UNSET_WORDS:
         return None
+    if text == "-" and is_secret(key):
+        # A token typed on the command line would stay in the shell's history and show in `ps`.
+        import sys
+
+        text = sys.stdin.readline().strip()
+        if not text:
+            raise SettingError(f"No {key} came on standard input: pipe it in, e.g. "
+                               f"`bastion settings set {key} - < token.txt`.")
     if kind is str:
         return check_setting(key, text)
     if kind is bool:
@@ -121,16 +129,32 @@ def check_setting(key: str, value: Any) -> Any:
                            f"{checked:g} is out of range.")
     if kind is str and not checked.strip() and key != "system_prompt":
         raise SettingError(f"{key} cannot be empty.")
+    if key == "remote_url":
+        from bastion.models.remote_http import RemoteConfigError, RemoteEndpoint
+
+        try:
+            RemoteEndpoint.parse(checked)
+        except RemoteConfigError as error:
+            raise SettingError(str(error)) from None
     return checked
+
+
+def is_secret(key: str) -> bool:
+    """Whether setting ``key`` is a secret: kept in its own 0600 file and never shown."""
+    return bool(setting_field(key).metadata.get("secret"))
+
+
+HIDDEN = "set (hidden)"
 
 
 # -- the use cases -------------------------------------------------------------------------------
 
 
 def read_setting(settings: Settings, key: str) -> Any:
-    """The value of setting ``key`` (an unknown key is refused with the valid ones)."""
-    setting_field(key)
-    return getattr(settings, key)
+    """The value of setting ``key`` (an unknown key is refused with the valid ones); a secret
+    that is set reads as ``HIDDEN``."""
+    value = getattr(settings, setting_field(key).name)
+    return HIDDEN if value is not None and is_secret(key) else value
 
 
 def change_setting(settings: Settings, path: Path, key: str, value: Any) -> Settings:
@@ -164,15 +188,25 @@ def choose_default_model(settings: Settings, path: Path, models_dir: Path,
                          spec: str | None) -> Settings:
     """Make ``spec`` the model Bastion starts with and save it; the new settings.
 
-    ``spec`` is a catalog id, file name, the path of a .gguf file, or None / "default" for the
-    embedded model. A model in the models folder is stored by its id, another file by its path.
+    ``spec`` is a catalog id, file name, the path of a .gguf file, ``remote:NAME`` (a model on
+    the remote server, which must be configured), or None / "default" for the embedded model.
+    A model in the models folder is stored by its id, another file by its path.
 
     Raises:
         ModelNotFound: nothing called ``spec``; the message lists the models there are.
-        SettingError: the file is not a chat model Bastion can load.
+        SettingError: the file is not a chat model Bastion can load, or a remote model is
+            chosen with no remote server configured.
     """
+    from bastion.models.remote_engine import REMOTE_PREFIX, remote_model_name
+
     stored: str | None = None
-    if spec is not None and spec.strip().lower() not in UNSET_WORDS:
+    remote = remote_model_name(spec.strip()) if spec is not None else None
+    if remote is not None:
+        if not settings.remote_url:
+            raise SettingError(f"{spec} is a model on a remote server, and none is configured: "
+                               "set its address first with `bastion settings set remote_url URL`.")
+        stored = REMOTE_PREFIX + remote
+    elif spec is not None and spec.strip().lower() not in UNSET_WORDS:
         from bastion.models.catalog import Catalog
 
         entry = Catalog(models_dir).resolve(spec.strip())

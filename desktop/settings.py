@@ -12,6 +12,9 @@ from typing import Any
 from bastion.models.engine_types import LoadOptions, Sampling
 
 DEFAULT_SYSTEM_PROMPT = "You are Bastion, a helpful assistant. Answer clearly and concisely."
+# Secret settings (the remote server's token) live in this file beside settings.json, 0600, one
+# JSON object; settings.json never holds them.
+SECRETS_FILE = "secrets.json"
 
 
 @dataclass
@@ -56,6 +59,24 @@ class Settings:
                           "skipped and counted in the library status."},
     )
     system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System prompt."})
+    remote_url: str | None = field(
+        default=None,
+        metadata={"help": "An on-prem OpenAI-compatible server (llama.cpp's server, vLLM) for "
+                          "models named remote:NAME, e.g. http://gpu-box:8080/v1; none = no "
+                          "remote engine. Bastion may connect to this host and port only."},
+    )
+    remote_token: str | None = field(
+        default=None, repr=False,
+        metadata={"help": "The remote server's bearer token ('-' reads it from standard input); "
+                          "kept in its own file only you can read, never shown.",
+                  "secret": SECRETS_FILE},
+    )
+    remote_timeout_s: float = field(
+        default=120.0,
+        metadata={"help": "Seconds the remote server may stay silent (before the first token "
+                          "or between tokens) before the request is given up.",
+                  "range": (1.0, 3600.0)},
+    )
 
     def load_options(self) -> LoadOptions:
         return LoadOptions(
@@ -82,7 +103,9 @@ class Settings:
         except (OSError, ValueError):
             return cls()
         if not isinstance(raw, dict):
-            return cls()
+            raw = {}
+        raw = {k: v for k, v in raw.items() if k not in _secret_keys()}
+        raw.update(_read_secrets(path.parent / SECRETS_FILE))
         known = {f.name for f in fields(cls)}
         defaults = cls()
         values = {}
@@ -97,15 +120,45 @@ class Settings:
         return cls(**values)
 
     def save(self, path: Path) -> None:
-        """Write atomically: a crash mid-write never leaves a half file."""
+        """Write atomically: a crash mid-write never leaves a half file. Secrets go to their
+        own file (0600), written only when they change."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(asdict(self), out, indent=2)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        values = asdict(self)
+        secrets = {key: values.pop(key) for key in _secret_keys()}
+        secrets = {key: value for key, value in secrets.items() if value is not None}
+        secrets_path = path.parent / SECRETS_FILE
+        if secrets != _read_secrets(secrets_path):
+            if secrets:
+                _write_atomically(secrets_path, secrets)
+            else:
+                secrets_path.unlink(missing_ok=True)
+        _write_atomically(path, values)
+
+
+def _secret_keys() -> list[str]:
+    return [f.name for f in fields(Settings) if f.metadata.get("secret")]
+
+
+def _read_secrets(path: Path) -> dict[str, Any]:
+    """The secrets file's values (only string values of secret keys); {} if none or damaged."""
+    try:
+        raw: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {k: v for k, v in raw.items() if k in _secret_keys() and isinstance(v, str)}
+
+
+def _write_atomically(path: Path, values: dict[str, Any]) -> None:
+    # mkstemp creates the file 0600: settings and secrets are private to the user.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(values, out, indent=2)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

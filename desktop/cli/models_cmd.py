@@ -28,7 +28,7 @@ VERIFIED_LABELS = {
 
 
 def register(subparsers: Any) -> None:
-    models = subparsers.add_parser("models", help="GGUF models: list, info, verify, import, default")
+    models = subparsers.add_parser("models", help="GGUF models: list, info, verify, import, default, remote")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
     listing = sub.add_parser("list", help="the embedded default and the models folder")
@@ -56,6 +56,15 @@ def register(subparsers: Any) -> None:
                          help="id from `bastion models list`, file name or path; 'default' "
                               "for the embedded model")
     default.set_defaults(func=run_default)
+
+    remote = sub.add_parser(
+        "remote", help="the models the remote inference server serves (as remote:NAME)",
+        description="List the models on the on-prem OpenAI-compatible server set with "
+                    "`bastion settings set remote_url URL` (and remote_token); use one with "
+                    "--model remote:NAME or make it the default with "
+                    "`bastion models default remote:NAME`.")
+    remote.add_argument("--json", action="store_true", help="print JSON lines, one model each")
+    remote.set_defaults(func=run_remote)
 
 
 def _catalog() -> Catalog:
@@ -182,6 +191,12 @@ def run_default(args: argparse.Namespace) -> int:
     if args.model is not None:
         settings = choose_default_model(settings, paths.settings_file, paths.models_dir, args.model)
     spec = settings.default_model
+    if spec is not None and spec.startswith("remote:"):
+        verb = "is now" if args.model is not None else "is"
+        print(f"{spec}  ({settings.remote_url})")
+        print(f"The default model {verb} {spec}, on the remote server: Bastion uses it when no "
+              "--model is given.", file=sys.stderr)
+        return 0
     try:
         entry = _catalog().resolve(spec or "default")
     except ModelError as error:  # the setting names a model that has gone since: say so
@@ -194,6 +209,31 @@ def run_default(args: argparse.Namespace) -> int:
     print(f"{entry.id}  ({where})")
     print(f"The default model {verb} {entry.id}: Bastion loads it when no --model is given.",
           file=sys.stderr)
+    return 0
+
+
+def run_remote(args: argparse.Namespace) -> int:
+    from bastion.desktop.app import remote_endpoint
+    from bastion.desktop.settings import Settings
+    from bastion.models.remote_engine import REMOTE_PREFIX, list_models
+
+    settings = Settings.load(data_paths().settings_file)
+    endpoint = remote_endpoint(settings)
+    entries = list_models(endpoint, read_timeout_s=settings.remote_timeout_s)
+    if args.json:
+        from bastion.desktop.cli.json_output import print_json_lines
+
+        print_json_lines({"id": REMOTE_PREFIX + str(e["id"]), "name": e["id"],
+                          "server": endpoint.url,
+                          "default": settings.default_model == REMOTE_PREFIX + str(e["id"])}
+                         for e in entries)
+        return 0
+    for entry in entries:
+        marker = " *" if settings.default_model == REMOTE_PREFIX + str(entry["id"]) else ""
+        print(REMOTE_PREFIX + str(entry["id"]) + marker)
+    token = "with a token" if endpoint.token else "without a token"
+    print(f"\n{len(entries)} model(s) on {endpoint.url} ({token}). Use one with "
+          "--model remote:NAME.", file=sys.stderr)
     return 0
 
 
