@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -25,7 +26,7 @@ class LossPlot(pg.PlotWidget):  # type: ignore[misc]  # pyqtgraph has no type hi
     """Training loss per step (a line) and held-out loss (points), redrawn as they come."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent, background="w")
+        super().__init__(parent)
         self.setObjectName("lossCurve")
         self.setMinimumHeight(220)
         self.showGrid(x=True, y=True, alpha=0.15)
@@ -38,6 +39,22 @@ class LossPlot(pg.PlotWidget):  # type: ignore[misc]  # pyqtgraph has no type hi
                                   pen=pg.mkPen("#dd6b20", width=1, style=Qt.PenStyle.DashLine),
                                   symbol="o", symbolSize=7, symbolBrush="#dd6b20",
                                   symbolPen="#dd6b20")
+        self._follow_palette()
+        self._built = True
+
+    def changeEvent(self, event: QEvent) -> None:
+        # (Qt sends one while pyqtgraph is still constructing: nothing to recolour yet.)
+        if event.type() == QEvent.Type.PaletteChange and self.__dict__.get("_built"):
+            self._follow_palette()
+        super().changeEvent(event)
+
+    def _follow_palette(self) -> None:
+        palette = self.palette()
+        self.setBackground(palette.color(QPalette.ColorRole.Base))
+        text = palette.color(QPalette.ColorRole.Text)
+        for side in ("left", "bottom"):
+            self.getAxis(side).setPen(text)
+            self.getAxis(side).setTextPen(text)
 
     def show_history(self, history: tasks.LossHistory) -> None:
         self.training.setData(history.steps, history.losses)

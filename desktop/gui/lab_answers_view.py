@@ -23,13 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bastion.desktop.gui.style import tone
 from bastion.desktop.gui.table_model import HeaderedTableModel, Index
 from bastion.desktop.lab.arms import Arm
 from bastion.desktop.lab.runs import FILTERS, QuestionFilter, QuestionRow, RunReport
 from bastion.desktop.lab.summary import ScoredAnswer
-
-RIGHT_COLOUR = "#2a7d2a"
-WRONG_COLOUR = "#b22222"
 
 
 class QuestionTableModel(HeaderedTableModel):
@@ -100,8 +98,8 @@ class ArmColumn(QFrame):
         right = answer.scores.correct
         declined = " (declined)" if answer.scores.abstained else ""
         self.verdict.setText(("✓ right" if right else "✗ wrong") + declined)
-        self.verdict.setStyleSheet(f"color: {RIGHT_COLOUR if right else WRONG_COLOUR}; "
-                                   "font-weight: bold;")
+        colour = tone("right" if right else "wrong", self.verdict.palette())
+        self.verdict.setStyleSheet(f"color: {colour}; font-weight: bold;")
         self.answer.setPlainText(answer.record.answer)
         cited = [p for p in answer.record.passages if p.cited]
         given = len(answer.record.passages)

@@ -18,7 +18,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QResizeEvent
+from PySide6.QtGui import QPalette, QResizeEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -244,7 +244,8 @@ class MessageWidget(QFrame):
         text = self.item.text
         self._linked = citation_numbers(self.item)
         if self.item.status == "streaming" and not text:
-            self.body.setHtml("<p style='color:#888'>…</p>")
+            waiting = self.palette().color(QPalette.ColorRole.PlaceholderText).name()
+            self.body.setHtml(f"<p style='color:{waiting}'>…</p>")
         else:
             self.body.setHtml(link_citations(render_markdown(text), self._linked))
         self.renders += 1
