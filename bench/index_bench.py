@@ -158,6 +158,11 @@ def throughput(args: argparse.Namespace, work: Path, minilm: SentenceTransformer
     print(f"| end-to-end indexing | {seconds:.1f} s, {files / seconds:.2f} files/s, {e2e:.2f} chunks/s |")
     print(f"| bare embedder, same chunks ({len(texts)}, batches of {EMBED_BATCH}) | {bare:.2f} chunks/s |")
     print(f"| end-to-end / bare (target ≥ 0.85) | {e2e / bare:.2f} |")
+    # Issue 15: twice the chunks/s of the pipeline as measured before it (e2e 22.26 chunks/s,
+    # 0.95 of the bare embedder, quiet machine). Against the bare embedder timed in this run
+    # the target reads ≥ 1.90 whatever the load.
+    print(f"| **end-to-end / bare, vs issue 15's 2× (target ≥ 1.90)** | **{e2e / bare / 1.90:.2f}** of target |")
+    print(f"| end-to-end / 2 × 22.26 chunks/s (quiet machine) | {e2e / (2 * 22.26):.2f} of target |")
     sys.stdout.flush()
 
 
