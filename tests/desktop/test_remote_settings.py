@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bastion.desktop import configuration
+from bastion.desktop.answering import AnswerConfig, answer_once
 from bastion.desktop.app import App, resolve_model_path
 from bastion.desktop.cli import main
 from bastion.desktop.configuration import HIDDEN, SettingError
@@ -20,6 +21,7 @@ from bastion.desktop.errors import BastionError
 from bastion.desktop.settings import SECRETS_FILE, Settings
 from bastion.models.engine_types import Sampling
 from bastion.models.remote_engine import RemoteEngine
+from bastion.models.remote_http import RemoteEndpoint
 from bastion.store.chats import ChatStore
 from tests.models.fake_openai_server import FakeServer, running_fake_server
 
@@ -142,3 +144,15 @@ def test_cli_says_what_to_do_when_the_token_is_wrong(configured: FakeServer,
 def test_cli_without_a_server_configured_says_how_to_set_one(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "remote"]) == 1
     assert "bastion settings set remote_url URL" in capsys.readouterr().err
+
+
+def test_a_stop_sequence_ends_the_answer_and_closes_the_stream(fake_server: FakeServer) -> None:
+    fake_server.state.behaviour = "slow"  # streams on until its client goes
+    engine = RemoteEngine(RemoteEndpoint.parse(fake_server.url, "right-token"))
+    engine.load("big-model")
+    config = AnswerConfig(stop=(" server",), sampling=Sampling(max_tokens=500))
+    events = list(answer_once("Hi", config, engine))
+    record = events[-1].record  # type: ignore[union-attr]
+    assert record.text == "Hello from the" and record.complete
+    assert record.finish_reason == "stop"
+    assert fake_server.state.disconnected.wait(10)  # the server saw the stream closed
