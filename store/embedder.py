@@ -31,6 +31,8 @@ OFFLINE_VARIABLES = {
 
 # Characters per piece when tokenising long texts (see HFChunkTokenizer.offsets).
 _PIECE_CHARS = 4000
+# Characters per token no text exceeds in practice: embed counts a text's tokens on this prefix.
+_PREFIX_CHARS_PER_TOKEN = 16
 
 
 class EmbedderError(StoreError):
@@ -209,7 +211,7 @@ class SentenceTransformerEmbedder:
 
     Args:
         folder: A sentence-transformers model folder with safetensors weights.
-        batch_size: Texts per forward pass.
+        batch_size: Full-length texts per forward pass (shorter texts go more to a pass).
 
     Raises:
         EmbedderError: the folder is refused (here) or the model does not load (on first use).
@@ -224,6 +226,7 @@ class SentenceTransformerEmbedder:
         self._dimension = 0
         self._max_tokens = 0
         self._chunk_tokenizer: ChunkTokenizer | None = None
+        self._length_tokenizer: ChunkTokenizer | None = None  # embed's own (under the lock)
 
     @property
     def id(self) -> str:
@@ -288,19 +291,57 @@ class SentenceTransformerEmbedder:
         return HFChunkTokenizer(backend)
 
     def embed(self, texts: list[str]) -> NDArray[np.float32]:
-        """Embed ``texts`` into unit float32 vectors (one forward pass per ``batch_size``)."""
+        """Embed ``texts`` into unit float32 vectors, in the order given.
+
+        Texts are sorted by token count and cut into forward passes of at most ``batch_size``
+        full-length sequences' worth of padded tokens, so a short chunk is not padded to a long
+        neighbour and short texts go many to a pass (``bench/embed_speed_bench.py``, issue 15).
+        """
         model = self._load()
         if not texts:
             return np.zeros((0, self._dimension), dtype=np.float32)
         with self._lock:  # one model, one caller at a time (indexing vs a query)
-            vectors = model.encode(
-                texts,
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+            out = np.zeros((len(texts), self._dimension), dtype=np.float32)
+            budget = self.batch_size * self._max_tokens
+            for batch in token_budget_batches(self._lengths(model, texts), budget, 4 * self.batch_size):
+                out[batch] = model.encode(
+                    [texts[i] for i in batch],
+                    batch_size=len(batch),
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+        return out
+
+    def _lengths(self, model: Any, texts: list[str]) -> list[int]:
+        """Each text's token count as the model reads it (capped at ``max_tokens``); caller holds the lock."""
+        if len(texts) == 1:
+            return [self._max_tokens]
+        if self._length_tokenizer is None:
+            backend = getattr(model.tokenizer, "backend_tokenizer", None)
+            if backend is None:  # a slow tokenizer: characters are a fair proxy for sorting
+                return [min(len(text), self._max_tokens) for text in texts]
+            self._length_tokenizer = HFChunkTokenizer(backend)  # this thread's own copy
+        # A prefix is enough: a text longer than the model's limit is truncated to it anyway.
+        prefixes = [text[: self._max_tokens * _PREFIX_CHARS_PER_TOKEN] for text in texts]
+        return [min(count, self._max_tokens) for count in self._length_tokenizer.count(prefixes)]
+
+
+def token_budget_batches(lengths: Sequence[int], budget: int, max_batch: int) -> list[list[int]]:
+    """Indices of ``lengths`` sorted longest first, cut into batches of at most ``budget`` padded tokens.
+
+    A batch is padded to its first (longest) member, so ``len(batch) * lengths[batch[0]]`` stays
+    within ``budget``; every batch holds at least one index and at most ``max_batch``.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        last = batches[-1] if batches else None
+        if last is not None and len(last) < max_batch and lengths[last[0]] * (len(last) + 1) <= budget:
+            last.append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 _SHARED: dict[Path, SentenceTransformerEmbedder] = {}
