@@ -151,7 +151,7 @@ def run(argv: Sequence[str] | None = None, *, load_model: bool = True) -> int:
     reporter.parent = window
     instance.activated.connect(lambda: bring_forward(window))
     window.show()
-    window.start(load_model=load_model)
+    window.start_when_shown(load_model=load_model)
     _close_on_signals(window)
     try:
         code = app.exec()

@@ -4,10 +4,11 @@ always says which model is loaded and how fast the last answer was."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QWindow
 from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QWidget
 
 from bastion.desktop.gui import core_tasks
@@ -19,6 +20,29 @@ if TYPE_CHECKING:
     from bastion.desktop.gui.lab_view import LabView
 
 log = logging.getLogger(__name__)
+
+FIRST_EXPOSE_WAIT_MS = 1000
+
+
+class _FirstExpose(QObject):
+    """Calls ``then`` once, on the first turn of the event loop after ``window`` is exposed
+    (Qt paints a widget window while handling its expose event), or when ``fire`` is called."""
+
+    def __init__(self, window: QWindow, then: Callable[[], None]) -> None:
+        super().__init__(window)
+        self.window, self.then, self.done = window, then, False
+        window.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Expose and self.window.isExposed():
+            QTimer.singleShot(0, self, self.fire)
+        return False
+
+    def fire(self) -> None:
+        if not self.done:
+            self.done = True
+            self.window.removeEventFilter(self)
+            self.then()
 
 
 class MainWindow(QMainWindow):
@@ -40,7 +64,10 @@ class MainWindow(QMainWindow):
         self.chat_view = ChatView(backend)
         self.tabs.addTab(self.chat_view, "Chat")
         self.pages: dict[str, Any] = {"chat": self.chat_view}
-        self._add_pages()
+        # The other pages (and pyqtgraph, the lab, ...) are built by ``start``: the chat alone
+        # is enough to show the window, and a user sees it a second or two sooner.
+        self._pages_added = False
+        self._started = False
         self.setCentralWidget(self.tabs)
 
         self.model_label = QLabel("Starting…")
@@ -59,6 +86,9 @@ class MainWindow(QMainWindow):
     def _add_pages(self) -> None:
         """Library, models, fine-tune, lab and settings pages (each optional so the chat works
         alone: a page whose module cannot be imported is left out)."""
+        if self._pages_added:
+            return
+        self._pages_added = True
         try:
             from bastion.desktop.gui.library_view import LibraryView
         except ImportError:
@@ -135,13 +165,29 @@ class MainWindow(QMainWindow):
 
     # -- start-up --------------------------------------------------------------------------
 
+    def start_when_shown(self, *, load_model: bool = True) -> None:
+        """``start`` once the window is on screen (exposed and painted), so nothing that
+        ``start`` builds or imports delays the first sight of it."""
+        handle = self.windowHandle()
+        if handle is None or handle.isExposed():
+            QTimer.singleShot(0, self, lambda: self.start(load_model=load_model))
+            return
+        watcher = _FirstExpose(handle, lambda: self.start(load_model=load_model))
+        # A window that is never exposed (started minimised, a hidden workspace) starts anyway.
+        QTimer.singleShot(FIRST_EXPOSE_WAIT_MS, watcher, watcher.fire)
+
     def start(self, *, load_model: bool = True) -> None:
-        """Start the threads, show the chats, and load the default model in the background."""
+        """Start the threads, build the other pages, show the chats, and load the default model
+        in the background. Only the first call does anything."""
+        if self._started or self.closed_cleanly is not None:  # started, or closed already
+            return
+        self._started = True
         self.backend.start()
         self.backend.run(self.backend.core, core_tasks.snapshot, "open your chats",
                          on_result=self._snapshot_ready)
         if load_model:
             self.load_model(None)
+        self._add_pages()  # while the core thread opens the chats and the engine loads
         for page in self.pages.values():
             starter = getattr(page, "start", None)
             if starter is not None and page is not self.chat_view:

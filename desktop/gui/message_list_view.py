@@ -66,7 +66,7 @@ class MessageListView(QScrollArea):
             self._add(row)
         self._follow = True
         self._update_placeholder()
-        QTimer.singleShot(0, self.scroll_to_bottom)
+        QTimer.singleShot(0, self, self.scroll_to_bottom)  # not after the view is deleted
 
     def _inserted(self, parent: Index, first: int, last: int) -> None:
         for row in range(first, last + 1):

@@ -1,0 +1,51 @@
+"""The window shows with the chat alone; the other pages and the background work start once
+it is on screen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from PySide6.QtWidgets import QTabWidget
+
+from bastion.desktop.gui.backend import Backend
+from bastion.desktop.gui.main_window import MainWindow
+
+pytestmark = pytest.mark.qt_log_ignore("propagateSizeHints")
+
+
+def titles(tabs: QTabWidget) -> list[str]:
+    return [tabs.tabText(i) for i in range(tabs.count())]
+
+
+def test_pages_and_work_start_after_the_window_is_shown(qtbot, make_backend: Callable[..., Backend]
+                                                         ) -> None:
+    backend = make_backend()
+    win = MainWindow(backend)
+    qtbot.addWidget(win)
+    # Built, not shown: only the chat page exists, and nothing runs in the background yet.
+    assert titles(win.tabs) == ["Chat"] and set(win.pages) == {"chat"}
+    assert not backend.core.isRunning()
+
+    win.show()
+    win.start_when_shown()
+    assert titles(win.tabs) == ["Chat"]  # not before the window has been painted
+    qtbot.waitUntil(lambda: win.model_info is not None and win.chat_view.chat is not None,
+                    timeout=10000)
+    assert titles(win.tabs) == ["Chat", "Library", "Models", "Fine-tune", "Lab", "Settings"]
+    assert backend.core.isRunning()
+
+    win.start()  # a second start does nothing (no second set of pages)
+    assert len(titles(win.tabs)) == 6
+    win.close()
+
+
+def test_a_window_closed_before_it_started_never_starts(qtbot, make_backend: Callable[..., Backend]
+                                                         ) -> None:
+    backend = make_backend()
+    win = MainWindow(backend)
+    qtbot.addWidget(win)
+    win.show()
+    win.close()
+    win.start()
+    assert titles(win.tabs) == ["Chat"] and not backend.core.isRunning()
