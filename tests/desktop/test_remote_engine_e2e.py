@@ -5,6 +5,7 @@ an unknown model, and a docs-mode answer whose retrieval stays local."""
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import socket
 import subprocess
@@ -176,3 +177,12 @@ def test_docs_mode_answers_through_the_server_with_local_retrieval(
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "4417" in out and "vault.txt" in out + err
+
+    # And `bastion chat`, its question read from stdin.
+    monkeypatch.setattr("sys.stdin", io.StringIO(
+        "What is the access code for the north vault?\n/exit\n"))
+    code = main(["chat", "--model", "remote:smollm2", "--mode", "docs", "--collection", "office",
+                 "--max-tokens", "48", "--temperature", "0"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "4417" in out

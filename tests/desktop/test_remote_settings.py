@@ -156,3 +156,11 @@ def test_a_stop_sequence_ends_the_answer_and_closes_the_stream(fake_server: Fake
     assert record.text == "Hello from the" and record.complete
     assert record.finish_reason == "stop"
     assert fake_server.state.disconnected.wait(10)  # the server saw the stream closed
+
+
+def test_cli_chat_talks_to_the_remote_model(configured: FakeServer, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hi\n/exit\n"))
+    assert main(["chat", "--model", "remote:big-model", "--max-tokens", "8"]) == 0
+    assert "Hello from the server." in capsys.readouterr().out
+    assert configured.state.requests[-1]["max_tokens"] == 8
