@@ -89,7 +89,12 @@ def parse_setting(key: str, text: str) -> Any:
         # A token typed on the command line would stay in the shell's history and show in `ps`.
         import sys
 
-        text = sys.stdin.readline().strip()
+        if sys.stdin.isatty():
+            import getpass
+
+            text = getpass.getpass(f"{key} (not shown): ").strip()
+        else:
+            text = sys.stdin.readline().strip()
         if not text:
             raise SettingError(f"No {key} came on standard input: pipe it in, e.g. "
                                f"`bastion settings set {key} - < token.txt`.")

@@ -350,16 +350,18 @@ class RemoteEngine:
 
 def _sampling_fields(sampling: Sampling) -> dict[str, Any]:
     """OpenAI's sampling fields, plus the extensions llama.cpp and vLLM both read."""
-    return {
+    fields: dict[str, Any] = {
         "max_tokens": sampling.max_tokens,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "seed": sampling.seed,
-        "top_k": sampling.top_k,
         "min_p": sampling.min_p,
         "repeat_penalty": sampling.repeat_penalty,  # llama.cpp's name
         "repetition_penalty": sampling.repeat_penalty,  # vLLM's name
     }
+    if sampling.top_k > 0:  # 0 is Bastion's "off"; older vLLM refuses it (its "off" is -1)
+        fields["top_k"] = sampling.top_k
+    return fields
 
 
 def _chunk(data: str, url: str) -> dict[str, Any]:

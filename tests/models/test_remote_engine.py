@@ -87,6 +87,11 @@ def test_answer_streams_then_ends_with_stats(fake_server: FakeServer) -> None:
     assert (sent["max_tokens"], sent["temperature"], sent["top_k"]) == (7, 0.0, 5)
 
 
+def test_top_k_off_is_left_out_for_servers_that_refuse_zero(fake_server: FakeServer) -> None:
+    list(loaded(fake_server).chat(MESSAGES, Sampling(top_k=0)))
+    assert "top_k" not in fake_server.state.requests[-1]
+
+
 def test_answer_cut_at_max_tokens_says_length(fake_server: FakeServer) -> None:
     fake_server.state.finish_reason = "length"
     *_, done = loaded(fake_server).chat(MESSAGES)
