@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QPainter, QPaintEvent
@@ -22,9 +23,10 @@ from PySide6.QtWidgets import (
     QWidgetAction,
 )
 
-from bastion.desktop.grounding import Mode
-from bastion.models.adapter_catalog import SCALE_LIMIT, AdapterEntry
-from bastion.store.chats import Chat
+if TYPE_CHECKING:
+    from bastion.desktop.grounding import Mode
+    from bastion.models.adapter_catalog import AdapterEntry
+    from bastion.store.chats import Chat
 
 MODE_LABELS: dict[Mode, str] = {
     "model": "Model only",
@@ -118,6 +120,9 @@ class AdapterPicker(QWidget):
             self.grid.addWidget(QLabel("<b>Adapter</b>"), 0, 0)
             self.grid.addWidget(QLabel("<b>Scale</b>"), 0, 1)
         for row, name in enumerate(names, start=1):
+            # (gguf and numpy come with it: imported when there are adapters, not at start-up)
+            from bastion.models.adapter_catalog import SCALE_LIMIT
+
             missing = name not in fits
             check = QCheckBox(f"{name} (missing)" if missing else name)
             check.setObjectName(f"adapter:{name}")

@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
 
-from bastion.store.chats import Chat, Message, Source
+if TYPE_CHECKING:
+    from bastion.store.chats import Chat, Message, Source
+
 
 Index = QModelIndex | QPersistentModelIndex
 

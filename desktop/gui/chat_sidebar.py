@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -15,7 +17,9 @@ from PySide6.QtWidgets import (
 )
 
 from bastion.desktop.gui.chat_list_model import ChatListModel
-from bastion.store.chats import Chat
+
+if TYPE_CHECKING:
+    from bastion.store.chats import Chat
 
 SEARCH_DELAY_MS = 200
 

@@ -20,9 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bastion.desktop.assistant import AnswerDelta, AnswerDone, PassagesFound
 from bastion.desktop.errors import user_message
-from bastion.desktop.grounding import Mode
 from bastion.desktop.gui import core_tasks
 from bastion.desktop.gui.backend import Backend
 from bastion.desktop.gui.chat_header import ChatHeader
@@ -32,11 +30,12 @@ from bastion.desktop.gui.message_list_view import MessageListView
 from bastion.desktop.gui.model_notice_bar import ModelNoticeBar, model_notes
 from bastion.desktop.gui.passage_preview import PassagePreview
 from bastion.desktop.gui.workers import Job
-from bastion.models.adapter_catalog import AdapterEntry
-from bastion.store.chats import Chat, Message, Source
 
 if TYPE_CHECKING:
+    from bastion.desktop.grounding import Mode
+    from bastion.models.adapter_catalog import AdapterEntry
     from bastion.models.engine_types import LoadInfo
+    from bastion.store.chats import Chat, Message, Source
 
 
 class ChatView(QWidget):
@@ -349,6 +348,8 @@ class ChatView(QWidget):
         return row if row is not None and self.messages.item(row).status == "streaming" else None
 
     def _on_event(self, event: object) -> None:
+        from bastion.desktop.assistant import AnswerDelta, AnswerDone, PassagesFound
+
         self._events_seen += 1
         row = self._stream_row()
         if isinstance(event, AnswerDelta):

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from bastion.desktop import configuration
-from bastion.desktop.app import App
-from bastion.desktop.assistant import AnswerDone, AssistantEvent
-from bastion.desktop.grounding import Mode
 from bastion.desktop.settings import Settings
 from bastion.models.engine_types import LoadInfo
-from bastion.store.chats import Chat, Message, Source
 
 if TYPE_CHECKING:
+    from bastion.desktop.app import App
+    from bastion.desktop.assistant import AnswerDone, AssistantEvent
+    from bastion.desktop.grounding import Mode
     from bastion.models.catalog import Catalog, ModelEntry, VerifyResult
+    from bastion.store.chats import Chat, Message, Source
     from bastion.store.library import Library
     from bastion.store.library_types import (
         CollectionStatus,
@@ -196,6 +196,8 @@ def answer(session: CoreSession, job: JobLike, chat_id: int, kind: AnswerKind,
         if message_id is None:
             raise ValueError("edit needs the id of the question to replace")
         events = assistant.edit_and_resend(chat_id, message_id, text)
+    from bastion.desktop.assistant import AnswerDone
+
     done: AnswerDone | None = None
     for event in events:
         if isinstance(event, AnswerDone):

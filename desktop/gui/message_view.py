@@ -11,12 +11,12 @@ While an answer streams, the text grows on every token but is re-rendered at mos
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from markdown_it import MarkdownIt
 from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QPalette, QResizeEvent
 from PySide6.QtWidgets import (
@@ -34,15 +34,25 @@ from bastion.desktop.gui.chat_header import MODE_LABELS, AdapterChoice, describe
 from bastion.desktop.gui.chat_list_model import MessageItem
 from bastion.desktop.gui.sources_view import SourcesView
 
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+
 RENDER_INTERVAL_MS = 80
 
-_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-_MARKDOWN.enable(["table", "strikethrough"])
+
+@functools.cache
+def _markdown() -> MarkdownIt:
+    """The renderer, made on first use (markdown-it's import is not needed to show the window)."""
+    from markdown_it import MarkdownIt
+
+    renderer = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    renderer.enable(["table", "strikethrough"])
+    return renderer
 
 
 def render_markdown(text: str) -> str:
     """HTML for ``text``; raw HTML in it is escaped, never interpreted."""
-    html: str = _MARKDOWN.render(text)
+    html: str = _markdown().render(text)
     return html
 
 

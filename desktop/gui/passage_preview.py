@@ -9,7 +9,7 @@ pane only shows what arrives.
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QTextCharFormat
@@ -25,8 +25,10 @@ from PySide6.QtWidgets import (
 )
 
 from bastion.desktop.gui.sources_view import describe
-from bastion.desktop.source_preview import SourcePreview
-from bastion.store.chats import Source
+
+if TYPE_CHECKING:
+    from bastion.desktop.source_preview import SourcePreview
+    from bastion.store.chats import Source
 
 HIGHLIGHT = "#fff0a0"
 _ANCHOR = "passage"

@@ -9,13 +9,14 @@ import html
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QFrame, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from bastion.desktop.grounding import cited_and_retrieved
-from bastion.store.chats import Source
+if TYPE_CHECKING:
+    from bastion.store.chats import Source
 
 _MARKUP = re.compile(r"(?:^|(?<=\s))#{1,6}\s+|\*\*|__|`")
 
@@ -117,6 +118,8 @@ class SourcesView(QWidget):
         for row in self.rows:
             row.setParent(None)
             row.deleteLater()
+        from bastion.desktop.grounding import cited_and_retrieved  # the store: after the show
+
         cited, also = cited_and_retrieved(sources)
         self.cited_rows = [self._row(s, self._cited_layout) for s in cited]
         self.also_rows = [self._row(s, self._also_layout) for s in also]

@@ -3,6 +3,9 @@ it is on screen."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -49,3 +52,35 @@ def test_a_window_closed_before_it_started_never_starts(qtbot, make_backend: Cal
     win.close()
     win.start()
     assert titles(win.tabs) == ["Chat"] and not backend.core.isRunning()
+
+
+SHOW_WINDOW = """
+import sys
+import bastion.desktop
+from PySide6.QtWidgets import QApplication
+from bastion.desktop.gui.application import real_factories
+from bastion.desktop.gui.backend import Backend
+from bastion.desktop.gui.error_dialogs import ErrorReporter
+from bastion.desktop.gui.main_window import MainWindow
+from bastion.desktop.gui.style import apply_style
+
+app = QApplication([])
+apply_style(app)
+window = MainWindow(Backend(*real_factories(), ErrorReporter(None, None)))
+window.show()
+app.processEvents()
+print(" ".join(sorted(name for name in HEAVY if name in sys.modules)))
+"""
+
+
+def test_showing_the_window_imports_nothing_heavy(bastion_home) -> None:
+    """The window is on screen before the model stack, the databases' helpers, the chart
+    library or the markdown renderer are imported: they load in the background after it."""
+    heavy = ("torch", "sentence_transformers", "llama_cpp", "numpy", "gguf", "sqlite_utils",
+             "pyqtgraph", "markdown_it")
+    code = f"HEAVY = {heavy!r}\n" + SHOW_WINDOW
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", BASTION_HOME=str(bastion_home))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == ""
