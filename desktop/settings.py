@@ -59,6 +59,17 @@ class Settings:
                           "skipped and counted in the library status."},
     )
     system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System prompt."})
+    use_service: bool = field(
+        default=True,
+        metadata={"help": "`bastion search` and `bastion ask` use a resident service (started "
+                          "when needed) that keeps the models loaded; off: each command loads "
+                          "them itself."},
+    )
+    service_idle_minutes: int = field(
+        default=5,
+        metadata={"help": "A service started by a command stops after this many idle minutes.",
+                  "range": (1, 1440)},
+    )
     remote_url: str | None = field(
         default=None,
         metadata={"help": "An on-prem OpenAI-compatible server (llama.cpp's server, vLLM) for "

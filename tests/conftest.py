@@ -23,6 +23,8 @@ def bastion_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     """A private, empty data folder per test (``BASTION_HOME``)."""
     home = tmp_path_factory.mktemp("bastion-home")
     monkeypatch.setenv("BASTION_HOME", str(home))
+    # Commands run in the test's process; a test that wants the resident service turns it on.
+    monkeypatch.setenv("BASTION_SERVICE", "off")
     yield home
 
 

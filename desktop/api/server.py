@@ -43,7 +43,7 @@ LOCAL_HOSTNAMES = ("localhost", "127.0.0.1", "[::1]")
 log = logging.getLogger("bastion.api")
 
 
-class _ClientGone(Exception):
+class ClientGone(Exception):
     pass
 
 
@@ -56,7 +56,7 @@ class ApiServer(ThreadingHTTPServer):
     def __init__(self, service: AnswerService, token: str, port: int = 0) -> None:
         self.service = service
         self.token = token
-        super().__init__((LOOPBACK, port), _Handler)
+        super().__init__((LOOPBACK, port), ApiHandler)
 
     @property
     def port(self) -> int:
@@ -78,8 +78,8 @@ class ApiServer(ThreadingHTTPServer):
         self.service.close()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: ApiServer
+class ApiHandler(BaseHTTPRequestHandler):
+    server: Any  # ApiServer, or the socket's server (socket_server.py): same service and routes
     protocol_version = "HTTP/1.1"
     server_version = "Bastion"
     sys_version = ""
@@ -102,6 +102,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve("DELETE")
 
+    def address_string(self) -> str:
+        address = self.client_address
+        return str(address[0]) if isinstance(address, tuple) and address else "local socket"
+
     def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)
 
@@ -110,25 +114,27 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         try:
             self._check_guards()
-            route = (method, self.path.split("?", 1)[0].rstrip("/"))
-            if route == ("GET", "/v1/models"):
-                self._models()
-            elif route == ("POST", "/v1/chat/completions"):
-                self._chat(protocol.chat_request(protocol.parse_json(self._body())))
-            elif route == ("POST", "/v1/embeddings"):
-                self._embeddings(protocol.embedding_request(protocol.parse_json(self._body())))
-            elif route[1] in ("/v1/models", "/v1/chat/completions", "/v1/embeddings"):
-                raise ApiError(405, f"{method} is not allowed on {route[1]}.")
-            else:
-                raise ApiError(404, f"There is no {self.path} here. This server offers "
-                                    "/v1/models, /v1/chat/completions and /v1/embeddings.",
-                               code="not_found")
+            self._route(method, self.path.split("?", 1)[0].rstrip("/"))
         except ApiError as error:
             # An unread body must never be taken for the next request: errors end the connection.
             self.close_connection = True
             self._send_json(error.status, error.body(), error.headers)
-        except _ClientGone:
+        except ClientGone:
             self.close_connection = True
+
+    def _route(self, method: str, path: str) -> None:
+        if (method, path) == ("GET", "/v1/models"):
+            self._models()
+        elif (method, path) == ("POST", "/v1/chat/completions"):
+            self._chat(protocol.chat_request(protocol.parse_json(self._body())))
+        elif (method, path) == ("POST", "/v1/embeddings"):
+            self._embeddings(protocol.embedding_request(protocol.parse_json(self._body())))
+        elif path in ("/v1/models", "/v1/chat/completions", "/v1/embeddings"):
+            raise ApiError(405, f"{method} is not allowed on {path}.")
+        else:
+            raise ApiError(404, f"There is no {self.path} here. This server offers "
+                                "/v1/models, /v1/chat/completions and /v1/embeddings.",
+                           code="not_found")
 
     def _check_guards(self) -> None:
         peer = self.client_address[0]
@@ -256,7 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
                     item = job.next_item(POLL_S)
                 except queue.Empty:
                     if self._client_gone():
-                        raise _ClientGone() from None
+                        raise ClientGone() from None
                     continue
                 if item is None:
                     finished = True
@@ -286,7 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             self.wfile.flush()
         except OSError:
-            raise _ClientGone() from None
+            raise ClientGone() from None
 
     def _send_json(self, status: int, payload: dict[str, Any],
                    headers: dict[str, str] | None = None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +23,10 @@ from typing import Any
 import numpy as np
 
 from bastion.desktop.answering import AnswerConfig, ChatEngine, answer_once
+from bastion.desktop.api.local_protocol import AskRequest, SearchRequest
 from bastion.desktop.api.protocol import ChatRequest, EmbeddingRequest
+from bastion.desktop.assistant import Assistant
+from bastion.desktop.errors import BastionError
 from bastion.desktop.grounding import Retriever
 from bastion.models.engine_types import Sampling
 from bastion.store.embedder import Embedder
@@ -44,6 +48,9 @@ class ServiceParts:
         embedder: The library's embedder, for ``POST /v1/embeddings`` (None: not offered).
         embedding_model: The id clients name for it.
         adapter_path: Maps an adapter's name to its file checked against the loaded model.
+        make_assistant: For the command line's ``ask`` (the socket only): the chat use case
+            with the asked model loaded, over the given library (None: model only), and that
+            model's load record. Called on the service thread, which owns the chat database.
     """
 
     engine: ChatEngine
@@ -54,6 +61,7 @@ class ServiceParts:
     embedder: Embedder | None = None
     embedding_model: str | None = None
     adapter_path: Callable[[str], Path] | None = None
+    make_assistant: Callable[[AskRequest, Any], tuple[Assistant, Any]] | None = None
 
 
 class Busy(Exception):
@@ -75,6 +83,19 @@ class Failed:
 class Embedded:
     vectors: np.ndarray
     tokens: int
+
+
+@dataclass(frozen=True)
+class Searched:
+    hits: list[Any]
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The model a command line ``ask`` is answered with (its ``LoadInfo``)."""
+
+    info: Any
 
 
 class Job:
@@ -129,6 +150,7 @@ class AnswerService:
         self._pending = 0
         self._retriever: Retriever | None = None
         self._jobs: set[Job] = set()
+        self._idle_since = time.monotonic()
 
     def chat(self, request: ChatRequest) -> Job:
         """Queue an answer to ``request``. Raises ``Busy`` when the queue is full."""
@@ -137,6 +159,19 @@ class AnswerService:
     def embed(self, request: EmbeddingRequest) -> Job:
         """Queue embeddings of ``request``'s inputs. Raises ``Busy`` when the queue is full."""
         return self._submit(lambda job: self._embed(job, request))
+
+    def search(self, request: SearchRequest) -> Job:
+        """Queue a library search (the command line's ``search``)."""
+        return self._submit(lambda job: self._search(job, request))
+
+    def ask(self, request: AskRequest) -> Job:
+        """Queue a stored answer in a new chat (the command line's ``ask``)."""
+        return self._submit(lambda job: self._ask(job, request))
+
+    def idle_s(self) -> float:
+        """Seconds since the last request ended; 0 while one waits or runs."""
+        with self._lock:
+            return 0.0 if self._pending else time.monotonic() - self._idle_since
 
     def close(self) -> None:
         """Stop the work in hand and waiting, and close the library on its own thread."""
@@ -179,6 +214,7 @@ class AnswerService:
         with self._lock:
             self._pending -= 1
             self._jobs.discard(job)
+            self._idle_since = time.monotonic()
 
     def _answer(self, job: Job, request: ChatRequest) -> None:
         parts = self.parts
@@ -210,6 +246,28 @@ class AnswerService:
         vectors = embedder.embed(list(request.inputs))
         tokens = sum(embedder.tokenizer().count(request.inputs))
         job.emit(Embedded(vectors, int(tokens)))
+
+    def _search(self, job: Job, request: SearchRequest) -> None:
+        library: Any = self._library()
+        if library is None:
+            raise BastionError("This service has no document library.")
+        hits = library.search(request.query, list(request.collections) or None, request.k)
+        job.emit(Searched(list(hits), dict(getattr(library, "last_timings", {}))))
+
+    def _ask(self, job: Job, request: AskRequest) -> None:
+        if self.parts.make_assistant is None:
+            raise BastionError("This service does not answer the command line's questions.")
+        retriever = self._library() if request.mode != "model" else None
+        assistant, info = self.parts.make_assistant(request, retriever)
+        job.emit(Loaded(info))
+        chat = assistant.chats.create_chat(mode=request.mode, collections=list(request.collections),
+                                           adapters=list(request.adapters))
+        # Closing the stream stops the engine at its next token and stores what was said.
+        with contextlib.closing(assistant.ask(chat.id, request.question)) as events:
+            for event in events:
+                job.emit(event)
+                if job.cancelled:
+                    break
 
     def _library(self) -> Retriever | None:
         if self._retriever is None and self.parts.open_retriever is not None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
+from bastion.desktop.api.local_protocol import AskRequest
 from bastion.desktop.api.service import ServiceParts
 from bastion.desktop.app import App
+from bastion.desktop.assistant import Assistant
 from bastion.desktop.grounding import Retriever
 from bastion.models.adapter_catalog import AdapterCatalog
 from bastion.store.embedder import Embedder
@@ -34,7 +37,7 @@ def service_parts(app: App, model: str | None = None) -> ServiceParts:
         return open_library(app.paths, embedder_factory=embedder_for)
 
     catalog = AdapterCatalog(app.paths.adapters_dir)
-    return ServiceParts(
+    parts = ServiceParts(
         engine=engine,
         chat_model=info.path.stem,
         sampling=app.settings.sampling(),
@@ -44,3 +47,30 @@ def service_parts(app: App, model: str | None = None) -> ServiceParts:
         embedding_model=Path(folder).name if folder else embedder.id,
         adapter_path=functools.partial(catalog.path_of, base=engine.gguf_info),
     )
+
+    def make_assistant(request: AskRequest, retriever: Any) -> tuple[Assistant, Any]:
+        """The chat use case for one command line ``ask``, as ``bastion ask`` builds it
+        in-process: the settings as they are now on disk (``bastion settings set`` since the
+        service started counts), the request's overrides, the asked model loaded."""
+        from bastion.desktop.settings import Settings
+
+        app.settings = Settings.load(app.paths.settings_file)
+        for name, _ in request.adapters:  # an unknown name is refused before a model loads
+            catalog.resolve(name)
+        if request.max_tokens is not None:
+            app.settings.max_tokens = request.max_tokens
+        if request.temperature is not None:
+            app.settings.temperature = request.temperature
+        loaded = app.engine(request.model)
+        info = loaded.info
+        assert info is not None
+        adapter_path = functools.partial(catalog.path_of, base=loaded.gguf_info)
+        parts.chat_model, parts.adapter_path = info.path.stem, adapter_path  # the API follows
+        assistant = Assistant(
+            engine=loaded, chats=app.chats, retriever=retriever,
+            system_prompt=app.settings.system_prompt, sampling=app.settings.sampling(),
+            adapter_path=adapter_path)
+        return assistant, info
+
+    parts.make_assistant = make_assistant
+    return parts

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bastion.desktop.cli.arg_types import adapter_spec, positive_int, setting
@@ -30,6 +31,9 @@ def register(subparsers: Any) -> None:
     ask.add_argument("--json", action="store_true",
                      help="print one JSON object when the answer is done: answer, citations, "
                           "passages, timings, model, adapters")
+    ask.add_argument("--no-service", action="store_true",
+                     help="answer in this process instead of the resident service (which "
+                          "keeps the model loaded between commands)")
     ask.set_defaults(func=run_ask)
 
     chat = subparsers.add_parser("chat", help="an interactive chat in the terminal")
@@ -99,37 +103,45 @@ def stream_answer(events: Any, out: TextIO | None = None, err: TextIO | None = N
     out.write("\n")
     if done is not None:
         message = done.message
-        if message.meta.get("debris_removed") and message.content.strip() != streamed.strip():
-            # The model repeated the prompt's delimiters; what was stored is the cleaned answer.
-            print("note: the model repeated parts of the prompt; the answer as stored:", file=err)
-            print(message.content, file=out)
-        for line in source_lines(message.sources):
-            print(line, file=out)
-        meta = message.meta
-        if meta.get("not_found_reason"):
-            print(f"note: not answered from your documents: {meta['not_found_reason']}. Ask with "
-                  "--mode both to let the model answer on its own.", file=err)
-        if meta.get("generated_tokens"):
-            print(
-                f"[{meta['generated_tokens']} tokens · {meta.get('generation_tps', 0):.1f} tokens/s · "
-                f"first token {meta.get('time_to_first_token_s', 0):.2f} s"
-                + (" · stopped" if message.status == "interrupted" else "") + "]",
-                file=err,
-            )
-        for skipped in meta.get("adapters_skipped", []):
-            print(f"warning: answered without the adapter {skipped['name']}: {skipped['reason']}", file=err)
-        if meta.get("template_warning"):
-            print(f"warning: {meta['template_warning']}", file=err)
+        print_answer_end(message.content, message.status, message.meta, message.sources,
+                         streamed, out, err)
     return done
 
 
-def source_lines(sources: Sequence[Source]) -> list[str]:
-    """The sources under an answer: those it cites, then, indented, the others it was shown."""
-    from bastion.desktop.grounding import cited_and_retrieved
+def print_answer_end(content: str, status: str, meta: dict[str, Any], sources: Sequence[Any],
+                     streamed: str, out: TextIO, err: TextIO) -> None:
+    """What follows a streamed answer: its sources, notes and speed (in-process or from the
+    service, which sends the same stored answer)."""
+    if meta.get("debris_removed") and content.strip() != streamed.strip():
+        # The model repeated the prompt's delimiters; what was stored is the cleaned answer.
+        print("note: the model repeated parts of the prompt; the answer as stored:", file=err)
+        print(content, file=out)
+    for line in source_lines(sources):
+        print(line, file=out)
+    if meta.get("not_found_reason"):
+        print(f"note: not answered from your documents: {meta['not_found_reason']}. Ask with "
+              "--mode both to let the model answer on its own.", file=err)
+    if meta.get("generated_tokens"):
+        print(
+            f"[{meta['generated_tokens']} tokens · {meta.get('generation_tps', 0):.1f} tokens/s · "
+            f"first token {meta.get('time_to_first_token_s', 0):.2f} s"
+            + (" · stopped" if status == "interrupted" else "") + "]",
+            file=err,
+        )
+    for skipped in meta.get("adapters_skipped", []):
+        print(f"warning: answered without the adapter {skipped['name']}: {skipped['reason']}", file=err)
+    if meta.get("template_warning"):
+        print(f"warning: {meta['template_warning']}", file=err)
 
+
+def source_lines(sources: Sequence[Source] | Sequence[Any]) -> list[str]:
+    """The sources under an answer: those it cites, then, indented, the others it was shown
+    (in prompt order, as ``grounding.cited_and_retrieved``; not imported from there, because the
+    service's answers are printed without loading the chat store)."""
     if not sources:
         return []
-    cited, also = cited_and_retrieved(sources)
+    ordered = sorted(sources, key=lambda s: s.n)
+    cited, also = [s for s in ordered if s.cited], [s for s in ordered if not s.cited]
     lines = ["", "Sources:" if cited else "Sources: no passage cited"]
     for heading, indent, group in ((None, "  ", cited), ("  Also retrieved:", "    ", also)):
         if heading and group:
@@ -142,10 +154,16 @@ def source_lines(sources: Sequence[Source]) -> list[str]:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    from bastion.desktop.app import App
+    from bastion.desktop.cli import service_client
+    from bastion.desktop.paths import data_paths
 
     started = time.perf_counter()
     mode = _mode(args)
+    home = data_paths().home
+    if service_client.wanted(args.no_service, home):
+        return _ask_service(service_client.ServiceClient(home), args, mode, started)
+    from bastion.desktop.app import App
+
     with App() as app:
         assistant = _assistant(app, args, mode)
         chat = app.chats.create_chat(mode=mode, collections=args.collection,
@@ -163,6 +181,43 @@ def run_ask(args: argparse.Namespace) -> int:
 
         print(json.dumps(answer_json(done, app.loaded_model(), time.perf_counter() - started),
                          ensure_ascii=False))
+    return 0
+
+
+def _ask_service(client: Any, args: argparse.Namespace, mode: Mode, started: float) -> int:
+    """``ask`` answered by the resident service: the same chat stored, the same output."""
+    request = {"question": args.question, "model": args.model, "mode": mode,
+               "collections": args.collection, "adapters": [list(a) for a in args.adapter],
+               "max_tokens": args.max_tokens, "temperature": args.temperature}
+    out, err = sys.stdout, sys.stderr
+    streamed = ""
+    for event in client.ask(request):
+        kind = event.get("event")
+        if kind == "loaded":
+            model = event.get("model") or {}
+            if model.get("fallback_is_new"):
+                print(f"note: {model.get('fallback')}", file=err)
+        elif kind == "passages" and event.get("count") and not args.json:
+            print(f"[{event['count']} passages, {event.get('retrieval_ms', 0):.0f} ms]", file=err)
+        elif kind == "delta" and not args.json:
+            streamed += event.get("text", "")
+            out.write(event.get("text", ""))
+            out.flush()
+        elif kind == "error":
+            print(("\n" if streamed else "") + f"bastion: {event.get('message')}", file=err)
+            return 1
+        elif kind == "done":
+            answer = event.get("answer") or {}
+            if args.json:
+                answer.setdefault("timings", {})["total_s"] = round(
+                    time.perf_counter() - started, 3)
+                print(json.dumps(answer, ensure_ascii=False))
+                return 0
+            out.write("\n")
+            sources = [SimpleNamespace(**{**p, "path": p.get("file")})
+                       for p in answer.get("passages", [])]
+            print_answer_end(answer.get("answer", ""), answer.get("status", ""),
+                             event.get("meta") or {}, sources, streamed, out, err)
     return 0
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bastion.desktop import library as use_case
+from bastion.desktop.cli.arg_types import positive_int
 from bastion.desktop.cli.sync_output import JsonProgress, ProgressPrinter
 from bastion.store.library_types import (
     DOCUMENT_STATES,
@@ -26,6 +26,10 @@ from bastion.store.library_types import (
     SearchHit,
     SyncProgress,
 )
+
+# As bastion.desktop.library.RECONCILE_INTERVAL_S (a test checks); not imported from there,
+# because that loads numpy before `bastion search` knows whether a service will answer it.
+RECONCILE_INTERVAL_S = 300.0
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +55,7 @@ def register(subparsers: Any) -> None:
 
     watch = commands.add_parser("watch", help="keep collections in sync as files change (Ctrl-C stops)")
     watch.add_argument("name", nargs="?", help="one collection (default: all)")
-    watch.add_argument("--reconcile", type=float, default=use_case.RECONCILE_INTERVAL_S, metavar="SECONDS",
+    watch.add_argument("--reconcile", type=float, default=RECONCILE_INTERVAL_S, metavar="SECONDS",
                        help="full re-check interval (default: %(default)s)")
     watch.add_argument("--json", action="store_true",
                        help="print progress and waits as JSON lines on stdout")
@@ -78,12 +82,19 @@ def register(subparsers: Any) -> None:
     search.add_argument("query", help="what to look for (quote it)")
     search.add_argument("--collection", action="append", default=[], metavar="NAME",
                         help="search only this collection (repeatable)")
-    search.add_argument("-k", type=int, default=10, metavar="N", help="how many results (default: 10)")
+    search.add_argument("-k", type=positive_int, default=10, metavar="N",
+                        help="how many results (default: 10)")
+    search.add_argument("--json", action="store_true",
+                        help="print one JSON object per result (JSON lines), best first")
+    search.add_argument("--no-service", action="store_true",
+                        help="search in this process instead of the resident service")
     search.set_defaults(func=run_search)
 
 
 def run_add(args: argparse.Namespace) -> int:
     """``library add NAME PATH...``."""
+    from bastion.desktop import library as use_case
+
     with use_case.open_library() as library:
         use_case.add_collection(library, args.name, args.paths, args.embedder)
         print(f"Collection {args.name!r}: {', '.join(library.collection(args.name).roots)}", file=sys.stderr)
@@ -94,6 +105,8 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_sync(args: argparse.Namespace) -> int:
     """``library sync [NAME] [--json]``."""
+    from bastion.desktop import library as use_case
+
     with use_case.open_library() as library:
         return _sync(library.sync(args.name), _printer(args))
 
@@ -104,6 +117,8 @@ def _printer(args: argparse.Namespace) -> ProgressPrinter | JsonProgress:
 
 def run_watch(args: argparse.Namespace) -> int:
     """``library watch [NAME] [--json]``: sync, then follow changes until Ctrl-C."""
+    from bastion.desktop import library as use_case
+
     with use_case.open_library() as library:
         printer = _printer(args)
         events = use_case.watch(library, args.name, reconcile_s=args.reconcile)
@@ -124,6 +139,8 @@ def run_watch(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     """``library status [NAME] [--json]``."""
+    from bastion.desktop import library as use_case
+
     with use_case.open_library() as library:
         statuses = library.status(args.name)
         if args.json:
@@ -139,6 +156,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_files(args: argparse.Namespace) -> int:
     """``library files NAME [--state STATE] [--json]``."""
+    from bastion.desktop import library as use_case
+
     with use_case.open_library() as library:
         documents = library.documents(args.name, [args.state] if args.state else None)
         roots = library.collection(args.name).roots
@@ -156,6 +175,8 @@ def run_files(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     """``library remove NAME``."""
+    from bastion.desktop import library as use_case
+
     with use_case.open_library() as library:
         library.remove_collection(args.name)
     print(f"Removed collection {args.name!r} (your files are untouched).", file=sys.stderr)
@@ -163,14 +184,34 @@ def run_remove(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    """``search QUERY [--collection NAME] [-k N]``."""
-    with use_case.open_library() as library:
-        hits = library.search(args.query, args.collection or None, args.k)
+    """``search QUERY [--collection NAME] [-k N] [--json] [--no-service]``."""
+    from bastion.desktop.cli import service_client
+    from bastion.desktop.paths import data_paths
+
+    home = data_paths().home
+    if service_client.wanted(args.no_service, home):
+        result = service_client.ServiceClient(home).search(args.query, args.collection, args.k)
+        hits = [SearchHit(**hit) for hit in result["hits"]]
+        timings: dict[str, float] = result.get("timings", {})
+    else:
+        from bastion.desktop import library as use_case
+
+        with use_case.open_library() as library:
+            hits = library.search(args.query, args.collection or None, args.k)
+            timings = library.last_timings
+    if args.json:
+        for rank, hit in enumerate(hits, start=1):
+            print(json.dumps(hit_json(hit, rank), ensure_ascii=False))
+    else:
         print(format_hits(hits))
-        t = library.last_timings
-        print(f"[{len(hits)} results; search {t.get('search_ms', 0):.0f} ms, "
-              f"query embedding {t.get('embed_ms', 0):.0f} ms]", file=sys.stderr)
+    print(f"[{len(hits)} results; search {timings.get('search_ms', 0):.0f} ms, "
+          f"query embedding {timings.get('embed_ms', 0):.0f} ms]", file=sys.stderr)
     return 0
+
+
+def hit_json(hit: SearchHit, rank: int) -> dict[str, object]:
+    """A search result as a JSON object (the ``search --json`` line; stable keys)."""
+    return {"rank": rank, **asdict(hit)}
 
 
 def _sync(events: Iterable[SyncProgress], printer: ProgressPrinter | JsonProgress) -> int:
