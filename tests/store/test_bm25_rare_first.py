@@ -178,3 +178,14 @@ def test_empty_index_and_unknown_words(tmp_path: Path) -> None:
     assert index_totals(database).rows == 0
     assert ranked_rows(database, ["nothing", "here"], 10, budget=0).rows == []
     database.close()
+
+
+def test_a_word_fts5_splits_into_a_phrase_scores_as_fts5_does(db: sqlite_utils.Database) -> None:
+    collection = db.execute("SELECT id FROM collections WHERE name = 'a'").fetchone()[0]
+    _add_document(db, collection, [(f"snake_case {COMMON} snake case snake_case", "Snake_case")] * 50)
+    words = ["snake_case", COMMON]  # unicode61 splits on "_": the word is the phrase "snake case"
+    exact = _fts5(db, words)
+    got = ranked_rows(db, words, 10, budget=document_frequency(db, COMMON) - 1)
+    assert not got.exact
+    for chunk_id, score in got.rows:
+        assert score == pytest.approx(exact[chunk_id], rel=1e-12)
