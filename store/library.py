@@ -34,13 +34,21 @@ from .parse_pools import ParsePoolLike
 from .parsers.limits import DEFAULT_MAX_BYTES
 from .passages import StoredPassage, find_passage
 from .reconcile import NOT_A_FOLDER_ROW, reconcile
-from .search import CANDIDATES, bm25_candidates, load_hits, rrf_fuse
+from .search import (
+    CANDIDATES,
+    bm25_candidates,
+    chunk_documents,
+    fuse_documents,
+    load_hits,
+    rrf_fuse,
+)
 from .sync_run import sync_collection
 from .vector_index import Matrix, VectorIndex, rescore, shortlist
 
 EmbedderFactory = Callable[[Path | None], Embedder]
 ParsePoolFactory = Callable[[], ParsePoolLike]
 SearchMode = Literal["hybrid", "bm25", "vector"]
+FusionLevel = Literal["documents", "chunks"]
 
 
 class Library:
@@ -259,6 +267,7 @@ class Library:
         *,
         bm25_weight: float = 1.0,
         vector_weight: float = 1.0,
+        fusion: FusionLevel = "documents",
     ) -> list[SearchHit]:
         """Hybrid search: BM25 and vector candidates (~50 each) fused by RRF, deduplicated.
 
@@ -269,6 +278,9 @@ class Library:
             mode: "hybrid", or one component alone (for measurements).
             bm25_weight: Weight of the BM25 list in the fusion (weighted RRF).
             vector_weight: Weight of the vector list in the fusion.
+            fusion: "documents": chunks also score their document's RRF (a document ranks where
+                its best chunk ranks in each list; see ``fuse_documents``); "chunks": RRF of the
+                chunk lists alone (the earlier default, kept for measurements).
 
         Returns:
             Up to ``k`` hits, best first. ``last_timings`` holds the query embedding time
@@ -295,7 +307,13 @@ class Library:
             vector.sort(key=lambda pair: (-pair[1], pair[0]))
             vector = vector[:CANDIDATES]
         t2 = time.perf_counter()
-        fused = rrf_fuse(bm25, vector, bm25_weight=bm25_weight, vector_weight=vector_weight)
+        if fusion == "documents":
+            owners = chunk_documents(self.db, [c for c, _ in bm25] + [c for c, _ in vector])
+            fused = fuse_documents(
+                bm25, vector, owners, bm25_weight=bm25_weight, vector_weight=vector_weight
+            )
+        else:
+            fused = rrf_fuse(bm25, vector, bm25_weight=bm25_weight, vector_weight=vector_weight)
         hits = load_hits(self.db, fused, k)
         t3 = time.perf_counter()
         self.last_timings = {

@@ -7,8 +7,8 @@ OR-ed (BM25 then ranks documents matching more and rarer words first).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import sqlite_utils
 
@@ -140,6 +140,60 @@ def rrf_fuse(
     # Ties (same fused score) go to the better best-rank, then the lower id: stable results.
     fused.sort(key=lambda c: (-c.score, min(c.bm25_rank or 10**9, c.vector_rank or 10**9), c.chunk_id))
     return fused
+
+
+def fuse_documents(
+    bm25: Sequence[tuple[int, float]],
+    vector: Sequence[tuple[int, float]],
+    document_of: Mapping[int, int],
+    k: int = RRF_K,
+    bm25_weight: float = 1.0,
+    vector_weight: float = 1.0,
+) -> list[Candidate]:
+    """Reciprocal rank fusion of documents: each document's best chunk, then the other chunks.
+
+    Fusing chunk lists gives a document both lists' votes only when one chunk tops both; a
+    document whose title chunk BM25 finds and whose body chunk the vector finds gets neither
+    vote twice and falls behind a document with one middling chunk. So each list is read as a
+    ranking of documents (a document ranks where its best chunk ranks: MaxP) and the two
+    document rankings are fused by RRF, as whole-document retrieval would. The result lists
+    every document once, best first, by its best chunk in the chunk-level fusion, scored with
+    the document's fused score; the documents' other chunks follow in chunk-level order with
+    their chunk-level scores (so the first hits come from different documents). Chunks not in
+    ``document_of`` (deleted since the candidates were taken) are dropped.
+    """
+    fused = [c for c in rrf_fuse(bm25, vector, k, bm25_weight, vector_weight) if c.chunk_id in document_of]
+    documents: dict[int, float] = {}
+    for weight, ranked in ((bm25_weight, bm25), (vector_weight, vector)):
+        seen: set[int] = set()
+        for chunk_id, _ in ranked:
+            doc = document_of.get(chunk_id)
+            if doc is None or doc in seen:
+                continue
+            seen.add(doc)
+            documents[doc] = documents.get(doc, 0.0) + weight / (k + len(seen))
+    best: dict[int, Candidate] = {}
+    rest: list[Candidate] = []
+    for cand in fused:
+        doc = document_of[cand.chunk_id]
+        if doc in best:
+            rest.append(cand)
+        else:
+            best[doc] = replace(cand, score=documents[doc])
+    # Documents tied on fused score go to their best chunk's chunk-level order (a stable sort).
+    leaders = sorted(best.values(), key=lambda c: -c.score)
+    return leaders + rest
+
+
+def chunk_documents(db: sqlite_utils.Database, chunk_ids: Sequence[int]) -> dict[int, int]:
+    """The document of each of ``chunk_ids`` that still exists: chunk id -> document id."""
+    ids = list(dict.fromkeys(chunk_ids))
+    if not ids:
+        return {}
+    rows = db.execute(
+        f"SELECT id, document_id FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids
+    ).fetchall()
+    return {int(r[0]): int(r[1]) for r in rows}
 
 
 def load_hits(db: sqlite_utils.Database, fused: Sequence[Candidate], k: int) -> list[SearchHit]:

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from bastion.store.library import Library
-from bastion.store.search import Candidate, fts_query, load_hits, rrf_fuse
+from bastion.store.search import (
+    Candidate,
+    chunk_documents,
+    fts_query,
+    fuse_documents,
+    load_hits,
+    rrf_fuse,
+)
 from bastion.store.vector_index import top_k
 
 from .fakes import CountingParser, HashingEmbedder, drain
@@ -86,6 +93,44 @@ def test_rrf_orders_by_fused_rank() -> None:
     assert fused[2].vector_rank is None and fused[3].bm25_rank is None
     weighted = rrf_fuse(bm25, vector, bm25_weight=0.1)
     assert weighted[0].chunk_id == 3
+
+
+def test_document_fusion_counts_both_votes_of_a_document_split_across_chunks() -> None:
+    # Document 100: its title chunk 1 tops BM25, its body chunk 2 tops the vector list.
+    # Document 400: one chunk, third in both lists. Chunk-level RRF puts chunk 3 first.
+    bm25 = [(1, 9.0), (10, 8.0), (3, 7.0)]
+    vector = [(2, 0.9), (20, 0.8), (3, 0.7)]
+    owners = {1: 100, 2: 100, 10: 200, 20: 300, 3: 400}
+    assert rrf_fuse(bm25, vector)[0].chunk_id == 3
+    fused = fuse_documents(bm25, vector, owners)
+    # Each document once, by document RRF (100: 2/61, 400: 2/63, 200 and 300: 1/62), then
+    # document 100's other chunk.
+    assert [c.chunk_id for c in fused] == [1, 3, 10, 20, 2]
+    assert fused[0].score == pytest.approx(2 / 61)
+    assert fused[1].score == pytest.approx(2 / 63)
+    assert fused[0].bm25_rank == 1 and fused[0].vector_rank is None  # chunk-level ranks kept
+    assert fused[-1].score == pytest.approx(1 / 61)  # a further chunk keeps its chunk score
+    heavy_vector = fuse_documents(bm25, vector, owners, bm25_weight=0.1)
+    # 100: 1.1/61, 400: 1.1/63, 300: 1/62; the vector's chunk now stands for document 100.
+    assert [c.chunk_id for c in heavy_vector] == [2, 3, 20, 10, 1]
+
+
+def test_document_fusion_drops_chunks_of_deleted_documents() -> None:
+    fused = fuse_documents([(1, 2.0), (2, 1.0)], [(2, 0.5)], {2: 7})
+    assert [c.chunk_id for c in fused] == [2]
+
+
+def test_hybrid_hits_show_every_document_before_a_second_chunk_of_one(library: Library) -> None:
+    query = "zirconium sprocket tolerance committee minutes"
+    for fusion in ("documents", "chunks"):
+        hits = library.search(query, collections=["a"], k=8, fusion=fusion)  # type: ignore[arg-type]
+        assert hits[0].path.endswith("needle.txt"), fusion
+    hits = library.search(query, collections=["a"], k=20)
+    documents = [h.document_id for h in hits]
+    distinct = len(set(documents))
+    assert distinct > 1 and len(set(documents[:distinct])) == distinct
+    owners = chunk_documents(library.db, [h.chunk_id for h in hits] + [10**9])
+    assert owners == {h.chunk_id: h.document_id for h in hits}  # a missing chunk is left out
 
 
 def test_overlapping_chunks_of_one_document_are_deduplicated(library: Library) -> None:
