@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.desktop.assistant import Assistant
+from bastion.desktop.default_adapter import default_grounded_adapters
 from bastion.desktop.errors import BastionError
 from bastion.desktop.paths import DataPaths, data_paths
 from bastion.desktop.settings import Settings
@@ -141,6 +142,8 @@ class App:
         catalog = AdapterCatalog(self.paths.adapters_dir)
         return Assistant(
             adapter_path=functools.partial(catalog.path_of, base=engine.gguf_info),
+            grounded_adapters=default_grounded_adapters(catalog, engine.gguf_info,
+                                                        enabled=self.settings.grounded_adapter),
             engine=engine,
             chats=self.chats,
             retriever=retriever,

@@ -61,6 +61,9 @@ class Assistant:
     budget: AnswerBudget = field(default_factory=AnswerBudget)
     # A LoRA adapter's catalog name → its validated file (raises with a message if unknown).
     adapter_path: Callable[[str], Path] | None = None
+    # Adapters a docs- or both-mode answer uses when its chat chose none: the shipped grounded
+    # adapter (``desktop.default_adapter``), unless the settings turn it off.
+    grounded_adapters: tuple[tuple[str, float], ...] = ()
 
     def cancel(self) -> None:
         self.engine.cancel()
@@ -101,8 +104,9 @@ class Assistant:
     # -- the flow ----------------------------------------------------------------------------
 
     def _answer(self, chat: Chat, history: list[Message], question: str) -> AnswerStream:
+        adapters = tuple(chat.adapters) or (self.grounded_adapters if chat.mode != "model" else ())
         config = AnswerConfig(mode=chat.mode, collections=tuple(chat.collections),
-                              adapters=tuple(chat.adapters), sampling=self.sampling,
+                              adapters=adapters, sampling=self.sampling,
                               system_prompt=self.system_prompt, policy=self.policy, budget=self.budget)
         turns = [{"role": m.role, "content": m.content} for m in history if m.status != "failed"]
         stream = answer_once(question, config, self.engine, self.retriever, history=turns,

@@ -59,6 +59,12 @@ class Settings:
                           "skipped and counted in the library status."},
     )
     system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System prompt."})
+    grounded_adapter: bool = field(
+        default=True,
+        metadata={"help": "Answers from documents (docs and both mode) use the grounded adapter "
+                          "that ships with Bastion, when it fits the model and the chat chose no "
+                          "adapter; off: the model as it is."},
+    )
     use_service: bool = field(
         default=True,
         metadata={"help": "`bastion search` and `bastion ask` use a resident service (started "

@@ -10,6 +10,7 @@ from bastion.desktop.api.local_protocol import AskRequest
 from bastion.desktop.api.service import ServiceParts
 from bastion.desktop.app import App
 from bastion.desktop.assistant import Assistant
+from bastion.desktop.default_adapter import default_grounded_adapters
 from bastion.desktop.grounding import Retriever
 from bastion.models.adapter_catalog import AdapterCatalog
 from bastion.store.embedder import Embedder
@@ -69,7 +70,9 @@ def service_parts(app: App, model: str | None = None) -> ServiceParts:
         assistant = Assistant(
             engine=loaded, chats=app.chats, retriever=retriever,
             system_prompt=app.settings.system_prompt, sampling=app.settings.sampling(),
-            adapter_path=adapter_path)
+            adapter_path=adapter_path,
+            grounded_adapters=default_grounded_adapters(catalog, loaded.gguf_info,
+                                                        enabled=app.settings.grounded_adapter))
         return assistant, info
 
     parts.make_assistant = make_assistant
