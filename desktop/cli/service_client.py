@@ -102,7 +102,7 @@ class ServiceClient:
         try:
             # A session of its own: the terminal's Ctrl-C and hang-up are not the service's.
             return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
-                                    start_new_session=True, close_fds=True,
+                                    start_new_session=True, close_fds=True, cwd=self.home,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
         finally:
             os.close(fd)
