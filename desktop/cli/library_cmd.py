@@ -189,8 +189,14 @@ def run_search(args: argparse.Namespace) -> int:
     from bastion.desktop.paths import data_paths
 
     home = data_paths().home
+    result = None
     if service_client.wanted(args.no_service, home):
-        result = service_client.ServiceClient(home).search(args.query, args.collection, args.k)
+        try:
+            result = service_client.ServiceClient(home).search(args.query, args.collection, args.k)
+        except service_client.ServiceDidNotStart as error:
+            # A search needs no model: a service that cannot load one must not stop it.
+            print(f"note: {error} Searching in this process instead.", file=sys.stderr)
+    if result is not None:
         hits = [SearchHit(**hit) for hit in result["hits"]]
         timings: dict[str, float] = result.get("timings", {})
     else:

@@ -36,6 +36,10 @@ class ServiceUnavailable(BastionError):
     """The service could not be started or reached; the message says what to do."""
 
 
+class ServiceDidNotStart(ServiceUnavailable):
+    """The service started by this command stopped or hung before it listened."""
+
+
 def wanted(no_service: bool, home: Path) -> bool:
     """Whether this command should use the resident service."""
     if no_service or os.environ.get(ENV_SWITCH, "").strip().lower() in ("off", "0", "no"):
@@ -79,11 +83,11 @@ class ServiceClient:
             if local_socket.is_listening(self.socket):
                 return
             if child.poll() is not None and not self._another_is_starting():
-                raise ServiceUnavailable(
+                raise ServiceDidNotStart(
                     f"The Bastion service stopped while starting: {self._last_log_line()} (log: "
                     f"{self.log}). Fix that, or add --no-service to run in this process.")
             time.sleep(0.1)
-        raise ServiceUnavailable(
+        raise ServiceDidNotStart(
             f"The Bastion service did not start within {START_TIMEOUT_S:.0f} s (log: {self.log}). "
             "Add --no-service to run in this process.")
 

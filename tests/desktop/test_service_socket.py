@@ -321,3 +321,25 @@ def test_bad_arguments_are_refused_before_anything_starts(
         main(argv)
     assert exited.value.code == 2 and "error" in capsys.readouterr().err
     assert not socket_path(bastion_home).exists()
+
+
+def test_search_runs_in_this_process_when_the_service_cannot_start(
+        library: None, bastion_home: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A broken default model stops the service from starting; a search needs no model."""
+    log = bastion_home / "logs" / "service.log"
+    log.parent.mkdir()
+    log.write_text("bastion: No model called 'nope'.\n")
+
+    def spawn_failing(self: ServiceClient) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+
+    monkeypatch.setattr(ServiceClient, "_spawn", spawn_failing)
+    monkeypatch.setenv("BASTION_SERVICE", "on")
+    assert main(["search", "catamaran", "-k", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "boats.txt" in captured.out
+    assert "stopped while starting: bastion: No model called 'nope'." in captured.err
+    assert "Searching in this process instead" in captured.err
+    with pytest.raises(ServiceUnavailable, match=r"stopped while starting.*--no-service"):
+        next(ServiceClient(bastion_home).ask({"question": "q", "mode": "model"}))
