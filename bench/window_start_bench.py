@@ -86,10 +86,13 @@ sys.exit(main(sys.argv[1:]))
 Mark = tuple[float, float, float]  # wall seconds since spawn, CPU seconds of the child, RSS MB
 
 
-def one_start(python: str, home: Path, no_model: bool, eager: bool) -> dict[str, Mark]:
+def one_start(python: str, home: Path, no_model: bool, eager: bool,
+              tree: Path | None = None) -> dict[str, Mark]:
     env = dict(os.environ, BASTION_HOME=str(home))
     if eager:
         env["BENCH_EAGER_PAGES"] = "1"
+    if tree is not None:  # an older checkout's bastion package, found before the installed one
+        env["PYTHONPATH"] = str(tree)
     if not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
         env["QT_QPA_PLATFORM"] = "offscreen"
         env["WAYLAND_DISPLAY"] = "bench-offscreen"  # the CLI asks for a display before Qt
@@ -110,15 +113,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-model", action="store_true", help="start with `gui --no-model`")
+    parser.add_argument("--before-tree", type=Path, help=(
+        "compare with an older version instead of building every page before the show: a "
+        "folder holding bastion/{desktop,models,store} of that version (e.g. links into "
+        "`git archive COMMIT desktop models store` unpacked)"))
     args = parser.parse_args()
     python = sys.executable
-    modes = ("pages after the show", "all pages before the show")
+    before = f"before ({args.before_tree})" if args.before_tree else "all pages before the show"
+    modes = ("pages after the show", before)
     rows: dict[tuple[str, str], list[Mark]] = {}
     with tempfile.TemporaryDirectory(prefix="bastion-start-") as tmp:
         for run in range(args.runs + 1):  # the first start warms the OS file cache: not counted
             for mode in modes:  # alternated, so both see the same machine load
+                second = mode == modes[1]
                 marks = one_start(python, Path(tmp) / f"home{run}{mode[0]}", args.no_model,
-                                  eager=mode == modes[1])
+                                  eager=second and not args.before_tree,
+                                  tree=args.before_tree if second else None)
                 if run:
                     for what, value in marks.items():
                         rows.setdefault((mode, what), []).append(value)
