@@ -51,6 +51,8 @@ class ServiceParts:
         make_assistant: For the command line's ``ask`` (the socket only): the chat use case
             with the asked model loaded, over the given library (None: model only), and that
             model's load record. Called on the service thread, which owns the chat database.
+        close_on_thread: Run on the service thread when the service closes (what was opened
+            there, such as the chat database, is closed there).
     """
 
     engine: ChatEngine
@@ -62,6 +64,7 @@ class ServiceParts:
     embedding_model: str | None = None
     adapter_path: Callable[[str], Path] | None = None
     make_assistant: Callable[[AskRequest, Any], tuple[Assistant, Any]] | None = None
+    close_on_thread: Callable[[], None] | None = None
 
 
 class Busy(Exception):
@@ -179,8 +182,10 @@ class AnswerService:
             jobs = list(self._jobs)
         for job in jobs:
             job.cancel()
-        self._executor.submit(self._close_retriever)
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        # Waiting jobs were cancelled and end at once; the closing runs after them, on the
+        # thread that opened the library and the chat database.
+        self._executor.submit(self._close_on_thread)
+        self._executor.shutdown(wait=True)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -274,7 +279,10 @@ class AnswerService:
             self._retriever = self.parts.open_retriever()
         return self._retriever
 
-    def _close_retriever(self) -> None:
+    def _close_on_thread(self) -> None:
+        if self.parts.close_on_thread is not None:
+            with contextlib.suppress(Exception):
+                self.parts.close_on_thread()
         close = getattr(self._retriever, "close", None)
         if close is not None:
             with contextlib.suppress(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from bastion.desktop.assistant import Assistant
 from bastion.desktop.default_adapter import default_grounded_adapters
 from bastion.desktop.grounding import Retriever
 from bastion.models.adapter_catalog import AdapterCatalog
+from bastion.store.chats import ChatStore
 from bastion.store.embedder import Embedder
 
 
@@ -62,18 +64,31 @@ def service_parts(app: App, model: str | None = None) -> ServiceParts:
             app.settings.max_tokens = request.max_tokens
         if request.temperature is not None:
             app.settings.temperature = request.temperature
+        before = app.loaded_model()
         loaded = app.engine(request.model)
         info = loaded.info
         assert info is not None
+        if info is before:  # loaded for an earlier request: this answer paid no load, and a
+            # fallback found then was already reported
+            info = dataclasses.replace(info, load_s=0.0, fallback_is_new=False)
         adapter_path = functools.partial(catalog.path_of, base=loaded.gguf_info)
         parts.chat_model, parts.adapter_path = info.path.stem, adapter_path  # the API follows
+        if not chat_stores:  # opened on the service thread, which alone writes chats here
+            chat_stores.append(ChatStore(app.paths.chats_db))
         assistant = Assistant(
-            engine=loaded, chats=app.chats, retriever=retriever,
+            engine=loaded, chats=chat_stores[0], retriever=retriever,
             system_prompt=app.settings.system_prompt, sampling=app.settings.sampling(),
             adapter_path=adapter_path,
             grounded_adapters=default_grounded_adapters(catalog, loaded.gguf_info,
                                                         enabled=app.settings.grounded_adapter))
         return assistant, info
 
+    chat_stores: list[ChatStore] = []
+
+    def close_chats() -> None:
+        while chat_stores:
+            chat_stores.pop().close()
+
     parts.make_assistant = make_assistant
+    parts.close_on_thread = close_chats
     return parts

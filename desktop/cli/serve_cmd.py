@@ -116,6 +116,9 @@ def _serve(args: argparse.Namespace, home: Path, lock: Any, token: str, made: bo
     with App() as app:
         print("Loading the model…", file=sys.stderr)
         parts = service_parts(app, args.model)
+        info = app.loaded_model()
+        if info is not None and info.fallback_is_new:  # said once, here (the log if detached)
+            print(f"note: {info.fallback}", file=sys.stderr)
         if parts.embedder is not None:
             parts.embedder.embed(["warm-up"])  # torch and the embedder now, not at a first search
         service = AnswerService(parts, max_waiting=args.queue)

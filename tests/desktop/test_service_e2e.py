@@ -64,8 +64,11 @@ def test_commands_start_and_share_one_service(bastion_home: Path, tmp_path: Path
     finally:
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-    for _ in range(300):  # the service removes its socket on its way out
-        if not socket_path(bastion_home).exists():
+    for _ in range(600):  # the service removes its socket on its way out, then exits
+        try:
+            os.kill(pid or 0, 0)
+        except ProcessLookupError:
             break
         time.sleep(0.1)
     assert not socket_path(bastion_home).exists()
+    assert "Traceback" not in (bastion_home / "logs" / "service.log").read_text()
