@@ -343,3 +343,31 @@ def test_search_runs_in_this_process_when_the_service_cannot_start(
     assert "Searching in this process instead" in captured.err
     with pytest.raises(ServiceUnavailable, match=r"stopped while starting.*--no-service"):
         next(ServiceClient(bastion_home).ask({"question": "q", "mode": "model"}))
+
+
+def test_a_command_whose_service_lost_the_race_to_start_uses_the_winner(
+        library: None, bastion_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two commands start a service at once: one service wins the lock, the other exits at
+    once ("already runs"), and its command waits for the winner's socket."""
+    winner_lock = ServiceLock(bastion_home)
+    assert winner_lock.acquire()  # the winner is still loading its model
+    started: list[Service] = []
+    # The winner listens once it is ready.
+    winner = threading.Timer(0.3, lambda: started.append(Service(FakeEngine(REPLY))))
+
+    def spawn_loser(self: ServiceClient) -> subprocess.Popen[bytes]:
+        loser = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+        loser.wait()
+        winner.start()
+        return loser
+
+    monkeypatch.setattr(ServiceClient, "_spawn", spawn_loser)
+    try:
+        result = ServiceClient(bastion_home).search("catamaran", [], 1)
+        assert result["hits"][0]["path"].endswith("boats.txt")
+    finally:
+        winner_lock.release()
+        if winner.ident is not None:
+            winner.join()
+        for running in started:
+            running.stop()
