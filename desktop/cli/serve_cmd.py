@@ -96,9 +96,21 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, home: Path, lock: Any, token: str, made: bool) -> int:
-    import logging
     import signal
     import threading
+
+    stop = threading.Event()
+    # `kill` (SIGTERM) stops as cleanly as Ctrl-C: the socket file is removed, answers stored.
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        return _run(args, home, lock, token, made, stop)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, home: Path, lock: Any, token: str, made: bool,
+         stop: Any) -> int:
+    import logging
 
     from bastion.desktop.api.access_token import token_path
     from bastion.desktop.api.local_socket import socket_path
@@ -109,9 +121,6 @@ def _serve(args: argparse.Namespace, home: Path, lock: Any, token: str, made: bo
     from bastion.desktop.app import App
     from bastion.desktop.errors import BastionError
 
-    stop = threading.Event()
-    # `kill` (SIGTERM) stops as cleanly as Ctrl-C: the socket file is removed, answers stored.
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     http = args.http or args.port is not None
     with App() as app:
         print("Loading the model…", file=sys.stderr)
@@ -123,6 +132,7 @@ def _serve(args: argparse.Namespace, home: Path, lock: Any, token: str, made: bo
             parts.embedder.embed(["warm-up"])  # torch and the embedder now, not at a first search
         service = AnswerService(parts, max_waiting=args.queue)
         servers: list[Any] = []
+        started: list[Any] = []  # shutdown() waits for a loop that runs: only these get it
         try:
             servers.append(UnixApiServer(service, socket_path(home)))
             if http:
@@ -138,6 +148,7 @@ def _serve(args: argparse.Namespace, home: Path, lock: Any, token: str, made: bo
             lock.describe(socket=str(socket_path(home)), http=address)
             for server in servers:
                 server.start()
+                started.append(server)
             print(f"Bastion service on {socket_path(home)}"
                   + (f" and {address}" if address else "")
                   + f" · chat model {parts.chat_model} · embeddings {parts.embedding_model}"
@@ -155,8 +166,9 @@ def _serve(args: argparse.Namespace, home: Path, lock: Any, token: str, made: bo
         except KeyboardInterrupt:
             print("Stopping…", file=sys.stderr)
         finally:
-            for server in servers:
+            for server in started:
                 server.shutdown()
+            for server in servers:
                 server.server_close()
             service.close()
     return 0

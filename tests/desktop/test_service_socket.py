@@ -371,3 +371,37 @@ def test_a_command_whose_service_lost_the_race_to_start_uses_the_winner(
             winner.join()
         for running in started:
             running.stop()
+
+
+@pytest.fixture
+def fake_wiring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bastion serve`` with a fake engine instead of loading a model."""
+    from bastion.desktop.api import wiring
+
+    monkeypatch.setattr(wiring, "service_parts", lambda app, model: ServiceParts(
+        engine=FakeEngine(REPLY), chat_model="fake", sampling=Sampling(), system_prompt="x"))
+
+
+def test_serve_stops_by_itself_when_idle_and_removes_its_socket(
+        fake_wiring: None, bastion_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--idle-timeout", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"Bastion service on {socket_path(bastion_home)}" in err and "No HTTP port" in err
+    assert "No request for 1 s: stopping" in err
+    assert not socket_path(bastion_home).exists()
+    assert ServiceLock(bastion_home).acquire()  # and its lock is free
+
+
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_serve_refuses_a_busy_port_and_cleans_up(
+        fake_wiring: None, bastion_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        assert main(["serve", "--port", str(busy.getsockname()[1])]) == 1
+    finally:
+        busy.close()
+    assert "cannot be used" in capsys.readouterr().err
+    assert not socket_path(bastion_home).exists()
+    assert ServiceLock(bastion_home).acquire()
