@@ -8,27 +8,23 @@ from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QUrl, Signal
-from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QHBoxLayout,
-    QLabel,
-    QPlainTextEdit,
-    QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from bastion.desktop.errors import user_message
 from bastion.desktop.gui import core_tasks
 from bastion.desktop.gui.backend import Backend
+from bastion.desktop.gui.chat_composer import ChatComposer
 from bastion.desktop.gui.chat_header import ChatHeader
 from bastion.desktop.gui.chat_list_model import ChatListModel, MessageItem, MessageListModel
 from bastion.desktop.gui.chat_sidebar import ChatSidebar
 from bastion.desktop.gui.message_list_view import MessageListView
 from bastion.desktop.gui.model_notice_bar import ModelNoticeBar, model_notes
-from bastion.desktop.gui.passage_preview import PassagePreview
+from bastion.desktop.gui.source_pane import SourcePane
 from bastion.desktop.gui.workers import Job
 
 if TYPE_CHECKING:
@@ -59,9 +55,6 @@ class ChatView(QWidget):
         self._edit_id: int | None = None
         self._events_seen, self._asked = 0, ""
         self._loading: str | None = None  # the model being loaded, shown until it is ready
-        # Opens a file at a page (``open_document.open_document``); tests inject their own.
-        self.document_opener: Any = None
-        self._preview_request = 0
         self._build()
 
     # -- layout ----------------------------------------------------------------------------
@@ -97,39 +90,18 @@ class ChatView(QWidget):
         self.message_list.good_toggled.connect(self.mark_good)
         column.addWidget(self.message_list, 1)
 
-        self.edit_banner = QWidget()
-        banner = QHBoxLayout(self.edit_banner)
-        banner.setContentsMargins(0, 0, 0, 0)
-        banner.addWidget(QLabel("Editing a question: Send replaces it and everything after it."), 1)
-        cancel_edit = QPushButton("Cancel edit")
-        cancel_edit.clicked.connect(self.cancel_edit)
-        banner.addWidget(cancel_edit)
-        self.edit_banner.setVisible(False)
-        column.addWidget(self.edit_banner)
-
-        composer = QHBoxLayout()
-        self.input = QPlainTextEdit()
-        self.input.setObjectName("questionInput")
-        self.input.setPlaceholderText("Ask a question (Enter sends, Shift+Enter adds a line)")
-        self.input.setFixedHeight(72)
-        self.input.installEventFilter(self)
-        composer.addWidget(self.input, 1)
-        buttons = QVBoxLayout()
-        self.send_button = QPushButton("Send")
-        self.send_button.setObjectName("sendButton")
-        self.send_button.setDefault(True)
-        self.send_button.clicked.connect(self.send)
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setObjectName("stopButton")
-        self.stop_button.clicked.connect(self.stop)
-        self.stop_button.setEnabled(False)
-        buttons.addWidget(self.send_button)
-        buttons.addWidget(self.stop_button)
-        composer.addLayout(buttons)
-        column.addLayout(composer)
+        self.composer = ChatComposer()
+        self.composer.send_requested.connect(self.send)
+        self.composer.stop_requested.connect(self.stop)
+        self.composer.cancel_edit_requested.connect(self.cancel_edit)
+        # The composer's parts, as the rest of the window and the tests know them.
+        self.input = self.composer.input
+        self.send_button, self.stop_button = self.composer.send_button, self.composer.stop_button
+        self.edit_banner = self.composer.edit_banner
+        column.addWidget(self.composer)
         splitter.addWidget(right)
-        self.preview = PassagePreview()
-        self.preview.open_requested.connect(self.open_document)
+        self.preview = SourcePane(self.backend, lambda: self.busy)
+        self.preview.status_message.connect(self.status_message)
         splitter.addWidget(self.preview)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([250, 850, 380])
@@ -142,15 +114,6 @@ class ChatView(QWidget):
         QShortcut(QKeySequence(QKeySequence.StandardKey.New), self, self.new_chat)
         QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self,
                   lambda: self.sidebar.search.setFocus())
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if (watched is self.input and event.type() == QEvent.Type.KeyPress
-                and isinstance(event, QKeyEvent)
-                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-                and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
-            self.send()
-            return True
-        return bool(super().eventFilter(watched, event))
 
     # -- chats -----------------------------------------------------------------------------
 
@@ -295,10 +258,11 @@ class ChatView(QWidget):
 
     def send(self) -> None:
         """Ask the question in the box (or resend an edited one)."""
-        text = self.input.toPlainText().strip()
-        if not text or self.busy or self.chat is None:
+        if self.busy or self.chat is None:
             return
-        self.input.clear()
+        text = self.composer.take_text()
+        if not text:
+            return
         if self._edit_id is not None:
             row = next((i for i, m in enumerate(self.messages.items()) if m.id == self._edit_id), None)
             message_id = self._edit_id
@@ -408,8 +372,7 @@ class ChatView(QWidget):
                              "reload the chat", on_result=self._resync)
 
     def _set_busy(self, busy: bool) -> None:
-        self.send_button.setEnabled(not busy)
-        self.stop_button.setEnabled(busy)
+        self.composer.set_busy(busy)
         self.message_list.set_actions_enabled(not busy)
         self.busy_changed.emit(busy)
 
@@ -449,54 +412,30 @@ class ChatView(QWidget):
         if self.busy or item.role != "user" or item.id is None:
             return
         self._edit_id = item.id
-        self.input.setPlainText(item.text)
-        self.edit_banner.setVisible(True)
-        self.input.setFocus()
+        self.composer.show_editing(item.text)
 
     def cancel_edit(self) -> None:
         if self._edit_id is not None:
             self.input.clear()
         self._edit_id = None
-        self.edit_banner.setVisible(False)
+        self.composer.show_editing(None)
 
     def open_source(self, source: Source) -> None:
-        """Preview the cited passage of ``source`` beside the chat (read on the core thread)."""
-        self._preview_request += 1
-        request = self._preview_request
-        self.preview.show_loading(source, waiting=self.busy)
-        self.backend.run(self.backend.core, partial(core_tasks.source_preview, source=source),
-                         "preview the source",
-                         on_result=lambda preview: self._show_preview(request, preview),
-                         on_error=lambda error: self._preview_failed(request, source, error))
-
-    def _show_preview(self, request: int, preview: Any) -> None:
-        if request == self._preview_request and self.preview.source is not None:
-            self.preview.show_preview(preview)
-
-    def _preview_failed(self, request: int, source: Source, error: BaseException) -> bool:
-        message = user_message(error)
-        if request == self._preview_request and self.preview.source is not None:
-            self.preview.show_failed(source, message or "The passage could not be read; the "
-                                     "error was logged. The excerpt saved with the answer is below.")
-        return message is None  # a bug still gets its dialog and log reference
+        """Preview the cited passage of ``source`` beside the chat."""
+        self.preview.open_source(source)
 
     def open_document(self, preview: Any, at_page: bool) -> None:
-        """Open the previewed file, at its page when ``at_page`` and a viewer can (files thread)."""
-        page = preview.page if at_page else None
-        self.backend.run(self.backend.files,
-                         partial(core_tasks.open_document, path=preview.file_path, page=page,
-                                 roots=list(preview.roots), opener=self.document_opener),
-                         "open the file", on_result=lambda plan: self._opened(preview.name, plan))
+        """Open the previewed file, at its page when ``at_page`` and a viewer can."""
+        self.preview.open_document(preview, at_page)
 
-    def _opened(self, name: str, plan: Any) -> None:
-        if plan.note:
-            text = f"{name}: {plan.note}."
-        elif plan.page is not None:
-            text = f"Opened {name} at page {plan.page} in {plan.viewer}."
-        else:
-            text = f"Opened {name}."
-        self.preview.set_status(text)
-        self.status_message.emit(text)
+    @property
+    def document_opener(self) -> Any:
+        """Opens a file at a page (``open_document.open_document``); tests inject their own."""
+        return self.preview.document_opener
+
+    @document_opener.setter
+    def document_opener(self, opener: Any) -> None:
+        self.preview.document_opener = opener
 
     def _link_clicked(self, url: QUrl) -> None:
         # Links in answers are never followed automatically: a model or a document wrote them.
