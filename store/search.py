@@ -164,14 +164,14 @@ def fuse_documents(
     """
     fused = [c for c in rrf_fuse(bm25, vector, k, bm25_weight, vector_weight) if c.chunk_id in document_of]
     documents: dict[int, float] = {}
-    for weight, ranked in ((bm25_weight, bm25), (vector_weight, vector)):
-        seen: set[int] = set()
+    bm25_places: dict[int, int] = {}
+    for weight, ranked, places in ((bm25_weight, bm25, bm25_places), (vector_weight, vector, {})):
         for chunk_id, _ in ranked:
             doc = document_of.get(chunk_id)
-            if doc is None or doc in seen:
+            if doc is None or doc in places:
                 continue
-            seen.add(doc)
-            documents[doc] = documents.get(doc, 0.0) + weight / (k + len(seen))
+            places[doc] = len(places) + 1
+            documents[doc] = documents.get(doc, 0.0) + weight / (k + places[doc])
     best: dict[int, Candidate] = {}
     rest: list[Candidate] = []
     for cand in fused:
@@ -180,8 +180,14 @@ def fuse_documents(
             rest.append(cand)
         else:
             best[doc] = replace(cand, score=documents[doc])
-    # Documents tied on fused score go to their best chunk's chunk-level order (a stable sort).
-    leaders = sorted(best.values(), key=lambda c: -c.score)
+    # Equal weights tie often (ranks 1 and 3 against 3 and 1): the better BM25 rank wins, then
+    # chunk-level order (a stable sort). Chosen on NFCorpus dev (+0.005 nDCG@10 over chunk order)
+    # and borne out on SQuAD paragraphs (+0.008), where BM25 is the stronger list.
+    unranked = len(bm25_places) + 1
+    leaders = sorted(
+        best.values(),
+        key=lambda c: (-c.score, bm25_places.get(document_of[c.chunk_id], unranked)),
+    )
     return leaders + rest
 
 

@@ -115,6 +115,14 @@ def test_document_fusion_counts_both_votes_of_a_document_split_across_chunks() -
     assert [c.chunk_id for c in heavy_vector] == [2, 3, 20, 10, 1]
 
 
+def test_document_fusion_breaks_ties_by_bm25_rank() -> None:
+    bm25 = [(9, 3.0), (6, 2.0), (4, 1.0)]
+    vector = [(4, 0.9), (8, 0.8), (9, 0.7)]
+    owners = {9: 1, 6: 2, 4: 3, 8: 4}
+    assert rrf_fuse(bm25, vector)[0].chunk_id == 4  # chunk level: the tie goes to the lower id
+    assert [c.chunk_id for c in fuse_documents(bm25, vector, owners)] == [9, 4, 6, 8]
+
+
 def test_document_fusion_drops_chunks_of_deleted_documents() -> None:
     fused = fuse_documents([(1, 2.0), (2, 1.0)], [(2, 0.5)], {2: 7})
     assert [c.chunk_id for c in fused] == [2]
