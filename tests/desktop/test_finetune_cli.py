@@ -42,13 +42,26 @@ def test_finetune_needs_data_and_a_usable_name(tmp_path: Path, capsys: pytest.Ca
     assert "cannot name an adapter" in capsys.readouterr().err
 
 
+def test_targets_take_a_group_or_projection_names(capsys: pytest.CaptureFixture[str]) -> None:
+    from bastion.models.finetune_types import parse_targets
+
+    assert parse_targets("attention") == ("q_proj", "k_proj", "v_proj", "o_proj")
+    assert parse_targets("all")[-1] == "down_proj" and len(parse_targets("all")) == 7
+    assert parse_targets("q_proj, v_proj,q_proj") == ("q_proj", "v_proj")
+    with pytest.raises(SystemExit) as refused:
+        main(["finetune", "facts", "--data", "x.jsonl", "--targets", "q_proj,wq"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "'q_proj,wq' names no projections" in err and "attention" in err
+
+
 @pytest.mark.slow
 def test_a_short_run_registers_an_adapter_that_merges_into_a_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "data.jsonl"
     data.write_text("\n".join(chat_lines(12)) + "\n")
-    assert main(["finetune", "facts", "--data", str(data), "--max-steps", "2",
+    assert main(["finetune", "facts", "--data", str(data), "--max-steps", "2", "--targets", "attention",
                  "--batch-tokens", "256", "--checkpoint-every", "1"]) == 0
     err = capsys.readouterr().err
     assert "step 2/2" in err and "registered the adapter facts" in err
@@ -58,6 +71,10 @@ def test_a_short_run_registers_an_adapter_that_merges_into_a_model(
     assert [a["id"] for a in listed] == ["facts"]
     record = data_paths().adapters_dir / "facts.training.json"
     assert json.loads(record.read_text())["steps"] == 2
+    from gguf import GGUFReader
+
+    adapted = {t.name.split(".")[2] for t in GGUFReader(data_paths().adapters_dir / "facts.gguf").tensors}
+    assert adapted == {"attn_q", "attn_k", "attn_v", "attn_output"}  # --targets attention only
 
     assert main(["finetune", "merge", "facts", "--quantization", "Q8_0"]) == 0
     out = capsys.readouterr().out
