@@ -50,6 +50,7 @@ class RunRequest:
     learning_rate: float = DEFAULTS["learning_rate"]
     max_steps: int | None = None
     resume: bool = False
+    targets: tuple[str, ...] = DEFAULTS["targets"]
     # Grounded training: ``data`` is a question set and passages come from this collection.
     collection: str | None = None
 
@@ -79,7 +80,7 @@ def check_run(paths: DataPaths, job: JobLike, request: RunRequest) -> CheckedRun
     config = finetuning.finetune_config(
         paths, request.name, request.data, request.base, epochs=request.epochs,
         rank=request.rank, learning_rate=request.learning_rate, max_steps=request.max_steps,
-        resume=request.resume)
+        targets=request.targets, resume=request.resume)
     config.check()
     check_base_model(config.base)
     summary = None

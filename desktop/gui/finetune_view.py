@@ -45,7 +45,7 @@ from bastion.desktop.gui.workers import Worker
 from bastion.desktop.paths import DataPaths
 from bastion.models.catalog import ModelEntry
 from bastion.models.finetune_process import FinetuneProcess
-from bastion.models.finetune_types import Evaluated, Prepared, StepDone
+from bastion.models.finetune_types import TARGET_GROUPS, Evaluated, Prepared, StepDone
 
 MAX_LOG_LINES = 1000
 LOG_EVERY_STEPS = 10  # the status line shows every step; the log keeps one in ten
@@ -131,6 +131,13 @@ class FinetuneView(QWidget):
         form.addRow("Epochs:", self.epochs)
         self.rank = _spin_box(1, 256, tasks.DEFAULTS["rank"])
         form.addRow("Rank:", self.rank)
+        self.targets = QComboBox()
+        self.targets.setObjectName("finetuneTargets")
+        self.targets.addItem("All projections (learns most)", "all")
+        self.targets.addItem("Attention only (faster answers)", "attention")
+        self.targets.setToolTip("Each adapted projection adds work to every answered token; "
+                                "an attention-only adapter slows answers less and learns less.")
+        form.addRow("Adapt:", self.targets)
         self.learning_rate = QDoubleSpinBox()
         self.learning_rate.setDecimals(5)
         self.learning_rate.setRange(0.00001, 0.1)
@@ -256,6 +263,7 @@ class FinetuneView(QWidget):
             base=self.base_combo.currentData(), epochs=self.epochs.value(),
             rank=self.rank.value(), learning_rate=self.learning_rate.value(),
             max_steps=self.max_steps.value() or None,
+            targets=TARGET_GROUPS[self.targets.currentData()],
             resume=self.resume.isEnabled() and self.resume.isChecked(),
             collection=self.collection_combo.currentData())
 
@@ -273,7 +281,8 @@ class FinetuneView(QWidget):
         self.start_button.setEnabled(idle and bool(self.data_edit.text().strip()))
         self.cancel_button.setEnabled(self.state in ("checking", "training"))
         for widget in (self.data_edit, self.choose_button, self.collection_combo, self.name_edit,
-                       self.base_combo, self.epochs, self.rank, self.learning_rate, self.max_steps):
+                       self.base_combo, self.epochs, self.rank, self.targets, self.learning_rate,
+                       self.max_steps):
             widget.setEnabled(idle)
         self.merge_button.setEnabled(idle)
         if idle:

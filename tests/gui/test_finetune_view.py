@@ -224,6 +224,18 @@ def test_the_curve_gets_a_point_per_step_and_the_held_out_points(
     assert lines[-1].startswith("registered the adapter facts")
 
 
+def test_an_attention_only_adapter_is_asked_for_from_the_form(
+        qtbot, view: FinetuneView, runs: FakeRuns) -> None:
+    assert view.targets.currentData() == "all"  # the default learns most
+    view.targets.setCurrentIndex(view.targets.findData("attention"))
+    view.start_training()
+    qtbot.waitUntil(lambda: bool(runs.configs), timeout=10000)
+    assert runs.configs[0].targets == ("q_proj", "k_proj", "v_proj", "o_proj")
+    assert not view.targets.isEnabled()  # fixed while the run goes
+    qtbot.waitUntil(lambda: idle(view), timeout=10000)
+    assert view.targets.isEnabled()
+
+
 def test_start_is_disabled_while_a_run_goes(qtbot, view: FinetuneView, runs: FakeRuns) -> None:
     runs.steps, runs.delay_s = 20, 0.02
     view.start_training()
