@@ -3,26 +3,39 @@
     .venv/bin/python bench/grounded_adapter_recipe.py [--work DIR] [--ship]
 
 Trains, with nothing but the commands a user has, a LoRA adapter for SmolLM2-135M that answers
-from retrieved passages, cites them as [n] and says "I could not find this in your documents."
-when they do not hold the answer (RAFT: each question is shown with the passages retrieval
-returns, distractors among them):
+from retrieved passages, opening with the passage it cites ("[2] The Normans were in Normandy in
+the 10th and 11th centuries.") and says "I could not find this in your documents." when they do
+not hold the answer (RAFT: each question is shown with the passages retrieval returns,
+distractors among them):
 
 1. the SQuAD 2.0 dev subset's articles are split by title into a train half and a test half
    (bench/lab_squad_questions.py); 420 answerable and 90 unanswerable train-half questions are
    drawn (seed 0);
 2. ``bastion library add squad-train`` indexes the train-half articles;
-3. ``bastion finetune squad-grounded --questions … --collection squad-train`` with the settings
-   below (about 110k training tokens: ~11 minutes at 170 tokens/s on an idle 2-core machine);
+3. ``bastion finetune squad-citefirst --questions … --collection squad-train`` with the settings
+   below: 411 examples (370 answering with the evidence sentence, citation first; 41 — a tenth —
+   abstaining, 20 of them SQuAD's own unanswerable questions); 40 steps of one example each;
 4. with ``--ship``, the adapter is imported as ``grounded`` into models/embedded_adapters/ (its
-   manifest records the SHA-256 and the base), with its training record beside it.
+   manifest records the SHA-256 and the base), with its training record beside it; answers in
+   docs and both mode then use it unless the chat chose adapters or the ``grounded_adapter``
+   setting is off (desktop/default_adapter.py).
 
-Ship only what the lab shows helps. The first adapter of this recipe (2026-12-03: 120 steps, lr
-1e-3, 49 min on 2 shared cores, held-out loss 0.155) was not shipped: on 60 test-half questions
-in docs mode it declined 97% of the unanswerable ones but also 90% of the answerable ones, and
-contained a gold answer in 0 of 30 (base + documents: 27%); at scale 0.5 it still declined 67%
-of the answerable ones. A fifth of the targets being the same sentence makes its first token the
-likeliest one under greedy decoding whenever the answer's first word is uncertain — see README,
-"Grounded adapter: what limits it".
+Ship only what the lab shows helps (docs mode, the first 60 test-half questions, 30 of them
+unanswerable; see README, "Grounded adapter: what limits it"):
+
+- 2026-12-03, first attempt (answer style "sentence", citation last; abstention 0.2; 120 steps,
+  lr 1e-3; 49 min on 2 shared cores; held-out loss 0.155): not shipped. It declined 97% of the
+  unanswerable questions but also 90% of the answerable ones, and contained a gold answer in
+  0/30 (base + documents: 8/30). A fifth of the targets being one fixed sentence made its first
+  token, "I", the likeliest under greedy decoding whenever an answer's first word was uncertain.
+- 2026-12-03, second attempt (this file's settings: answer style "citation-first", abstention
+  0.1, 40 steps at lr 1e-3; 39 min 44 s on 2 cores shared with a dozen other processes; held-out
+  loss 0.166; 9.8 MB): shipped. Contains gold 8/30 as base + documents (no measurable accuracy
+  difference, +0 points [-10, 10]); cites with [n] in 58/58 answers (base: 0/58), the cited
+  passage holding a gold answer in 25/30 answerable ones; false abstention 0/30; abstention on
+  the unanswerable ones unchanged at 2/30 (both refused by the relevance floor before the model
+  ran). The data were built by the step-3 command (SHA-256 298e60a6…) and trained from that file
+  with ``--data``, the run having been restarted at 40 steps to fit the machine's load.
 
 Everything runs in a scratch data folder (``BASTION_HOME=WORK/home``); a second run reuses what
 the first one finished. No test-half article is ever seen in training: the lab measures the
@@ -44,11 +57,12 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SHIP_DIR = ROOT / "models" / "embedded_adapters"
 SHIPPED_NAME = "grounded"
-RUN_NAME = "squad-grounded"
+RUN_NAME = "squad-citefirst"
 
 QUESTIONS = ["--answerable", "420", "--unanswerable", "90", "--seed", "0"]
-TRAINING = ["--passages", "3", "--abstention", "0.2", "--epochs", "1", "--max-steps", "120", "--lr", "1e-3",
-            "--max-seq-tokens", "1200", "--eval-every", "60", "--checkpoint-every", "20"]
+TRAINING = ["--passages", "3", "--abstention", "0.1", "--answer-style", "citation-first", "--epochs", "1",
+            "--max-steps", "40", "--lr", "1e-3", "--max-seq-tokens", "1200", "--eval-every", "40",
+            "--checkpoint-every", "20"]
 
 
 def run(command: list[str], env: dict[str, str]) -> None:
@@ -94,6 +108,9 @@ def ship(adapter: Path, env: dict[str, str]) -> None:
     entry = import_adapter(adapter, staging, Catalog(data_paths().models_dir),
                            base=str(embedded_default_model_path()), name=SHIPPED_NAME)
     record = json.loads(adapter.with_name(adapter.stem + ".training.json").read_text(encoding="utf-8"))
+    for part in ("base", "data"):  # file names, not this machine's paths
+        if isinstance(record.get(part), dict) and record[part].get("file"):
+            record[part]["file"] = Path(record[part]["file"]).name
     (staging / f"{SHIPPED_NAME}.training.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     manifest = json.loads((staging / "manifest.json").read_text(encoding="utf-8"))
     manifest["files"][f"{SHIPPED_NAME}.gguf"]["source"] = "bench/grounded_adapter_recipe.py"  # not a local path
