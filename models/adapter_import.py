@@ -66,8 +66,10 @@ def match_base(adapter: AdapterInfo, candidates: Sequence[ModelEntry], *, chosen
     fits = [entry for entry in bases if fit_problem(adapter, _info(entry)) is None]
     by_sha = [e for e in bases if adapter.base_sha256
               and adapter.base_sha256 in ((e.sha256 or "").lower(), (e.expected_sha256 or "").lower())]
+    # An adapter names its base by the base file's general.name (what trainers write), which
+    # the catalog keeps as a detail: entries are called by their id.
     by_name = [e for e in bases if adapter.base_name and _normalised(adapter.base_name)
-               in (_normalised(e.name), _normalised(e.id))]
+               in (_normalised(_info(e).name or ""), _normalised(e.id))]
     if not fits:
         if len(bases) == 1:
             check_adapter_fits(adapter, _info(bases[0]))  # raises with the one reason
