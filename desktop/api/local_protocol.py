@@ -1,6 +1,7 @@
-"""The command line's routes on the service's Unix socket: search, and ask with a stored chat.
+"""The command line's routes on the service's Unix socket: search, ask with a stored chat, unload.
 
-``POST /bastion/search`` answers one JSON object (the hits and timings); ``POST /bastion/ask``
+``POST /bastion/search`` answers one JSON object (the hits and timings); ``POST /bastion/unload``
+releases the chat model and answers one JSON object (``unloaded_json``); ``POST /bastion/ask``
 answers JSON lines, one event each: ``loaded`` (the model that answers), ``passages``,
 ``delta`` (text as it comes), ``done`` (the stored answer as ``bastion ask --json`` prints it,
 plus its meta) or ``error`` (a message a user can act on). These routes exist only on the
@@ -16,6 +17,7 @@ from bastion.desktop.api.protocol import ApiError
 
 SEARCH_PATH = "/bastion/search"
 ASK_PATH = "/bastion/ask"
+UNLOAD_PATH = "/bastion/unload"
 AskMode = Literal["model", "docs", "both"]
 MODES: tuple[AskMode, ...] = ("model", "docs", "both")
 MAX_K = 1000
@@ -100,3 +102,10 @@ def loaded_json(info: Any) -> dict[str, Any] | None:
             "n_threads": info.n_threads, "load_s": info.load_s,
             "fallback": info.fallback, "fallback_is_new": bool(info.fallback_is_new),
             "template_warning": info.template_warning}
+
+
+def unloaded_json(info: Any, freed_bytes: int | None) -> dict[str, Any]:
+    """What ``bastion models unload`` prints with ``--json``: the released model (None when
+    none was loaded) and the memory its engine held (None when not known)."""
+    return {"unloaded": info is not None, "model": loaded_json(info),
+            "freed_bytes": freed_bytes}

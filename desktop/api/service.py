@@ -53,6 +53,10 @@ class ServiceParts:
             model's load record. Called on the service thread, which owns the chat database.
         close_on_thread: Run on the service thread when the service closes (what was opened
             there, such as the chat database, is closed there).
+        unload_model: Releases the chat model (``bastion models unload``); None: the engine's
+            own ``unload()``, when it has one.
+        load_model: Loads a model again by its path or ``remote:NAME`` and returns the engine,
+            for an API request that comes after an unload (None: the API cannot reload).
     """
 
     engine: ChatEngine
@@ -65,6 +69,8 @@ class ServiceParts:
     adapter_path: Callable[[str], Path] | None = None
     make_assistant: Callable[[AskRequest, Any], tuple[Assistant, Any]] | None = None
     close_on_thread: Callable[[], None] | None = None
+    unload_model: Callable[[], None] | None = None
+    load_model: Callable[[str], ChatEngine] | None = None
 
 
 class Busy(Exception):
@@ -99,6 +105,15 @@ class Loaded:
     """The model a command line ``ask`` is answered with (its ``LoadInfo``)."""
 
     info: Any
+
+
+@dataclass(frozen=True)
+class Unloaded:
+    """What ``unload`` released: the model's ``LoadInfo`` (None: none was loaded) and the
+    memory its engine process held, in bytes (None: not known, e.g. a remote model)."""
+
+    info: Any
+    freed_bytes: int | None
 
 
 class Job:
@@ -154,6 +169,7 @@ class AnswerService:
         self._retriever: Retriever | None = None
         self._jobs: set[Job] = set()
         self._idle_since = time.monotonic()
+        self._unloaded: str | None = None  # the model ``unload`` released, to load again
 
     def chat(self, request: ChatRequest) -> Job:
         """Queue an answer to ``request``. Raises ``Busy`` when the queue is full."""
@@ -170,6 +186,11 @@ class AnswerService:
     def ask(self, request: AskRequest) -> Job:
         """Queue a stored answer in a new chat (the command line's ``ask``)."""
         return self._submit(lambda job: self._ask(job, request))
+
+    def unload(self) -> Job:
+        """Queue releasing the chat model; it waits for the answers before it, and the next
+        request that needs the model loads it again."""
+        return self._submit(self._unload)
 
     def idle_s(self) -> float:
         """Seconds since the last request ended; 0 while one waits or runs."""
@@ -223,6 +244,9 @@ class AnswerService:
 
     def _answer(self, job: Job, request: ChatRequest) -> None:
         parts = self.parts
+        if parts.engine.info is None and self._unloaded is not None and parts.load_model:
+            parts.engine = parts.load_model(self._unloaded)  # released by ``unload``: load again
+            self._unloaded = None
         if request.adapters and parts.adapter_path is not None:
             for name, _scale in request.adapters:
                 parts.adapter_path(name)  # an unknown or misfit adapter is refused, not skipped
@@ -274,6 +298,19 @@ class AnswerService:
                 if job.cancelled:
                     break
 
+    def _unload(self, job: Job) -> None:
+        engine = self.parts.engine
+        info = engine.info
+        release = self.parts.unload_model or getattr(engine, "unload", None)
+        if info is None or release is None:
+            job.emit(Unloaded(None, None))
+            return
+        freed = _rss_bytes(getattr(engine, "pid", None))
+        release()
+        name = str(getattr(info, "name", ""))
+        self._unloaded = name if name.startswith("remote:") else str(info.path)
+        job.emit(Unloaded(info, freed))
+
     def _library(self) -> Retriever | None:
         if self._retriever is None and self.parts.open_retriever is not None:
             self._retriever = self.parts.open_retriever()
@@ -288,3 +325,17 @@ class AnswerService:
             with contextlib.suppress(Exception):
                 close()
         self._retriever = None
+
+
+def _rss_bytes(pid: int | None) -> int | None:
+    """The resident memory of process ``pid`` (the engine's), or None where unknown."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -3,7 +3,8 @@
 The same ``ApiHandler`` serves the socket as the HTTP port, with two differences: the socket's
 0600 mode (in a 0700 folder) is its guard, so no token and no Host check apply; and it also
 serves ``/bastion/search`` and ``/bastion/ask`` (``local_protocol``), which a running
-``bastion search``/``ask`` uses instead of loading torch and the model itself.
+``bastion search``/``ask`` uses instead of loading torch and the model itself, and
+``/bastion/unload`` (``bastion models unload``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from bastion.desktop.api import local_protocol, protocol
 from bastion.desktop.api.local_socket import MAX_SOCKET_PATH, is_listening
 from bastion.desktop.api.protocol import ApiError
 from bastion.desktop.api.server import ApiHandler
-from bastion.desktop.api.service import AnswerService, Loaded, Searched
+from bastion.desktop.api.service import AnswerService, Loaded, Searched, Unloaded
 from bastion.desktop.assistant import AnswerDone
 from bastion.desktop.errors import BastionError
 
@@ -38,6 +39,9 @@ class SocketHandler(ApiHandler):
             self._search(local_protocol.search_request(protocol.parse_json(self._body())))
         elif (method, path) == ("POST", local_protocol.ASK_PATH):
             self._ask(local_protocol.ask_request(protocol.parse_json(self._body())))
+        elif (method, path) == ("POST", local_protocol.UNLOAD_PATH):
+            self._body()  # read and ignored: nothing to choose
+            self._unload()
         else:
             super()._route(method, path)
 
@@ -52,6 +56,17 @@ class SocketHandler(ApiHandler):
             raise ApiError(500, "The search ended without results; try again.", kind="server_error")
         self._send_json(200, {"hits": [local_protocol.hit_json(h) for h in result.hits],
                               "timings": result.timings})
+
+    def _unload(self) -> None:
+        job = self._submit(self.server.service.unload)
+        events = self._events(job)
+        try:
+            result = next((e for e in events if isinstance(e, Unloaded)), None)
+        finally:
+            events.close()
+        if result is None:
+            raise ApiError(500, "The model was not unloaded; try again.", kind="server_error")
+        self._send_json(200, local_protocol.unloaded_json(result.info, result.freed_bytes))
 
     def _ask(self, request: local_protocol.AskRequest) -> None:
         # ``ask --json`` prints the same object in-process and through the service.

@@ -7,6 +7,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from bastion.desktop.answering import ChatEngine
 from bastion.desktop.api.local_protocol import AskRequest
 from bastion.desktop.api.service import ServiceParts
 from bastion.desktop.app import App
@@ -72,7 +73,8 @@ def service_parts(app: App, model: str | None = None) -> ServiceParts:
             # fallback found then was already reported
             info = dataclasses.replace(info, load_s=0.0, fallback_is_new=False)
         adapter_path = functools.partial(catalog.path_of, base=loaded.gguf_info)
-        parts.chat_model, parts.adapter_path = info.path.stem, adapter_path  # the API follows
+        # the API follows
+        parts.engine, parts.chat_model, parts.adapter_path = loaded, info.path.stem, adapter_path
         if not chat_stores:  # opened on the service thread, which alone writes chats here
             chat_stores.append(ChatStore(app.paths.chats_db))
         assistant = Assistant(
@@ -89,6 +91,16 @@ def service_parts(app: App, model: str | None = None) -> ServiceParts:
         while chat_stores:
             chat_stores.pop().close()
 
+    def load_model(spec: str) -> ChatEngine:
+        """The model ``bastion models unload`` released, loaded again for an API request."""
+        loaded = app.engine(spec)
+        assert loaded.info is not None
+        parts.engine, parts.chat_model = loaded, loaded.info.path.stem
+        parts.adapter_path = functools.partial(catalog.path_of, base=loaded.gguf_info)
+        return loaded
+
     parts.make_assistant = make_assistant
     parts.close_on_thread = close_chats
+    parts.unload_model = app.unload_model
+    parts.load_model = load_model
     return parts

@@ -1,4 +1,5 @@
-"""``bastion models``: list, inspect, verify and import GGUF model files.
+"""``bastion models``: list, inspect, verify and import GGUF model files; choose the default;
+release the model a background service holds.
 
 Thin: the catalog, verification and import live in ``bastion.models``; this module only turns
 arguments into calls and results into text.
@@ -28,7 +29,7 @@ VERIFIED_LABELS = {
 
 
 def register(subparsers: Any) -> None:
-    models = subparsers.add_parser("models", help="GGUF models: list, info, verify, import, default, remote")
+    models = subparsers.add_parser("models", help="GGUF models: list, info, verify, import, default, unload, remote")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
     listing = sub.add_parser("list", help="the embedded default and the models folder")
@@ -56,6 +57,14 @@ def register(subparsers: Any) -> None:
                          help="id from `bastion models list`, file name or path; 'default' "
                               "for the embedded model")
     default.set_defaults(func=run_default)
+
+    unload = sub.add_parser(
+        "unload", help="release the chat model a running background service holds",
+        description="Free the memory of the chat model the background service (`bastion "
+                    "serve`, started by search and ask) keeps loaded; the next question loads "
+                    "it again. Starts no service.")
+    unload.add_argument("--json", action="store_true", help="print one JSON object")
+    unload.set_defaults(func=run_unload)
 
     remote = sub.add_parser(
         "remote", help="the models the remote inference server serves (as remote:NAME)",
@@ -209,6 +218,34 @@ def run_default(args: argparse.Namespace) -> int:
     print(f"{entry.id}  ({where})")
     print(f"The default model {verb} {entry.id}: Bastion loads it when no --model is given.",
           file=sys.stderr)
+    return 0
+
+
+def run_unload(args: argparse.Namespace) -> int:
+    from bastion.desktop.cli.service_client import ServiceClient
+
+    client = ServiceClient(data_paths().home)
+    if not client.running():
+        result: dict[str, Any] = {"unloaded": False, "model": None, "freed_bytes": None,
+                                  "service": False}
+        message = ("No background service is running, so no model is loaded in one; nothing "
+                   "needed unloading.")
+    else:
+        result = {**client.unload(), "service": True}
+        model = result.get("model") or {}
+        if result.get("unloaded"):
+            freed = result.get("freed_bytes")
+            memory = f", freeing {_size(int(freed))}" if isinstance(freed, int) else ""
+            message = (f"Unloaded {model.get('name')} ({model.get('path')}) from the background "
+                       f"service{memory}. The next question loads it again.")
+        else:
+            message = "The background service had no model loaded; nothing needed unloading."
+    if args.json:
+        import json
+
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(message)
     return 0
 
 

@@ -140,6 +140,23 @@ class ServiceClient:
             raise BastionError(_error_message(result, response.status))
         return result
 
+    def running(self) -> bool:
+        """Whether a service answers on the socket now (none is started)."""
+        return local_socket.is_listening(self.socket)
+
+    def unload(self) -> dict[str, Any]:
+        """Ask the running service to release its chat model (``local_protocol.unloaded_json``).
+        Starts no service: call ``running()`` first; one that stopped meanwhile is reported."""
+        response, connection = self._post("/bastion/unload", {}, start=False)
+        try:
+            body = self._read(response.read)
+        finally:
+            connection.close()
+        result = self._json(body)
+        if response.status != 200:
+            raise BastionError(_error_message(result, response.status))
+        return result
+
     def ask(self, request: dict[str, Any]) -> Generator[dict[str, Any], None, None]:
         """The answer's events as they come (see ``local_protocol``). A service that dies
         before the answer is done is reported with what to do."""
@@ -159,9 +176,10 @@ class ServiceClient:
         finally:
             connection.close()  # also how a Ctrl-C here stops the answer in the service
 
-    def _post(self, path: str, payload: dict[str, Any]) -> tuple[http.client.HTTPResponse,
-                                                                  _SocketConnection]:
-        self.ensure_running()
+    def _post(self, path: str, payload: dict[str, Any], start: bool = True
+              ) -> tuple[http.client.HTTPResponse, _SocketConnection]:
+        if start:
+            self.ensure_running()
         body = json.dumps(payload).encode("utf-8")
         connection = _SocketConnection(self.socket, READ_TIMEOUT_S)
         try:

@@ -405,3 +405,76 @@ def test_serve_refuses_a_busy_port_and_cleans_up(
     assert "cannot be used" in capsys.readouterr().err
     assert not socket_path(bastion_home).exists()
     assert ServiceLock(bastion_home).acquire()
+
+
+class UnloadableEngine(FakeEngine):
+    """Releases its model like the real engine: ``info`` is None until it is loaded again."""
+
+    pid = os.getpid()  # a live process, so the memory freed is known
+
+    def __init__(self) -> None:
+        super().__init__(REPLY)
+        self.loaded_info = self._info
+
+    def unload(self) -> None:
+        self._info = None  # type: ignore[assignment]
+
+
+def test_models_unload_with_no_service_says_nothing_needed_unloading(
+        bastion_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "unload"]) == 0
+    assert "No background service is running" in capsys.readouterr().out
+    assert main(["models", "unload", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "unloaded": False, "model": None, "freed_bytes": None, "service": False}
+    assert not socket_path(bastion_home).exists()  # no service was started to ask
+
+
+def test_models_unload_releases_the_services_model_and_the_next_request_loads_it(
+        library: None, bastion_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    engine = UnloadableEngine()
+    running = Service(engine)
+    reloaded: list[str] = []
+
+    def load_model(spec: str) -> UnloadableEngine:
+        reloaded.append(spec)
+        engine._info = engine.loaded_info
+        return engine
+
+    running.service.parts.load_model = load_model
+    try:
+        assert main(["models", "unload"]) == 0
+        out = capsys.readouterr().out
+        assert "Unloaded fake (/fake.gguf)" in out and "freeing" in out
+        assert engine.info is None
+
+        assert main(["models", "unload", "--json"]) == 0  # twice: nothing left to unload
+        again = json.loads(capsys.readouterr().out)
+        assert again == {"unloaded": False, "model": None, "freed_bytes": None, "service": True}
+
+        # An API request after the unload loads the model again and is answered.
+        response, conn = ServiceClient(bastion_home)._post(
+            "/v1/chat/completions", {"model": "fake", "messages": [
+                {"role": "user", "content": "How many hulls?"}]}, start=False)
+        try:
+            body = json.loads(response.read())
+        finally:
+            conn.close()
+        assert response.status == 200, body
+        assert body["choices"][0]["message"]["content"] == REPLY
+        assert reloaded == ["/fake.gguf"] and engine.info is not None
+    finally:
+        running.stop()
+
+
+def test_models_unload_json_names_the_model_and_the_memory_freed(
+        library: None, capsys: pytest.CaptureFixture[str]) -> None:
+    running = Service(UnloadableEngine())
+    try:
+        assert main(["models", "unload", "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["unloaded"] is True and result["service"] is True
+        assert result["model"]["name"] == "fake" and result["model"]["path"] == "/fake.gguf"
+        assert isinstance(result["freed_bytes"], int) and result["freed_bytes"] > 0
+    finally:
+        running.stop()
