@@ -75,7 +75,10 @@ class FinetuneConfig:
         rank: LoRA rank r.
         alpha: LoRA alpha; the update is scaled by alpha / rank, in PEFT and in llama.cpp.
         dropout: LoRA dropout.
-        targets: projections adapted, Hugging Face names (all seven by default).
+        targets: projections adapted, Hugging Face names: by default the four attention
+            projections, which on SmolLM2-135M learnt 47 of 50 new facts against 49 with all
+            seven and answer at ~0.93× the base's speed against ~0.87× (README, "Fine-tuning
+            on this machine"); ``TARGET_GROUPS["all"]`` learns most.
         learning_rate: peak AdamW learning rate (warm-up, then cosine decay to a tenth).
         warmup_steps: steps of linear warm-up.
         weight_decay: AdamW weight decay on the LoRA factors.
@@ -117,7 +120,7 @@ class FinetuneConfig:
     rank: int = 8
     alpha: int = 16
     dropout: float = 0.0
-    targets: tuple[str, ...] = tuple(LORA_TARGETS)
+    targets: tuple[str, ...] = TARGET_GROUPS["attention"]
     learning_rate: float = 5e-4
     warmup_steps: int = 10
     weight_decay: float = 0.0

@@ -133,8 +133,8 @@ class FinetuneView(QWidget):
         form.addRow("Rank:", self.rank)
         self.targets = QComboBox()
         self.targets.setObjectName("finetuneTargets")
+        self.targets.addItem("Attention (answers stay fast)", "attention")
         self.targets.addItem("All projections (learns most)", "all")
-        self.targets.addItem("Attention only (faster answers)", "attention")
         self.targets.setToolTip("Each adapted projection adds work to every answered token; "
                                 "an attention-only adapter slows answers less and learns less.")
         form.addRow("Adapt:", self.targets)

@@ -224,13 +224,14 @@ def test_the_curve_gets_a_point_per_step_and_the_held_out_points(
     assert lines[-1].startswith("registered the adapter facts")
 
 
-def test_an_attention_only_adapter_is_asked_for_from_the_form(
+def test_an_adapter_on_all_projections_is_asked_for_from_the_form(
         qtbot, view: FinetuneView, runs: FakeRuns) -> None:
-    assert view.targets.currentData() == "all"  # the default learns most
-    view.targets.setCurrentIndex(view.targets.findData("attention"))
+    assert view.targets.currentData() == "attention"  # the default keeps answers fast
+    view.targets.setCurrentIndex(view.targets.findData("all"))
     view.start_training()
     qtbot.waitUntil(lambda: bool(runs.configs), timeout=10000)
-    assert runs.configs[0].targets == ("q_proj", "k_proj", "v_proj", "o_proj")
+    assert runs.configs[0].targets == ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                       "down_proj")
     assert not view.targets.isEnabled()  # fixed while the run goes
     qtbot.waitUntil(lambda: idle(view), timeout=10000)
     assert view.targets.isEnabled()

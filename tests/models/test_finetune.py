@@ -18,6 +18,7 @@ from bastion.models.finetune import finetune
 from bastion.models.finetune_checkpoint import save_checkpoint
 from bastion.models.finetune_process import FinetuneProcess
 from bastion.models.finetune_types import (
+    TARGET_GROUPS,
     Cancelled,
     CheckpointSaved,
     Evaluated,
@@ -62,7 +63,7 @@ def config(tmp_path: Path, smollm2_path: Path, finetune_base_cache: Path) -> Fin
         work_dir=tmp_path / "work", name="facts", cache_dir=finetune_base_cache, n_threads=2,
         learning_rate=2e-3, warmup_steps=0, epochs=10, max_steps=4, batch_tokens=1024,
         held_out_fraction=0.2, eval_every=2,
-        checkpoint_every=2, seed=7)
+        checkpoint_every=2, seed=7, targets=TARGET_GROUPS["all"])  # every projection's path tested
 
 
 def run(config: FinetuneConfig, should_cancel: Callable[[], bool] = lambda: False) -> list[FinetuneEvent]:
