@@ -45,7 +45,7 @@ PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse kee
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
 TARGETS = {"all": ATTENTION + MLP, "attention": ATTENTION, "mlp": MLP, "qv": ("q_proj", "v_proj")}
-LAYOUTS = ("all-f16", "all-f32", "attention-f16", "mlp-f16", "qv-f16")
+LAYOUTS = ("all-f32", "all-f16", "attention-f32", "attention-f16", "mlp-f32", "qv-f32")
 
 
 def write_adapter(path: Path, shape: Shape, rank: int, seed: int, targets: Sequence[str] = TARGETS["all"],

@@ -177,6 +177,8 @@ def main() -> int:
     parser.add_argument("--strong-epochs", type=int, default=8)
     parser.add_argument("--strong-lr", type=float, default=2e-3)
     parser.add_argument("--skip-strong", action="store_true")
+    parser.add_argument("--targets", default="attention",
+                        help="projections the adapters change (finetune --targets: attention, all, …)")
     parser.add_argument("--skip-lab", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="the engine's threads for the lab (the app's setting n_threads; on "
@@ -197,11 +199,11 @@ def main() -> int:
                         *([] if args.skip_strong else [("facts-strong", ["--epochs", str(args.strong_epochs),
                                                                           "--lr", str(args.strong_lr)])])]:
         if not (adapters / f"{name}.gguf").exists():  # a re-run reuses finished adapters
-            wall = bastion(["finetune", name, "--data", str(train), *extra], env, log)
+            wall = bastion(["finetune", name, "--data", str(train), "--targets", args.targets, *extra], env, log)
         else:
             wall = float("nan")
         rows.append(training_row(home, name, wall))
-    print("\nTraining (SmolLM2-135M Q4_1 base, LoRA on all seven projections, CPU):\n")
+    print(f"\nTraining (SmolLM2-135M Q4_1 base, LoRA on the {args.targets} projections, CPU):\n")
     print(table(rows))
 
     if args.skip_lab:
