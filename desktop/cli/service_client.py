@@ -129,16 +129,7 @@ class ServiceClient:
     # -- requests --------------------------------------------------------------------------
 
     def search(self, query: str, collections: list[str], k: int) -> dict[str, Any]:
-        response, connection = self._post("/bastion/search",
-                                          {"query": query, "collections": collections, "k": k})
-        try:
-            body = self._read(response.read)
-        finally:
-            connection.close()
-        result = self._json(body)
-        if response.status != 200:
-            raise BastionError(_error_message(result, response.status))
-        return result
+        return self._call("/bastion/search", {"query": query, "collections": collections, "k": k})
 
     def running(self) -> bool:
         """Whether a service answers on the socket now (none is started)."""
@@ -147,7 +138,11 @@ class ServiceClient:
     def unload(self) -> dict[str, Any]:
         """Ask the running service to release its chat model (``local_protocol.unloaded_json``).
         Starts no service: call ``running()`` first; one that stopped meanwhile is reported."""
-        response, connection = self._post("/bastion/unload", {}, start=False)
+        return self._call("/bastion/unload", {}, start=False)
+
+    def _call(self, path: str, payload: dict[str, Any], *, start: bool = True) -> dict[str, Any]:
+        """POST ``payload`` and return the one JSON object answered (an error status raises)."""
+        response, connection = self._post(path, payload, start=start)
         try:
             body = self._read(response.read)
         finally:
