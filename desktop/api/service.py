@@ -289,7 +289,11 @@ class AnswerService:
         retriever = self._library() if request.mode != "model" else None
         assistant, info = self.parts.make_assistant(request, retriever)
         job.emit(Loaded(info))
-        chat = assistant.chats.create_chat(mode=request.mode, collections=list(request.collections),
+        collections = list(request.collections)
+        if retriever is not None and not collections:  # like `search`: every collection
+            listed = getattr(retriever, "collections", None)  # the library lists them
+            collections = [c.name for c in listed()] if callable(listed) else []
+        chat = assistant.chats.create_chat(mode=request.mode, collections=collections,
                                            adapters=list(request.adapters))
         # Closing the stream stops the engine at its next token and stores what was said.
         with contextlib.closing(assistant.ask(chat.id, request.question)) as events:

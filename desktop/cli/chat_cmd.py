@@ -45,7 +45,8 @@ def register(subparsers: Any) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model id, file name or path (default: the settings' default)")
     parser.add_argument("--collection", action="append", default=[], metavar="NAME",
-                        help="document collection to search (repeatable)")
+                        help="document collection to search (repeatable; with --mode docs or both "
+                             "and none given: every collection, as `search` does)")
     parser.add_argument("--mode", choices=MODES, default=None,
                         help="model: the model alone; docs: only your documents; both (default: "
                              "docs with a collection, else model)")
@@ -166,8 +167,10 @@ def run_ask(args: argparse.Namespace) -> int:
 
     with App() as app:
         assistant = _assistant(app, args, mode)
-        chat = app.chats.create_chat(mode=mode, collections=args.collection,
-                                     adapters=args.adapter)
+        collections = args.collection
+        if mode != "model" and not collections:  # like `search`: every collection
+            collections = [c.name for c in app.library.collections()]
+        chat = app.chats.create_chat(mode=mode, collections=collections, adapters=args.adapter)
         # Closed before the app: an answer cut short by an error releases the engine first.
         with contextlib.closing(assistant.ask(chat.id, args.question)) as events:
             if not args.json:

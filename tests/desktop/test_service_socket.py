@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,18 @@ def test_socket_is_private_and_search_goes_through_it(
     assert "no collection named 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the in-process ask loads the real embedded model
+def test_docs_mode_without_a_collection_searches_every_collection(
+        service: Service, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", "What is minestrone soup?", "--mode", "docs"]) == 0  # through the service
+    captured = capsys.readouterr()
+    assert REPLY in captured.out and "soup.txt" in captured.out
+    assert main(["ask", "What is minestrone soup?", "--mode", "docs", "--no-service", "--max-tokens", "8",
+                 "--temperature", "0"]) == 0  # in this process, on the real model
+    assert "soup.txt" in capsys.readouterr().out
+    assert [c.collections for c in service.chats.chats()] == [["notes"], ["notes"]]
+
+
 def test_no_service_searches_in_this_process(
         service: Service, bastion_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     service.stop()  # nothing listens: --no-service must not start one
@@ -192,13 +205,19 @@ def test_a_client_gone_mid_answer_stops_it_and_the_answer_is_stored_interrupted(
                 break
         events.close()  # the connection closes, as when Ctrl-C ends the command
         assert engine.ended.wait(10), "the answer went on after its client left"
-        chat = running.chats.chats()[0]
-        answer = running.chats.messages(chat.id)[-1]
-        for _ in range(100):  # stored right after the engine stops
-            if answer.status != "streaming":
-                break
-            engine.ended.wait(0.05)
-            answer = running.chats.messages(chat.id)[-1]
+        # Read through a connection of this thread's own: the service's worker is still
+        # writing through its store's.
+        reader = ChatStore(data_paths().chats_db)
+        try:
+            chat = reader.chats()[0]
+            answer = reader.messages(chat.id)[-1]
+            for _ in range(100):  # stored right after the engine stops
+                if answer.status != "streaming":
+                    break
+                time.sleep(0.05)
+                answer = reader.messages(chat.id)[-1]
+        finally:
+            reader.close()
         assert answer.role == "assistant" and answer.status == "interrupted"
     finally:
         running.stop()
