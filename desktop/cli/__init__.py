@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "ask": ("chat_cmd", "answer one question and print its sources"),
     "chat": ("chat_cmd", "an interactive chat in the terminal"),
-    "models": ("models_cmd", "GGUF models: list, info, verify, import, default, remote"),
+    "models": ("models_cmd", "GGUF models: list, info, verify, import, default, unload, remote"),
     "adapters": ("adapters_cmd", "LoRA adapters: list, import, info, verify, remove"),
     "finetune": ("finetune_cmd", "train a LoRA adapter on chat JSONL (or: finetune merge NAME)"),
     "library": ("library_cmd", "index folders of documents for search and answers"),
