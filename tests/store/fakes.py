@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -97,6 +98,6 @@ class CountingParser:
         return FunctionParsePool(self)
 
 
-def drain(events) -> list:  # type: ignore[no-untyped-def]
+def drain(events: Iterable[Any]) -> list[Any]:
     """Run a sync generator to the end; its events."""
     return list(events)
