@@ -79,6 +79,16 @@ class Index:
             [(d, records[self.name[d]].get("title", ""), records[self.name[d]].get("text", ""))
              for d in self.doc_ids],
         )
+        # One column holding the text as the library parses the file ("title" + blank line +
+        # "text", as nfcorpus_bench.py writes it): what a document-level FTS5 table would hold.
+        self.whole.execute(
+            "CREATE VIRTUAL TABLE w USING fts5(text, tokenize='porter unicode61 remove_diacritics 2')"
+        )
+        self.whole.executemany(
+            "INSERT INTO w (rowid, text) VALUES (?, ?)",
+            [(d, f"{records[self.name[d]].get('title', '')}\n\n{records[self.name[d]].get('text', '')}\n")
+             for d in self.doc_ids],
+        )
         self._bm25: dict[tuple[str, int, str], Ranked] = {}
 
     def bm25_chunks(self, query: str, limit: int, weights: str = "1.0, 0.5") -> Ranked:
@@ -101,6 +111,18 @@ class Index:
             self._bm25[key] = [] if match is None else [
                 (int(r[0]), -float(r[1])) for r in self.whole.execute(
                     f"SELECT rowid, bm25(d, {weights}) AS s FROM d WHERE d MATCH ? ORDER BY s LIMIT ?",
+                    [match, limit])
+            ]
+        return self._bm25[key]
+
+    def bm25_whole_text(self, query: str, limit: int) -> Ranked:
+        """BM25 over whole documents as one column of the file's text (no title field)."""
+        key = (query, limit, "w")
+        if key not in self._bm25:
+            match = fts_query(query)
+            self._bm25[key] = [] if match is None else [
+                (int(r[0]), -float(r[1])) for r in self.whole.execute(
+                    "SELECT rowid, bm25(w) AS s FROM w WHERE w MATCH ? ORDER BY s LIMIT ?",
                     [match, limit])
             ]
         return self._bm25[key]
@@ -145,6 +167,20 @@ class Index:
         return normed
 
 
+def fuse_document_lists(lists: list[tuple[float, list[int]]], k: int = RRF_K) -> list[int]:
+    """Weighted RRF of document rankings; ties go to the better place in the first list, then
+    the second (as ``fuse_documents`` breaks ties by the BM25 list), then the lower id."""
+    scores: dict[int, float] = defaultdict(float)
+    places: list[dict[int, int]] = []
+    for weight, ranked in lists:
+        place = {doc: n for n, doc in enumerate(ranked, start=1)}
+        places.append(place)
+        for doc, n in place.items():
+            scores[doc] += weight / (k + n)
+    unranked = 10**9
+    return sorted(scores, key=lambda d: (-scores[d], *(p.get(d, unranked) for p in places), d))
+
+
 def variants(ix: Index) -> dict[str, Callable[[str, NDArray[np.float32]], list[int]]]:
     """Each lever as a function (query text, query vector) -> documents, best first."""
     def shipped(q: str, v: NDArray[np.float32], n: int = 50, wb: float = 1.0,
@@ -186,6 +222,35 @@ def variants(ix: Index) -> dict[str, Callable[[str, NDArray[np.float32]], list[i
     for weight in (0.5, 0.75, 1.25, 1.5, 2.0):
         table[f"document-level RRF, BM25 weight {weight}"] = (
             lambda w: lambda q, v: shipped(q, v, wb=w))(weight)
+
+    # A whole-document BM25 list beside the chunk lists (issue 15's last gap): documents ranked
+    # by BM25 over their full text, fused at document level with the chunk lists' MaxP rankings.
+    def docs_of(ranked: Ranked) -> list[int]:
+        return ix.first_documents([c for c, _ in ranked])
+
+    def three(q: str, v: NDArray[np.float32], wc: float = 1.0, wv: float = 1.0, wd: float = 1.0,
+              n: int = 50, depth: int = 50, one_column: bool = True) -> list[int]:
+        whole = ix.bm25_whole_text(q, depth) if one_column else ix.bm25_documents(q, depth)
+        lists = [(wc, docs_of(ix.bm25_chunks(q, n))), (wd, [d for d, _ in whole]),
+                 (wv, docs_of(ix.vector_chunks(v, n)))]
+        return fuse_document_lists([entry for entry in lists if entry[0] > 0])
+
+    table.update({
+        "3 lists, doc list weight 0 (= shipped, a check of this fusion)": lambda q, v: three(q, v, wd=0.0),
+        "whole-document BM25 alone, one text column": lambda q, v: [
+            d for d, _ in ix.bm25_whole_text(q, 100)],
+        "3 lists equal: chunk BM25 + whole-doc BM25 + chunk vector, 50 each": three,
+        "3 lists equal, whole-doc BM25 title+text columns": lambda q, v: three(q, v, one_column=False),
+        "3 lists equal, whole-doc BM25 top 100": lambda q, v: three(q, v, depth=100),
+        "3 lists equal, whole-doc BM25 top 20": lambda q, v: three(q, v, depth=20),
+        "whole-doc BM25 replaces chunk BM25 (+ chunk vector)": lambda q, v: three(q, v, wc=0.0),
+        "whole-doc BM25 replaces chunk BM25, title+text columns": lambda q, v: three(
+            q, v, wc=0.0, one_column=False),
+        "3 lists, BM25 lists 0.5 each (BM25 : vector = 1 : 1)": lambda q, v: three(q, v, wc=0.5, wd=0.5),
+        "3 lists, whole-doc BM25 weight 0.5": lambda q, v: three(q, v, wd=0.5),
+        "3 lists, vector weight 1.5": lambda q, v: three(q, v, wv=1.5),
+        "3 lists, vector weight 2": lambda q, v: three(q, v, wv=2.0),
+    })
     return table
 
 
