@@ -228,9 +228,13 @@ def main() -> int:
         ("whole-document RRF (reference: whole-doc BM25 + mean chunk vector)",
          lambda q: reference(q, embedder.cache[q])),
         ("hybrid, chunk-level RRF k=60 (before)", library_ranking(fusion="chunks")),
-        ("**hybrid, document-level RRF k=60 (default)**", library_ranking()),
-        ("hybrid, document-level, BM25 weight 1.5", library_ranking(bm25_weight=1.5)),
-        ("hybrid, document-level, vector weight 1.5", library_ranking(vector_weight=1.5)),
+        ("hybrid, document-level RRF k=60 (two lists, before)", library_ranking(fusion="documents")),
+        ("**hybrid, three lists: chunk BM25 + whole-document BM25 + vector x1.5 (default)**",
+         library_ranking()),
+        ("hybrid, document-level, BM25 weight 1.5",
+         library_ranking(fusion="documents", bm25_weight=1.5)),
+        ("hybrid, document-level, vector weight 1.5",
+         library_ranking(fusion="documents", vector_weight=1.5)),
     ]
     for label, rank in variants:
         ndcg, mean_ms, p95_ms = evaluate(rank)

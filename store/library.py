@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from .db import open_library_db, write_transaction
+from .document_fts import document_candidates, stand_in_chunks
 from .embedder import Embedder, check_embedder_folder
 from .errors import StoreError
 from .library_status import collection_status
@@ -36,8 +37,10 @@ from .passages import StoredPassage, find_passage
 from .reconcile import NOT_A_FOLDER_ROW, reconcile
 from .search import (
     CANDIDATES,
+    WHOLE_VECTOR_WEIGHT,
     bm25_candidates,
     chunk_documents,
+    documents_to_show,
     fuse_documents,
     load_hits,
     rrf_fuse,
@@ -48,7 +51,7 @@ from .vector_index import Matrix, VectorIndex, rescore, shortlist
 EmbedderFactory = Callable[[Path | None], Embedder]
 ParsePoolFactory = Callable[[], ParsePoolLike]
 SearchMode = Literal["hybrid", "bm25", "vector"]
-FusionLevel = Literal["documents", "chunks"]
+FusionLevel = Literal["whole", "documents", "chunks"]
 
 
 class Library:
@@ -267,7 +270,7 @@ class Library:
         *,
         bm25_weight: float = 1.0,
         vector_weight: float = 1.0,
-        fusion: FusionLevel = "documents",
+        fusion: FusionLevel = "whole",
     ) -> list[SearchHit]:
         """Hybrid search: BM25 and vector candidates (~50 each) fused by RRF, deduplicated.
 
@@ -276,11 +279,15 @@ class Library:
             collections: Names to search (None: all).
             k: How many hits to return.
             mode: "hybrid", or one component alone (for measurements).
-            bm25_weight: Weight of the BM25 list in the fusion (weighted RRF).
-            vector_weight: Weight of the vector list in the fusion.
-            fusion: "documents": chunks also score their document's RRF (a document ranks where
-                its best chunk ranks in each list; see ``fuse_documents``); "chunks": RRF of the
-                chunk lists alone (the earlier default, kept for measurements).
+            bm25_weight: Weight of the BM25 lists in the fusion (weighted RRF).
+            vector_weight: Weight of the vector list in the fusion ("whole" multiplies its own
+                1.5 by it).
+            fusion: "whole": documents ranked by three lists — chunk BM25, whole-document BM25
+                (``document_fts``) and chunk vectors, weighted 1 : 1 : 1.5 — a document ranking
+                where its best chunk ranks in each chunk list (see ``fuse_documents``);
+                "documents": the same without the whole-document list, equal weights (the
+                earlier default); "chunks": RRF of the chunk lists alone. The last two are kept
+                for measurements.
 
         Returns:
             Up to ``k`` hits, best first. ``last_timings`` holds the query embedding time
@@ -290,13 +297,21 @@ class Library:
         started = time.perf_counter()
         plan: list[tuple[Matrix, np.ndarray]] = []
         embed_s = 0.0
+        query_vectors: dict[int, np.ndarray] = {}
         if mode != "bm25" and query.strip():
-            plan, embed_s = self._vector_plan(query, infos)
+            plan, embed_s, query_vectors = self._vector_plan(query, infos)
         # The float16 scan runs on a helper thread while BM25 runs here: torch and SQLite both
         # release the GIL, so the two overlap on the two cores instead of adding up.
         scan = self._scan_pool().submit(_scan, plan) if plan else None
         t0 = time.perf_counter()
-        bm25 = bm25_candidates(self.db, query, [i.id for i in infos]) if mode != "vector" else []
+        collection_ids = [i.id for i in infos]
+        bm25 = bm25_candidates(self.db, query, collection_ids) if mode != "vector" else []
+        t_whole = time.perf_counter()
+        whole_docs = (
+            document_candidates(self.db, query, collection_ids)
+            if mode == "hybrid" and fusion == "whole"
+            else []
+        )
         t1 = time.perf_counter()
         vector: list[tuple[int, float]] = []
         scan_s = 0.0
@@ -307,7 +322,20 @@ class Library:
             vector.sort(key=lambda pair: (-pair[1], pair[0]))
             vector = vector[:CANDIDATES]
         t2 = time.perf_counter()
-        if fusion == "documents":
+        if fusion == "whole":
+            owners = chunk_documents(self.db, [c for c, _ in bm25] + [c for c, _ in vector])
+            vector_w = vector_weight * WHOLE_VECTOR_WEIGHT
+            # Only documents that will be shown need a chunk to show them by.
+            needed = documents_to_show(
+                bm25, vector, owners, whole_docs, k,
+                bm25_weight=bm25_weight, vector_weight=vector_w, whole_weight=bm25_weight,
+            )
+            fused = fuse_documents(
+                bm25, vector, owners, bm25_weight=bm25_weight, vector_weight=vector_w,
+                whole=whole_docs, whole_weight=bm25_weight,
+                stand_ins=stand_in_chunks(self.db, query, needed, query_vectors),
+            )
+        elif fusion == "documents":
             owners = chunk_documents(self.db, [c for c, _ in bm25] + [c for c, _ in vector])
             fused = fuse_documents(
                 bm25, vector, owners, bm25_weight=bm25_weight, vector_weight=vector_weight
@@ -317,7 +345,8 @@ class Library:
         hits = load_hits(self.db, fused, k)
         t3 = time.perf_counter()
         self.last_timings = {
-            "bm25_ms": (t1 - t0) * 1000,
+            "bm25_ms": (t1 - t0) * 1000,  # both BM25 lists
+            "whole_bm25_ms": (t1 - t_whole) * 1000,
             "embed_ms": embed_s * 1000,
             # Loading a stale matrix, the scan on its thread and the exact rescoring.
             "vector_ms": (t0 - started - embed_s + scan_s + (t2 - t1)) * 1000,
@@ -327,9 +356,11 @@ class Library:
 
     def _vector_plan(
         self, query: str, infos: Sequence[CollectionInfo]
-    ) -> tuple[list[tuple[Matrix, np.ndarray]], float]:
-        """(matrix, query vector) per searchable collection, and the query embedding time."""
+    ) -> tuple[list[tuple[Matrix, np.ndarray]], float, dict[int, np.ndarray]]:
+        """(matrix, query vector) per searchable collection, the query embedding time, and the
+        query vector of each searchable collection by id."""
         plan: list[tuple[Matrix, np.ndarray]] = []
+        by_collection: dict[int, np.ndarray] = {}
         query_vectors: dict[str, np.ndarray] = {}
         embed_s = 0.0
         for info in infos:
@@ -347,7 +378,8 @@ class Library:
                 query_vectors[embedder.id] = embedder.embed([query])[0]
                 embed_s += time.perf_counter() - t
             plan.append((self._vectors.matrix(self.db, info.id, row[3], row[1]), query_vectors[embedder.id]))
-        return plan, embed_s
+            by_collection[info.id] = query_vectors[embedder.id]
+        return plan, embed_s, by_collection
 
     def _scan_pool(self) -> ThreadPoolExecutor:
         if self._scanner is None:

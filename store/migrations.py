@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import sqlite_utils
 
+from .document_fts import write_all_document_texts
 from .transactions import transaction
 
 Migration = Callable[[sqlite_utils.Database], None]
@@ -204,3 +205,61 @@ def m002_folder_hidden_counts(db: sqlite_utils.Database) -> None:
     """How many hidden folders and files the last scan of each folder passed over."""
     db.execute("ALTER TABLE folders ADD COLUMN hidden_folders INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE folders ADD COLUMN hidden_files INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m003_document_fts(db: sqlite_utils.Database) -> None:
+    """Whole-document BM25 (``document_fts``): each document's text, indexed by FTS5 beside chunks.
+
+    Filled from the chunks already indexed, so an existing library searches with it at once.
+    """
+    db.execute(
+        """
+        CREATE TABLE document_texts (
+            document_id INTEGER PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
+            text TEXT NOT NULL             -- the chunks' text without their overlap
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE VIRTUAL TABLE documents_fts USING fts5(
+            text, content='document_texts', content_rowid='document_id',
+            tokenize='porter unicode61 remove_diacritics 2'
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER document_texts_ai AFTER INSERT ON document_texts BEGIN
+            INSERT INTO documents_fts (rowid, text) VALUES (new.document_id, new.text);
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER document_texts_ad AFTER DELETE ON document_texts BEGIN
+            INSERT INTO documents_fts (documents_fts, rowid, text)
+                VALUES ('delete', old.document_id, old.text);
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER document_texts_au AFTER UPDATE ON document_texts BEGIN
+            INSERT INTO documents_fts (documents_fts, rowid, text)
+                VALUES ('delete', old.document_id, old.text);
+            INSERT INTO documents_fts (rowid, text) VALUES (new.document_id, new.text);
+        END
+        """
+    )
+    # Whatever drops a chunk (re-index, skip, failure, rebuild, deletion) drops its document's
+    # text; the sync writes it again with the new chunks, in the same transaction.
+    db.execute(
+        """
+        CREATE TRIGGER chunks_ad_document AFTER DELETE ON chunks BEGIN
+            DELETE FROM document_texts WHERE document_id = old.document_id;
+        END
+        """
+    )
+    write_all_document_texts(db)

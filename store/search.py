@@ -17,6 +17,10 @@ from .library_types import SearchHit
 
 RRF_K = 60
 CANDIDATES = 50
+# The vector list's weight beside the two BM25 lists (chunk and whole document, 1 each) in the
+# default fusion: chosen on NFCorpus dev (1.0 scored 0.3266, 1.5 0.3282, 2.0 0.3275 nDCG@10),
+# and above the two-list fusion on NFCorpus test and SQuAD too (bench/fusion_levers_bench.py).
+WHOLE_VECTOR_WEIGHT = 1.5
 _MAX_TERMS = 32
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -149,29 +153,30 @@ def fuse_documents(
     k: int = RRF_K,
     bm25_weight: float = 1.0,
     vector_weight: float = 1.0,
+    whole: Sequence[tuple[int, float]] = (),
+    whole_weight: float = 1.0,
+    stand_ins: Mapping[int, Candidate] | None = None,
 ) -> list[Candidate]:
     """Reciprocal rank fusion of documents: each document's best chunk, then the other chunks.
 
     Fusing chunk lists gives a document both lists' votes only when one chunk tops both; a
     document whose title chunk BM25 finds and whose body chunk the vector finds gets neither
     vote twice and falls behind a document with one middling chunk. So each list is read as a
-    ranking of documents (a document ranks where its best chunk ranks: MaxP) and the two
-    document rankings are fused by RRF, as whole-document retrieval would. The result lists
-    every document once, best first, by its best chunk in the chunk-level fusion, scored with
-    the document's fused score; the documents' other chunks follow in chunk-level order with
-    their chunk-level scores (so the first hits come from different documents). Chunks not in
-    ``document_of`` (deleted since the candidates were taken) are dropped.
+    ranking of documents (a document ranks where its best chunk ranks: MaxP) and the document
+    rankings are fused by RRF, as whole-document retrieval would. ``whole`` is a third ranking
+    made of documents themselves ((document id, score) by whole-document BM25); a document only
+    it found is shown by its chunk in ``stand_ins`` (document id -> candidate) or left out.
+
+    The result lists every document once, best first, by its best chunk in the chunk-level
+    fusion, scored with the document's fused score; the documents' other chunks follow in
+    chunk-level order with their chunk-level scores (so the first hits come from different
+    documents). Chunks not in ``document_of`` (deleted since the candidates were taken) are
+    dropped.
     """
     fused = [c for c in rrf_fuse(bm25, vector, k, bm25_weight, vector_weight) if c.chunk_id in document_of]
-    documents: dict[int, float] = {}
-    bm25_places: dict[int, int] = {}
-    for weight, ranked, places in ((bm25_weight, bm25, bm25_places), (vector_weight, vector, {})):
-        for chunk_id, _ in ranked:
-            doc = document_of.get(chunk_id)
-            if doc is None or doc in places:
-                continue
-            places[doc] = len(places) + 1
-            documents[doc] = documents.get(doc, 0.0) + weight / (k + places[doc])
+    documents, bm25_places, whole_places = _document_scores(
+        bm25, vector, document_of, k, bm25_weight, vector_weight, whole, whole_weight
+    )
     best: dict[int, Candidate] = {}
     rest: list[Candidate] = []
     for cand in fused:
@@ -180,15 +185,72 @@ def fuse_documents(
             rest.append(cand)
         else:
             best[doc] = replace(cand, score=documents[doc])
+    for doc in whole_places:
+        if doc not in best and stand_ins and doc in stand_ins:
+            best[doc] = replace(stand_ins[doc], score=documents[doc])
     # Equal weights tie often (ranks 1 and 3 against 3 and 1): the better BM25 rank wins, then
     # chunk-level order (a stable sort). Chosen on NFCorpus dev (+0.005 nDCG@10 over chunk order)
     # and borne out on SQuAD paragraphs (+0.008), where BM25 is the stronger list.
-    unranked = len(bm25_places) + 1
+    unranked = 10**9
     leaders = sorted(
-        best.values(),
-        key=lambda c: (-c.score, bm25_places.get(document_of[c.chunk_id], unranked)),
+        best.items(),
+        key=lambda item: (-item[1].score, bm25_places.get(item[0], unranked),
+                          whole_places.get(item[0], unranked)),
     )
-    return leaders + rest
+    return [cand for _, cand in leaders] + rest
+
+
+def documents_to_show(
+    bm25: Sequence[tuple[int, float]],
+    vector: Sequence[tuple[int, float]],
+    document_of: Mapping[int, int],
+    whole: Sequence[tuple[int, float]],
+    top: int,
+    k: int = RRF_K,
+    bm25_weight: float = 1.0,
+    vector_weight: float = 1.0,
+    whole_weight: float = 1.0,
+) -> list[int]:
+    """Documents among the fused top ``top`` that only ``whole`` found: they need a stand-in chunk.
+
+    Ties are counted in (a tied document may make the top), so this may name a few too many.
+    """
+    documents, _, _ = _document_scores(
+        bm25, vector, document_of, k, bm25_weight, vector_weight, whole, whole_weight
+    )
+    if len(documents) > top:
+        floor = sorted(documents.values(), reverse=True)[top - 1]
+        documents = {doc: score for doc, score in documents.items() if score >= floor}
+    shown = set(document_of.values())
+    return [doc for doc, _ in whole if doc in documents and doc not in shown]
+
+
+def _document_scores(
+    bm25: Sequence[tuple[int, float]],
+    vector: Sequence[tuple[int, float]],
+    document_of: Mapping[int, int],
+    k: int,
+    bm25_weight: float,
+    vector_weight: float,
+    whole: Sequence[tuple[int, float]],
+    whole_weight: float,
+) -> tuple[dict[int, float], dict[int, int], dict[int, int]]:
+    """Each document's fused score, and its places in the chunk BM25 and whole-document lists."""
+    documents: dict[int, float] = {}
+    bm25_places: dict[int, int] = {}
+    whole_places: dict[int, int] = {}
+    for weight, ranked, places in ((bm25_weight, bm25, bm25_places), (vector_weight, vector, {})):
+        for chunk_id, _ in ranked:
+            doc = document_of.get(chunk_id)
+            if doc is None or doc in places:
+                continue
+            places[doc] = len(places) + 1
+            documents[doc] = documents.get(doc, 0.0) + weight / (k + places[doc])
+    for doc, _ in whole:
+        if doc not in whole_places:
+            whole_places[doc] = len(whole_places) + 1
+            documents[doc] = documents.get(doc, 0.0) + whole_weight / (k + whole_places[doc])
+    return documents, bm25_places, whole_places
 
 
 def chunk_documents(db: sqlite_utils.Database, chunk_ids: Sequence[int]) -> dict[int, int]:

@@ -28,6 +28,7 @@ import sqlite_utils
 from numpy.typing import NDArray
 
 from .db import write_transaction
+from .document_fts import write_document_text
 from .embedder import Embedder
 from .library_types import MAX_CRASHES, SyncProgress
 from .parse_pools import ParsePoolLike
@@ -321,6 +322,7 @@ class Pipeline:
                 "INSERT INTO embeddings (chunk_id, vector) VALUES (?, ?)",
                 ((first + i, vector_to_blob(v)) for i, v in enumerate(vectors)),
             )
+            write_document_text(self.db, parsed.item.doc_id)
             self.db.execute(
                 """
                 UPDATE documents SET state = 'indexed', reason = ?, attempts = 0, size = ?,
