@@ -149,6 +149,7 @@ class App:
             retriever=retriever,
             system_prompt=self.settings.system_prompt,
             sampling=self.settings.sampling(),
+            policy=self.settings.retrieval_policy(),
         )
 
     def close(self) -> None:

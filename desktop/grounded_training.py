@@ -14,6 +14,11 @@ spans answers in fragments. ``answer_style="as-given"`` keeps the set's first an
 ("[2] The Normans were in Normandy in the 10th and 11th centuries."): every answering target then
 starts with "[", and answering no longer loses to the abstention sentence, which always starts the
 same way, whenever the answer's first word is uncertain.
+
+Passages are trimmed to the sentences the question needs exactly as an answer's are
+(``desktop.passage_focus``, ``sentences`` per passage), so the adapter learns on the prompts it
+will see; a question whose answer the trimming drops from every passage is left out like one
+retrieval missed.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Literal
 from bastion.desktop import grounding
 from bastion.desktop.errors import BastionError
 from bastion.desktop.lab.questions import Question, QuestionSet
+from bastion.desktop.passage_focus import FocusPolicy, focus_passages
 from bastion.models.finetune_data import (
     GroundedPrompt,
     GroundedStats,
@@ -58,6 +64,7 @@ class GroundedOptions:
         abstention_fraction: share of examples teaching the abstention sentence.
         answer_style: "sentence", "as-given" or "citation-first" (see the module's description).
         seed: passage order and which questions abstain.
+        sentences: sentences of each passage shown, as ``RetrievalPolicy.sentences`` (0: whole).
     """
 
     passages: int = 3
@@ -65,6 +72,7 @@ class GroundedOptions:
     abstention_fraction: float = 0.2
     answer_style: AnswerStyle = "sentence"
     seed: int = 0
+    sentences: int = grounding.RetrievalPolicy().sentences
 
     def check(self) -> None:
         if not 1 <= self.passages <= self.k <= 50:
@@ -75,6 +83,8 @@ class GroundedOptions:
         if not 0 <= self.abstention_fraction <= 0.5:
             raise BastionError("The abstention share must be between 0 and 0.5: more teaches the "
                                "model to refuse questions it could answer.")
+        if not 0 <= self.sentences <= 50:
+            raise BastionError("Sentences per passage must be between 0 (whole passages) and 50.")
 
 
 @dataclass
@@ -112,14 +122,16 @@ def _norm(text: str) -> str:
 def answer_sentence(text: str, answer: str) -> str | None:
     """The sentence of ``text`` holding ``answer`` (compared without case and punctuation)."""
     wanted = _norm(answer)
-    for sentence in _SENTENCE_END.split(" ".join(text.split())):
-        if wanted and wanted in _norm(sentence):
-            return sentence.strip()
+    for part in " ".join(text.split()).split("…"):  # a trimmed passage's gaps end sentences too
+        for sentence in _SENTENCE_END.split(part.strip()):
+            if wanted and wanted in _norm(sentence):
+                return sentence.strip()
     return None
 
 
 def _pair(question: Question, hits: Sequence[grounding.Hit], options: GroundedOptions) -> QAPair | None:
-    passages = [Passage(h.text, h.path, h.page) for h in hits]
+    texts = focus_passages(question.question, [h.text for h in hits], FocusPolicy(sentences=options.sentences))
+    passages = [Passage(text, h.path, h.page) for h, text in zip(hits, texts, strict=True)]
     if question.unanswerable:
         return QAPair(question.question, "", (), tuple(passages[: options.passages]), answerable=False)
     evidence = [a for a in question.answers if _norm(a)]

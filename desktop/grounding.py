@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Literal, Protocol
 
+from bastion.desktop.passage_focus import FocusPolicy, focus_passages
 from bastion.store.chats import Source
 
 Mode = Literal["model", "docs", "both"]
@@ -85,6 +86,14 @@ class RetrievalPolicy:
     # match is the one that usually applies; the higher one admits passages found by meaning.
     min_similarity: float = 0.45
     min_similarity_with_terms: float = 0.30
+    # Sentences of each passage that reach the prompt, best-matching first plus the one after
+    # the best (desktop.passage_focus); 0 sends passages whole. Measured in README, "Passages
+    # trimmed to their sentences" (issue #13).
+    sentences: int = 2
+
+    @property
+    def focus(self) -> FocusPolicy:
+        return FocusPolicy(sentences=self.sentences)
 
 
 @dataclass
@@ -140,23 +149,28 @@ def select_passages(
     count_tokens: Callable[[Sequence[str]], list[int]],
     query: str,
 ) -> Grounding:
-    """Keep relevant hits in rank order while they fit ``token_budget``; the lowest-ranked go first."""
+    """Keep relevant hits in rank order while they fit ``token_budget``; the lowest-ranked go first.
+
+    Each passage enters the prompt cut to the sentences ``query`` needs (``policy.sentences``);
+    its source still names the whole passage.
+    """
     relevant = [h for h in hits if is_relevant(h, policy)]
     similarities = [h.vector_score for h in hits if h.vector_score is not None]
     grounding = Grounding(below_threshold=len(hits) - len(relevant), query=query, found=len(hits),
                           best_similarity=max(similarities) if similarities else None)
     if not relevant:
         return grounding
-    blocks = [format_passage(i + 1, h) for i, h in enumerate(relevant)]
+    texts = focus_passages(query, [h.text for h in relevant], policy.focus)
+    blocks = [format_passage(i + 1, h, text) for i, (h, text) in enumerate(zip(relevant, texts, strict=True))]
     costs = count_tokens(blocks)
     used = 0
-    for hit, _block, cost in zip(relevant, blocks, costs, strict=True):
+    for hit, text, cost in zip(relevant, texts, costs, strict=True):
         if used + cost > token_budget:
             grounding.dropped_for_budget += 1
             continue
         used += cost
         n = len(grounding.sources) + 1
-        grounding.texts.append(format_passage(n, hit))
+        grounding.texts.append(format_passage(n, hit, text))
         grounding.sources.append(
             Source(n=n, path=hit.path, page=hit.page, snippet=snippet(hit.text), score=float(hit.score),
                    collection=hit.collection, char_start=hit.char_start, char_end=hit.char_end)
@@ -184,11 +198,13 @@ def _names(collections: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def format_passage(n: int, hit: Hit) -> str:
+def format_passage(n: int, hit: Hit, text: str | None = None) -> str:
+    """Passage ``n`` as the prompt shows it: ``text`` (default: the hit's whole text), delimited."""
     where = hit.path.rsplit("/", 1)[-1]
     if hit.page is not None:
         where += f", page {hit.page}"
-    return f"[{n}] ({where})\n{hit.text.strip()}\n[end of passage {n}]"
+    body = (hit.text if text is None else text).strip()
+    return f"[{n}] ({where})\n{body}\n[end of passage {n}]"
 
 
 def snippet(text: str, limit: int = 240) -> str:

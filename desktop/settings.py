@@ -7,9 +7,12 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.models.engine_types import LoadOptions, Sampling
+
+if TYPE_CHECKING:
+    from bastion.desktop.grounding import RetrievalPolicy
 
 DEFAULT_SYSTEM_PROMPT = "You are Bastion, a helpful assistant. Answer clearly and concisely."
 # Secret settings (the remote server's token) live in this file beside settings.json, 0600, one
@@ -68,6 +71,14 @@ class Settings:
                           "accurate on new material), when it fits the model and the chat chose "
                           "no adapter; off: the model as it is."},
     )
+    passage_sentences: int = field(
+        default=2,
+        metadata={"help": "Sentences of each retrieved passage that reach the model: the ones "
+                          "sharing the most words with the question, plus the sentence after the "
+                          "best (a small model copies the right sentence more often); 0 = whole "
+                          "passages. The sources still show the whole passage.",
+                  "range": (0, 50)},
+    )
     use_service: bool = field(
         default=True,
         metadata={"help": "`bastion search` and `bastion ask` use a resident service (started "
@@ -105,6 +116,11 @@ class Settings:
             n_gpu_layers=self.n_gpu_layers,
             cpu_kernels=self.cpu_kernels,
         )
+
+    def retrieval_policy(self) -> RetrievalPolicy:
+        from bastion.desktop.grounding import RetrievalPolicy
+
+        return RetrievalPolicy(sentences=self.passage_sentences)
 
     def sampling(self) -> Sampling:
         return Sampling(

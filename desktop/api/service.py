@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from bastion.desktop.api.local_protocol import AskRequest, SearchRequest
 from bastion.desktop.api.protocol import ChatRequest, EmbeddingRequest
 from bastion.desktop.assistant import Assistant
 from bastion.desktop.errors import BastionError
-from bastion.desktop.grounding import Retriever
+from bastion.desktop.grounding import RetrievalPolicy, Retriever
 from bastion.models.engine_types import Sampling
 from bastion.store.embedder import Embedder
 
@@ -43,6 +43,7 @@ class ServiceParts:
         chat_model: The model id clients name (``GET /v1/models``).
         sampling: Defaults for what a request leaves out (max_tokens, temperature…).
         system_prompt: Used when a request sends no system message.
+        policy: Which retrieved passages answers use, and how much of each.
         open_retriever: Opens the document library; called on the service thread at the
             first request that searches (the library belongs to the thread that opened it).
         embedder: The library's embedder, for ``POST /v1/embeddings`` (None: not offered).
@@ -63,6 +64,7 @@ class ServiceParts:
     chat_model: str
     sampling: Sampling
     system_prompt: str
+    policy: RetrievalPolicy = field(default_factory=RetrievalPolicy)
     open_retriever: Callable[[], Retriever] | None = None
     embedder: Embedder | None = None
     embedding_model: str | None = None
@@ -260,7 +262,7 @@ class AnswerService:
         config = AnswerConfig(mode=request.mode, collections=request.collections,
                               adapters=request.adapters, sampling=sampling,
                               system_prompt=request.system_prompt or parts.system_prompt,
-                              stop=request.stop)
+                              policy=parts.policy, stop=request.stop)
         retriever = self._library() if request.collections else None
         with answer_once(request.question, config, parts.engine, retriever,
                          history=request.history, adapter_path=parts.adapter_path) as stream:

@@ -46,6 +46,7 @@ def service_parts(app: App, model: str | None = None) -> ServiceParts:
         chat_model=info.path.stem,
         sampling=app.settings.sampling(),
         system_prompt=app.settings.system_prompt,
+        policy=app.settings.retrieval_policy(),
         open_retriever=open_retriever,
         embedder=embedder,
         embedding_model=Path(folder).name if folder else embedder.id,
@@ -80,7 +81,7 @@ def service_parts(app: App, model: str | None = None) -> ServiceParts:
         assistant = Assistant(
             engine=loaded, chats=chat_stores[0], retriever=retriever,
             system_prompt=app.settings.system_prompt, sampling=app.settings.sampling(),
-            adapter_path=adapter_path,
+            policy=app.settings.retrieval_policy(), adapter_path=adapter_path,
             grounded_adapters=default_grounded_adapters(catalog, loaded.gguf_info,
                                                         enabled=app.settings.grounded_adapter))
         return assistant, info

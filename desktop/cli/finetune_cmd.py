@@ -14,6 +14,7 @@ from bastion.desktop.cli.arg_types import (
     float_in,
     positive_float,
     positive_int,
+    setting,
 )
 from bastion.desktop.paths import data_paths
 
@@ -52,6 +53,9 @@ def register(subparsers: Any) -> None:
                         help="grounded training: a collection to retrieve from (repeatable)")
     parser.add_argument("--passages", type=positive_int, default=3,
                         help="grounded training: passages shown per example (default 3)")
+    parser.add_argument("--passage-sentences", type=setting("passage_sentences"), default=None, metavar="N",
+                        help="grounded training: sentences of each passage shown, as answers "
+                             "show them (default: the passage_sentences setting; 0 = whole)")
     parser.add_argument("--abstention", type=float_in(0.0, 0.5), default=0.2,
                         help="grounded training: share of examples teaching abstention (default 0.2)")
     parser.add_argument("--answer-style", choices=("sentence", "as-given", "citation-first"),
@@ -100,6 +104,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         return 2
     from bastion.desktop import finetuning
     from bastion.desktop.grounded_training import GroundedOptions
+    from bastion.desktop.settings import Settings
     from bastion.models.finetune_data import read_chat_jsonl
     from bastion.models.finetune_process import FinetuneProcess
 
@@ -110,7 +115,9 @@ def run_finetune(args: argparse.Namespace) -> int:
         built = finetuning.grounded_data(
             paths, args.name, args.questions, args.collection,
             GroundedOptions(passages=args.passages, k=max(8, args.passages + 2),
-                            abstention_fraction=args.abstention, answer_style=args.answer_style),
+                            abstention_fraction=args.abstention, answer_style=args.answer_style,
+                            sentences=(Settings.load(paths.settings_file).passage_sentences
+                                       if args.passage_sentences is None else args.passage_sentences)),
             reuse=args.resume)
         print(built.summary(), file=sys.stderr, flush=True)
         args.data = built.path

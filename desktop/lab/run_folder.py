@@ -40,6 +40,7 @@ class RunInfo:
     arms: list[Arm]
     sampling: dict[str, Any]
     system_prompt: str
+    passage_sentences: int | None = None  # None: a run from before passages were trimmed
     limit: int | None = None
     costs: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bastion.desktop.answering import AnswerConfig, ChatEngine, answer_once
-from bastion.desktop.grounding import Hit, Retriever
+from bastion.desktop.grounding import Hit, RetrievalPolicy, Retriever
 from bastion.desktop.lab.arms import Arm
 from bastion.desktop.lab.costs import engine_rss_mb
 from bastion.desktop.lab.metrics import Passage, Scores, score
@@ -61,6 +61,7 @@ class LabParts:
     sampling: Sampling
     system_prompt: str
     adapter_path: Callable[[str], Path] | None = None
+    policy: RetrievalPolicy = field(default_factory=RetrievalPolicy)
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,8 @@ def answer_one(parts: LabParts, question: Question, arm: Arm, collection: str | 
     said so: the engine is told to stop at the next event)."""
     collections = (collection,) if arm.uses_documents and collection else ()
     config = AnswerConfig(mode=arm.mode, collections=collections, adapters=arm.adapters,
-                          sampling=parts.sampling, system_prompt=parts.system_prompt)
+                          sampling=parts.sampling, system_prompt=parts.system_prompt,
+                          policy=parts.policy)
     started = time.perf_counter()
     with answer_once(question.question, config, parts.engine, parts.retriever,
                      adapter_path=parts.adapter_path) as stream:

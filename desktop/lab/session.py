@@ -126,7 +126,8 @@ def run_session(app: App, request: LabRequest,
         questions_file=str(request.questions.resolve()), questions_sha256=checked.questions.sha256,
         collection=request.collection, model=checked.model_file.stem,
         model_file=str(checked.model_file), arms=checked.arms, sampling=sampling.to_dict(),
-        system_prompt=app.settings.system_prompt, limit=request.limit, costs=checked.costs,
+        system_prompt=app.settings.system_prompt, passage_sentences=app.settings.passage_sentences,
+        limit=request.limit, costs=checked.costs,
         created=time.time())
     if request.out is None and request.runs_dir is not None:
         folder = pick_run_folder(request.runs_dir, request.questions.stem, info)
@@ -145,7 +146,7 @@ def run_session(app: App, request: LabRequest,
     folder.save_costs({"engine": {"rss_mb_after_load": engine_rss_mb(engine)}})
     parts = LabParts(engine=engine, retriever=app.library if request.collection else None,
                      sampling=sampling, system_prompt=app.settings.system_prompt,
-                     adapter_path=adapter_path)
+                     adapter_path=adapter_path, policy=app.settings.retrieval_policy())
     yield from run_lab(LabPlan(questions, checked.arms, request.collection), parts, folder,
                        should_stop)
     yield LabReported(write_reports(folder, seed=request.seed))
