@@ -18,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -103,6 +104,16 @@ class SettingsView(QWidget):
         form.addRow("System prompt:", self.system_prompt)
         layout.addWidget(sampling)
 
+        documents = QGroupBox("Answers from documents")
+        form = _form(documents)
+        self.passage_sentences = _spin(0, 50, special="whole passages")
+        self.passage_sentences.setToolTip(Settings.__dataclass_fields__["passage_sentences"].metadata["help"])
+        self.grounded_adapter = QCheckBox("Use the grounded adapter that ships with Bastion")
+        self.grounded_adapter.setToolTip(Settings.__dataclass_fields__["grounded_adapter"].metadata["help"])
+        form.addRow("Sentences per passage:", self.passage_sentences)
+        form.addRow("", self.grounded_adapter)
+        layout.addWidget(documents)
+
         data = QGroupBox("Data folder")
         row = QHBoxLayout(data)
         self.home = QLineEdit()
@@ -156,6 +167,8 @@ class SettingsView(QWidget):
         self.repeat_penalty.setValue(s.repeat_penalty)
         self.max_tokens.setValue(s.max_tokens)
         self.system_prompt.setPlainText(s.system_prompt)
+        self.passage_sentences.setValue(s.passage_sentences)
+        self.grounded_adapter.setChecked(s.grounded_adapter)
 
     def form_settings(self) -> Settings:
         """The settings as the form shows them."""
@@ -171,6 +184,8 @@ class SettingsView(QWidget):
             repeat_penalty=round(self.repeat_penalty.value(), 4),
             max_tokens=self.max_tokens.value(),
             system_prompt=self.system_prompt.toPlainText().strip() or Settings().system_prompt,
+            passage_sentences=self.passage_sentences.value(),
+            grounded_adapter=self.grounded_adapter.isChecked(),
         )
 
     def save(self) -> None:

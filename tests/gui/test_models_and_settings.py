@@ -113,12 +113,16 @@ def test_settings_persist_and_apply(qtbot, window: MainWindow, bastion_home: Pat
 
     view.temperature.setValue(0.0)
     view.system_prompt.setPlainText("Answer like a librarian.")
+    view.passage_sentences.setValue(0)
+    view.grounded_adapter.setChecked(not app.settings.grounded_adapter)
     view.save()
     qtbot.waitUntil(lambda: not view.saving)
     saved = json.loads((bastion_home / "settings.json").read_text())
     assert saved["temperature"] == 0.0 and saved["system_prompt"] == "Answer like a librarian."
+    assert saved["passage_sentences"] == 0 and saved["grounded_adapter"] is view.grounded_adapter.isChecked()
     assert len(app.loads) == loads_before  # sampling applies without a reload
     assert app.settings.temperature == 0.0  # the next answer reads it
+    assert app.settings.retrieval_policy().sentences == 0
 
     view.n_ctx.setValue(2048)
     view.save()
