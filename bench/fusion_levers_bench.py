@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 import bastion.desktop  # noqa: F401 - offline environment first
-from bastion.store.search import RRF_K, fts_query, fuse_documents
+from bastion.store.search import RRF_K, WHOLE_VECTOR_WEIGHT, Candidate, fts_query, fuse_documents
 
 Ranked = list[tuple[int, float]]
 
@@ -205,7 +205,7 @@ def variants(ix: Index) -> dict[str, Callable[[str, NDArray[np.float32]], list[i
             [ix.bm25_documents(q, 100), ix.vector_documents(v, ix.doc_mean)]),
         "whole-document RRF: BM25 + first chunk vector": lambda q, v: rrf(
             [ix.bm25_documents(q, 100), ix.vector_documents(v, ix.doc_first)]),
-        "document-level RRF, 50 each (shipped)": shipped,
+        "document-level RRF, 50 each (two lists; shipped before the whole-document list)": shipped,
         "document-level RRF, 100 each": lambda q, v: shipped(q, v, n=100),
         "aggregation: sum of 2 best chunk scores": lambda q, v: rrf(
             [ix.by_document(ix.bm25_chunks(q, 200), 2), ix.by_document(ix.vector_chunks(v, 200), 2)]),
@@ -229,14 +229,28 @@ def variants(ix: Index) -> dict[str, Callable[[str, NDArray[np.float32]], list[i
         return ix.first_documents([c for c, _ in ranked])
 
     def three(q: str, v: NDArray[np.float32], wc: float = 1.0, wv: float = 1.0, wd: float = 1.0,
-              n: int = 50, depth: int = 50, one_column: bool = True) -> list[int]:
-        whole = ix.bm25_whole_text(q, depth) if one_column else ix.bm25_documents(q, depth)
-        lists = [(wc, docs_of(ix.bm25_chunks(q, n))), (wd, [d for d, _ in whole]),
-                 (wv, docs_of(ix.vector_chunks(v, n)))]
+              n: int = 50, depth: int = 50, one_column: bool = True, pool: bool = False) -> list[int]:
+        chunk_bm25, chunk_vector = docs_of(ix.bm25_chunks(q, n)), docs_of(ix.vector_chunks(v, n))
+        if pool:  # whole-document BM25 of the chunk lists' documents only (a bounded cost)
+            found = set(chunk_bm25) | set(chunk_vector)
+            whole = [pair for pair in ix.bm25_whole_text(q, len(ix.doc_ids)) if pair[0] in found]
+        else:
+            whole = ix.bm25_whole_text(q, depth) if one_column else ix.bm25_documents(q, depth)
+        lists = [(wc, chunk_bm25), (wd, [d for d, _ in whole]), (wv, chunk_vector)]
         return fuse_document_lists([entry for entry in lists if entry[0] > 0])
 
+    def shipped_three(q: str, v: NDArray[np.float32]) -> list[int]:
+        """The store's own three-list fusion; a document only the whole list found stands in
+        by its first chunk (``Library.search`` picks its best BM25 chunk: same document)."""
+        whole = ix.bm25_whole_text(q, 50)
+        stand_ins = {d: Candidate(int(ix.chunk_ids[ix.first_row[d]]), 0.0) for d, _ in whole}
+        fused = fuse_documents(ix.bm25_chunks(q, 50), ix.vector_chunks(v, 50), ix.owner,
+                               vector_weight=WHOLE_VECTOR_WEIGHT, whole=whole, stand_ins=stand_ins)
+        return ix.first_documents([c.chunk_id for c in fused])
+
     table.update({
-        "3 lists, doc list weight 0 (= shipped, a check of this fusion)": lambda q, v: three(q, v, wd=0.0),
+        "3 lists, doc list weight 0 (= two lists, a check of this fusion)": lambda q, v: three(q, v, wd=0.0),
+        "3 lists through store.search.fuse_documents, vector weight 1.5 (shipped)": shipped_three,
         "whole-document BM25 alone, one text column": lambda q, v: [
             d for d, _ in ix.bm25_whole_text(q, 100)],
         "3 lists equal: chunk BM25 + whole-doc BM25 + chunk vector, 50 each": three,
@@ -250,7 +264,16 @@ def variants(ix: Index) -> dict[str, Callable[[str, NDArray[np.float32]], list[i
         "3 lists, whole-doc BM25 weight 0.5": lambda q, v: three(q, v, wd=0.5),
         "3 lists, vector weight 1.5": lambda q, v: three(q, v, wv=1.5),
         "3 lists, vector weight 2": lambda q, v: three(q, v, wv=2.0),
+        "3 lists, whole-doc BM25 of the chunk lists' documents only, vector weight 1.5": lambda q, v: three(
+            q, v, wv=1.5, pool=True),
+        "3 lists, whole-doc BM25 of the chunk lists' documents only, equal weights": lambda q, v: three(
+            q, v, pool=True),
     })
+    # The weights around the chosen 1 : 1 : 1.5, on a grid (dev chose among the rows above first).
+    for wc in (0.0, 0.25, 0.5, 0.75, 1.0):
+        for wv in (1.0, 1.25, 1.5, 1.75, 2.0):
+            table[f"grid: chunk BM25 {wc}, whole-doc BM25 1, vector {wv}"] = (
+                lambda c, w: lambda q, v: three(q, v, wc=c, wv=w))(wc, wv)
     return table
 
 

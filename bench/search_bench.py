@@ -15,6 +15,9 @@ From 200,000 chunks the scan is the sign-bit first pass (``vector_index.CODES_FR
 vectors, having no neighbours to speak of, are its worst case (0.77 recall@50 at 1M); for its
 recall on MiniLM-like vectors see ``vector_scale_bench.py``.
 
+The hybrid rows use the default fusion (three lists, with whole-document BM25); a last table times
+search with and without the whole-document BM25 list, interleaved on the same queries.
+
 BM25 is then timed alone, both ways on the same queries in the same run: FTS5 ranking every
 posting of every word (exact; what every search did before ``bm25_rare_first``) and the
 rare-first ranking searches now use (over ``POSTINGS_BUDGET`` postings the rarest words pick the
@@ -45,6 +48,7 @@ import bastion.desktop  # noqa: F401 - offline environment first
 from bastion.store.bm25_rare_first import POSTINGS_BUDGET, ranked_rows
 from bastion.store.chunking import CHUNKER_VERSION
 from bastion.store.db import open_library_db
+from bastion.store.document_fts import write_all_document_texts
 from bastion.store.embedder import SentenceTransformerEmbedder, default_embedder_folder
 from bastion.store.library import Library
 from bastion.store.parse_pools import FunctionParsePool
@@ -84,6 +88,7 @@ def build(db_path: Path, chunks: int, embedder_id: str, seed: int = 3) -> list[s
     db.conn.commit()
     # Zipf ranks: a few words are everywhere, most are rare (like real text).
     batch = 20_000
+    offset = 0  # of a chunk in its document's text
     for start in range(0, chunks, batch):
         n = min(batch, chunks - start)
         ranks = np.minimum(rng.zipf(1.2, size=(n, WORDS_PER_CHUNK)) - 1, VOCAB - 1)
@@ -93,11 +98,15 @@ def build(db_path: Path, chunks: int, embedder_id: str, seed: int = 3) -> list[s
         for i in range(n):
             cid = start + i + 1
             text = " ".join(vocab[r] for r in ranks[i])
-            rows.append((cid, (cid - 1) // CHUNKS_PER_DOC + 1, (cid - 1) % CHUNKS_PER_DOC, text))
+            ordinal = (cid - 1) % CHUNKS_PER_DOC
+            offset = 0 if ordinal == 0 else offset
+            rows.append((cid, (cid - 1) // CHUNKS_PER_DOC + 1, ordinal, text, offset, offset + len(text)))
+            offset += len(text) + 1
         with db.atomic():
+            # Offsets as the chunker sets them: consecutive, non-overlapping slices of the text.
             db.conn.executemany(
                 "INSERT INTO chunks (id, document_id, ordinal, text, page, char_start, char_end) "
-                "VALUES (?, ?, ?, ?, NULL, 0, length(?4))",
+                "VALUES (?, ?, ?, ?, NULL, ?, ?)",
                 rows,
             )
             db.conn.executemany(
@@ -105,6 +114,9 @@ def build(db_path: Path, chunks: int, embedder_id: str, seed: int = 3) -> list[s
                 [(start + i + 1, vectors[i].astype("<f4").tobytes()) for i in range(n)],
             )
     db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+    with db.atomic():  # the whole-document rows sync writes beside each document's chunks
+        write_all_document_texts(db)
+    db.execute("INSERT INTO documents_fts(documents_fts) VALUES ('optimize')")
     db.close()
     return vocab
 
@@ -189,6 +201,33 @@ def compare_bm25(library: Library, queries: list[str], size: int) -> str:
             f"{over} of {len(queries)} | {statistics.mean(kept10):.4f} | {statistics.mean(kept50):.4f} |")
 
 
+def compare_fusions(library: Library, queries: list[str], size: int) -> str:
+    """Hybrid search with and without the whole-document BM25 list, interleaved, same queries."""
+    wall: dict[str, list[float]] = {"documents": [], "whole": []}
+    cpu: dict[str, list[float]] = {"documents": [], "whole": []}
+    whole_bm25: list[float] = []
+    for n, query in enumerate(queries):
+        order = ("documents", "whole") if n % 2 else ("whole", "documents")
+        for fusion in order:
+            c = time.process_time()
+            library.search(query, k=10, fusion=fusion)  # type: ignore[arg-type]
+            cpu[fusion].append((time.process_time() - c) * 1000)
+            wall[fusion].append(library.last_timings["search_ms"])
+            if fusion == "whole":
+                whole_bm25.append(library.last_timings["whole_bm25_ms"])
+    sizes = [
+        (name, library.db.execute(f"SELECT SUM(pgsize) FROM dbstat WHERE name LIKE '{like}'").fetchone()[0] or 0)
+        for name, like in (("chunks", "chunks%"), ("documents", "document_texts' OR name LIKE 'documents_fts%"))
+    ]
+    two, three = percentile(wall["documents"], 95), percentile(wall["whole"], 95)
+    return (f"| {size:,} | {percentile(wall['documents'], 50):.1f} | {two:.1f} | "
+            f"{percentile(wall['whole'], 50):.1f} | {three:.1f} | **{three / two:.2f}** | "
+            f"{percentile(cpu['documents'], 95):.1f} → {percentile(cpu['whole'], 95):.1f} "
+            f"({percentile(cpu['whole'], 95) / percentile(cpu['documents'], 95):.2f}) | "
+            f"{percentile(whole_bm25, 50):.1f} / {percentile(whole_bm25, 95):.1f} | "
+            f"{sizes[1][1] / 2**20:.0f} MB ({sizes[1][1] / max(sizes[0][1], 1):.2f}) |")
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
@@ -211,6 +250,7 @@ def main() -> int:
           "RSS per 1M MB | db MB | vector recall@50 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     bm25_table = []
+    fusion_table = []
     for size in args.sizes:
         db_path = work / f"search-{size}.db"
         rng = np.random.default_rng(size)
@@ -253,6 +293,7 @@ def main() -> int:
         rss = process.memory_info().rss / 2**20
         rss_per_million = (process.memory_info().rss - rss_before) / 2**20 * 1_000_000 / size
         bm25_table.append(compare_bm25(library, queries, size))
+        fusion_table.append(compare_fusions(library, queries, size))
         db_mb = sum(p.stat().st_size for p in work.glob(f"search-{size}.db*")) / 2**20
         library.close()
         del library
@@ -271,6 +312,14 @@ def main() -> int:
           "top-10 kept | top-50 kept |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in bm25_table:
+        print(row)
+    print("\n## Whole-document BM25 as a third list: hybrid search with it (default) and without it "
+          "(two lists), interleaved, same queries, same run\n")
+    print("| chunks | two lists p50 ms | two lists p95 ms | three lists p50 ms | three lists p95 ms | "
+          "**p95 three / two** | CPU p95 ms two → three | whole-document BM25 p50 / p95 ms | "
+          "whole-document tables on disk (÷ chunk tables) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in fusion_table:
         print(row)
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -20,11 +20,16 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import sqlite_utils
 
-from .search import CANDIDATES, Candidate, fts_query
+from .bm25_rare_first import phrase
+from .search import CANDIDATES, Candidate, fts_query, query_words
 from .vector_index import rescore
 
 # Chunk rows as stored: (page, char_start, char_end, text), in ordinal order.
 ChunkRow = tuple[int | None, int, int, str]
+# Postings the whole-document ranking may score in one search. FTS5 ranks ~2-3 µs a posting
+# here as for chunks, and this list runs after the chunk BM25 on the same thread; past the
+# budget its commonest words are left out of it (the chunk BM25 list still counts them).
+DOCUMENT_POSTINGS_BUDGET = 5_000
 
 
 def document_text(chunks: Iterable[ChunkRow]) -> str:
@@ -87,10 +92,10 @@ def document_candidates(
 
     Filtered like ``search.bm25_candidates``: only the searched collections' documents that are
     not unavailable. The top ``4 × limit`` come from FTS5 alone; the joined query runs only when
-    the filter leaves too few. Documents are ~20× fewer than chunks and a word counts once per
-    document, so this ranks fewer rows than the chunk BM25 does; no postings budget is applied.
+    the filter leaves too few. When the query's words hold more than
+    ``DOCUMENT_POSTINGS_BUDGET`` postings, only the rarest words within it are ranked.
     """
-    match = fts_query(query)
+    match = rarest_words_match(db, query)
     if match is None or not collection_ids:
         return []
     wide = limit * 4
@@ -123,6 +128,37 @@ def document_candidates(
         ).fetchall()
         keep = {r[0] for r in rows}
     return [(int(r[0]), -float(r[1])) for r in rows if r[0] in keep][:limit]
+
+
+def rarest_words_match(
+    db: sqlite_utils.Database, query: str, budget: int = DOCUMENT_POSTINGS_BUDGET
+) -> str | None:
+    """The FTS5 MATCH of the query's words whose postings fit ``budget``, rarest first.
+
+    Counting a word's documents costs ~0.1 µs a posting, ranking ~2-3 µs. When even the
+    commonest case fits (documents × words ≤ budget) nothing is counted. The rarest word is
+    always kept.
+    """
+    words = query_words(query)
+    if not words:
+        return None
+    # The highest id bounds the row count without walking the table.
+    documents = int(db.execute("SELECT COALESCE(MAX(document_id), 0) FROM document_texts").fetchone()[0])
+    if documents * len(words) > budget:
+        counts = sorted(
+            (int(db.execute("SELECT COUNT(*) FROM documents_fts WHERE documents_fts MATCH ?",
+                            [phrase(w)]).fetchone()[0]), n, w)
+            for n, w in enumerate(words)
+        )
+        kept: list[tuple[int, str]] = []
+        total = 0
+        for count, n, word in counts:
+            if kept and total + count > budget:
+                break
+            kept.append((n, word))
+            total += count
+        words = [w for _, w in sorted(kept)]
+    return " OR ".join(phrase(w) for w in words)
 
 
 def stand_in_chunks(

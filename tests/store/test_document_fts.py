@@ -12,6 +12,7 @@ from bastion.store import migrations, sync
 from bastion.store.document_fts import (
     document_candidates,
     document_text,
+    rarest_words_match,
     stand_in_chunks,
 )
 from bastion.store.library import Library
@@ -137,6 +138,18 @@ def test_whole_document_candidates_respect_collections_and_unavailable_documents
     lib.db.execute("UPDATE documents SET state = 'unavailable' WHERE collection_id = ?", [a])
     assert names([a, b]) == ["b.txt"]
     assert all(not h.path.endswith("split.txt") for h in lib.search("walrus glacier", k=10))
+    lib.close()
+
+
+def test_over_the_postings_budget_only_the_rarest_words_are_ranked(tmp_path: Path) -> None:
+    # "minutes" is in 7 documents, "walrus" in 2, "glacier" in 1.
+    lib = make_library(tmp_path, {"split.txt": SPLIT, "other.txt": "Walrus tusks.\n", **MINUTES})
+    query = "minutes walrus glacier"
+    assert rarest_words_match(lib.db, query) == '"minutes" OR "walrus" OR "glacier"'
+    assert rarest_words_match(lib.db, query, budget=3) == '"walrus" OR "glacier"'  # 2 + 1 postings
+    assert rarest_words_match(lib.db, query, budget=1) == '"glacier"'
+    assert rarest_words_match(lib.db, "minutes", budget=1) == '"minutes"'  # the rarest stays
+    assert rarest_words_match(lib.db, "  ?!  ") is None
     lib.close()
 
 
