@@ -49,6 +49,8 @@ class ServiceParts:
         embedder: The library's embedder, for ``POST /v1/embeddings`` (None: not offered).
         embedding_model: The id clients name for it.
         adapter_path: Maps an adapter's name to its file checked against the loaded model.
+        grounded_adapters: What an answer from documents uses when the request names no adapter
+            (the shipped grounded adapter, as in the window and ``ask``; empty when off).
         make_assistant: For the command line's ``ask`` (the socket only): the chat use case
             with the asked model loaded, over the given library (None: model only), and that
             model's load record. Called on the service thread, which owns the chat database.
@@ -69,6 +71,7 @@ class ServiceParts:
     embedder: Embedder | None = None
     embedding_model: str | None = None
     adapter_path: Callable[[str], Path] | None = None
+    grounded_adapters: tuple[tuple[str, float], ...] = ()
     make_assistant: Callable[[AskRequest, Any], tuple[Assistant, Any]] | None = None
     close_on_thread: Callable[[], None] | None = None
     unload_model: Callable[[], None] | None = None
@@ -259,8 +262,10 @@ class AnswerService:
                    if value is not None}
         if changes:
             sampling = Sampling(**{**sampling.to_dict(), **changes})
+        adapters = request.adapters or (parts.grounded_adapters
+                                        if request.mode != "model" and request.collections else ())
         config = AnswerConfig(mode=request.mode, collections=request.collections,
-                              adapters=request.adapters, sampling=sampling,
+                              adapters=adapters, sampling=sampling,
                               system_prompt=request.system_prompt or parts.system_prompt,
                               policy=parts.policy, stop=request.stop)
         retriever = self._library() if request.collections else None

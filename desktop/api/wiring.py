@@ -51,6 +51,8 @@ def service_parts(app: App, model: str | None = None) -> ServiceParts:
         embedder=embedder,
         embedding_model=Path(folder).name if folder else embedder.id,
         adapter_path=functools.partial(catalog.path_of, base=engine.gguf_info),
+        grounded_adapters=default_grounded_adapters(catalog, engine.gguf_info,
+                                                    enabled=app.settings.grounded_adapter),
     )
 
     def make_assistant(request: AskRequest, retriever: Any) -> tuple[Assistant, Any]:
@@ -76,6 +78,9 @@ def service_parts(app: App, model: str | None = None) -> ServiceParts:
         adapter_path = functools.partial(catalog.path_of, base=loaded.gguf_info)
         # the API follows
         parts.engine, parts.chat_model, parts.adapter_path = loaded, info.path.stem, adapter_path
+        parts.grounded_adapters = default_grounded_adapters(catalog, loaded.gguf_info,
+                                                            enabled=app.settings.grounded_adapter)
+        parts.policy = app.settings.retrieval_policy()
         if not chat_stores:  # opened on the service thread, which alone writes chats here
             chat_stores.append(ChatStore(app.paths.chats_db))
         assistant = Assistant(
@@ -98,6 +103,8 @@ def service_parts(app: App, model: str | None = None) -> ServiceParts:
         assert loaded.info is not None
         parts.engine, parts.chat_model = loaded, loaded.info.path.stem
         parts.adapter_path = functools.partial(catalog.path_of, base=loaded.gguf_info)
+        parts.grounded_adapters = default_grounded_adapters(catalog, loaded.gguf_info,
+                                                            enabled=app.settings.grounded_adapter)
         return loaded
 
     parts.make_assistant = make_assistant

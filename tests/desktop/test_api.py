@@ -83,12 +83,13 @@ class EndlessEngine(FakeEngine):
         self.cancel_requested.set()
 
 
-def make_server(engine: FakeEngine, token: str, max_waiting: int = 4) -> ApiServer:
+def make_server(engine: FakeEngine, token: str, max_waiting: int = 4,
+                grounded: tuple[tuple[str, float], ...] = ()) -> ApiServer:
     parts = ServiceParts(
         engine=engine, chat_model="smol", sampling=Sampling(max_tokens=64, temperature=0.7),
         system_prompt="Be brief.", open_retriever=lambda: FakeRetriever([VAULT]),
         embedder=HashingEmbedder(dimension=16), embedding_model="hashing",
-        adapter_path=lambda name: Path(f"/adapters/{name}.gguf"),
+        adapter_path=lambda name: Path(f"/adapters/{name}.gguf"), grounded_adapters=grounded,
     )
     server = ApiServer(AnswerService(parts, max_waiting=max_waiting), token, port=0)
     server.start()
@@ -195,6 +196,25 @@ def test_history_system_message_stop_and_adapters_reach_the_answer(
                                   {"role": "user", "content": "And now?"}]
     assert engine.adapters_used[-1] == (AdapterUse("/adapters/terse.gguf", 0.5),)
     assert completion.model_extra["bastion"]["adapters"] == [{"name": "terse", "scale": 0.5}]
+
+
+def test_answers_from_documents_use_the_grounded_adapter_unless_the_request_names_one(
+        token: str, engine: RecordingEngine) -> None:
+    server = make_server(engine, token, grounded=(("grounded", 1.0),))
+    try:
+        api = client(server, token)
+        ask = "What is the vault code?"
+        api.chat.completions.create(model="smol", messages=[{"role": "user", "content": ask}],
+                                    extra_body={"bastion": {"collections": ["office"]}})
+        assert engine.adapters_used[-1] == (AdapterUse("/adapters/grounded.gguf", 1.0),)
+        api.chat.completions.create(model="smol", messages=[{"role": "user", "content": ask}],
+                                    extra_body={"bastion": {"collections": ["office"],
+                                                            "adapters": ["terse"]}})
+        assert engine.adapters_used[-1] == (AdapterUse("/adapters/terse.gguf", 1.0),)
+        api.chat.completions.create(model="smol", messages=[{"role": "user", "content": ask}])
+        assert engine.adapters_used[-1] == ()  # no documents: the model as it is
+    finally:
+        server.stop()
 
 
 def test_embeddings_are_the_library_embedders_vectors(server: ApiServer, token: str) -> None:
