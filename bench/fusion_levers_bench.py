@@ -9,6 +9,9 @@ cached by nfcorpus_bench.py) read-only, and ranks documents by each variant with
 the BM25 lists come from the index's own FTS5 table, the vector lists from exact search over the
 stored vectors, and the shipped fusion is ``store.search.fuse_documents`` itself. Levers that would
 change what is indexed (title context in chunk vectors) are simulated from the stored vectors.
+The whole-document BM25 lists come from an in-memory FTS5 table over the corpus records (one
+column holding "title" + blank line + "text", as the indexed files do, or title and text as two
+columns); ``--only grid`` re-scores the three-list fusion's weights on a grid.
 Only indexed documents count (a partial index scores what it holds). nDCG@10, linear gains.
 """
 
