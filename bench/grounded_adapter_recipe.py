@@ -9,12 +9,13 @@ not hold the answer (RAFT: each question is shown with the passages retrieval re
 distractors among them):
 
 1. the SQuAD 2.0 dev subset's articles are split by title into a train half and a test half
-   (bench/lab_squad_questions.py); 420 answerable and 90 unanswerable train-half questions are
-   drawn (seed 0);
+   (bench/lab_squad_questions.py); 700 answerable and 200 unanswerable train-half questions are
+   drawn (seed 1);
 2. ``bastion library add squad-train`` indexes the train-half articles;
-3. ``bastion finetune squad-citefirst --questions … --collection squad-train`` with the settings
-   below: 411 examples (370 answering with the evidence sentence, citation first; 41 — a tenth —
-   abstaining, 20 of them SQuAD's own unanswerable questions); 40 steps of one example each;
+3. ``bastion finetune grounded-focus4 --questions … --collection squad-train`` with the settings
+   below: passages trimmed to their best two sentences and the one after the best, as answers
+   get them; 583 examples (answering with the evidence sentence, citation first; a twentieth
+   abstaining, half of those SQuAD's own unanswerable questions); 120 steps;
 4. with ``--ship``, the adapter is imported as ``grounded`` into models/embedded_adapters/ (its
    manifest records the SHA-256 and the base), with its training record beside it; answers in
    docs and both mode then use it unless the chat chose adapters or the ``grounded_adapter``
@@ -36,6 +37,23 @@ unanswerable; see README, "Grounded adapter: what limits it"):
   the unanswerable ones unchanged at 2/30 (both refused by the relevance floor before the model
   ran). The data were built by the step-3 command (SHA-256 298e60a6…) and trained from that file
   with ``--data``, the run having been restarted at 40 steps to fit the machine's load.
+- 2026-12-03, third attempt, after answers began trimming passages to their sentences (run by hand
+  in the same data folder, not by this script: ``bench/lab_squad_questions.py --half train
+  --answerable 700 --unanswerable 200 --seed 1``, then ``bastion finetune grounded-focus220
+  --questions … --collection squad-train --passages 4 --passage-sentences 2 --abstention 0.15
+  --answer-style citation-first --max-steps 220 --lr 1e-3 --batch-tokens 1024 --targets
+  attention``: 612 examples, 520 answering and 92 abstaining; 220 steps in 36 min 06 s on 2
+  cores shared with other work; held-out loss 0.099; 3.5 MB): not shipped. It declined every
+  one of the 50 invented-facts questions and nearly every SQuAD test-half question (README,
+  "Grounded adapter: what limits it"); at scale 0.5 it still declined 28 of 50 answerable ones.
+  The shipped second attempt, asked with trimmed passages, did much better than with whole ones.
+- 2026-12-03, fourth attempt (this file's settings: trimmed passages, abstention 0.05, all seven
+  projections, 120 steps at lr 1e-3; 583 examples built, 525 trained on, 20 min 46 s on 2 cores;
+  held-out loss 0.123; 9.8 MB): shipped, and on by default. SQuAD test half, 100 questions:
+  contains gold 24/50 against 13/50 for base + documents in the same run (+22 points [6, 38]),
+  [n] in 98/98 answers, the cited passage holding the answer in 49/50, false abstention 0/50,
+  abstention 2/50 (the relevance floor's). The 50 invented facts: 23/50 against 19/50 (+8
+  [−10, 26]), no more refusals than the base (9/50, the floor's).
 
 Everything runs in a scratch data folder (``BASTION_HOME=WORK/home``); a second run reuses what
 the first one finished. No test-half article is ever seen in training: the lab measures the
@@ -57,12 +75,13 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SHIP_DIR = ROOT / "models" / "embedded_adapters"
 SHIPPED_NAME = "grounded"
-RUN_NAME = "squad-citefirst"
+RUN_NAME = "grounded-focus4"
 
-QUESTIONS = ["--answerable", "420", "--unanswerable", "90", "--seed", "0"]
-TRAINING = ["--passages", "3", "--abstention", "0.1", "--answer-style", "citation-first", "--epochs", "1",
-            "--max-steps", "40", "--lr", "1e-3", "--max-seq-tokens", "1200", "--eval-every", "40",
-            "--checkpoint-every", "20", "--targets", "all"]  # as shipped (before attention became the default)
+QUESTIONS = ["--answerable", "700", "--unanswerable", "200", "--seed", "1"]
+TRAINING = ["--passages", "4", "--passage-sentences", "2", "--abstention", "0.05",
+            "--answer-style", "citation-first", "--epochs", "1", "--max-steps", "120", "--lr", "1e-3",
+            "--batch-tokens", "1024", "--max-seq-tokens", "1200", "--eval-every", "60",
+            "--checkpoint-every", "20", "--targets", "all"]
 
 
 def run(command: list[str], env: dict[str, str]) -> None:

@@ -98,7 +98,7 @@ def test_the_grounded_adapter_setting_turns_the_default_on_and_off(
     from bastion.models import adapter_catalog
 
     monkeypatch.setattr(adapter_catalog, "EMBEDDED_ADAPTERS_DIR", shipped)
-    assert Settings().grounded_adapter is False  # off until it helps on new material (README)
+    assert Settings().grounded_adapter is True  # on: it helped on new material too (README)
     app = App()
     app.settings.grounded_adapter = enabled
     engine = FakeEngine()
