@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import re
@@ -36,22 +35,6 @@ Ranker = Callable[[str, list[list[str]]], list[list[float]]]
 
 def norm(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
-
-
-def word_scores(question: str, split: list[list[str]]) -> list[list[float]]:
-    """The sentence scores ``focus_passages`` uses: summed rarity of the question words held."""
-    from bastion.desktop.passage_focus import _terms
-
-    wanted = _terms(question)
-    held = [[_terms(s) & wanted for s in sentences] for sentences in split]
-    counts: dict[str, int] = {}
-    for passage in held:
-        for terms in passage:
-            for term in terms:
-                counts[term] = counts.get(term, 0) + 1
-    total = sum(len(s) for s in split) or 1
-    weight = {t: math.log(1.0 + total / n) for t, n in counts.items()}
-    return [[sum(weight[t] for t in terms) for terms in passage] for passage in held]
 
 
 def trim(split: list[list[str]], scores: list[list[float]], keep: int, follow: bool) -> list[str]:
@@ -90,7 +73,7 @@ def main() -> int:
     from bastion.desktop.app import App
     from bastion.desktop.grounding import RetrievalPolicy
     from bastion.desktop.library import add_collection
-    from bastion.desktop.passage_focus import split_sentences
+    from bastion.desktop.passage_focus import sentence_scores, split_sentences
     from bastion.store.embedder import default_embedder_folder, shared_embedder
 
     k = RetrievalPolicy().k
@@ -121,11 +104,11 @@ def main() -> int:
             return out
 
         def mixed(question: str, split: list[list[str]]) -> list[list[float]]:
-            words, meaning = word_scores(question, split), minilm(question, split)
+            words, meaning = sentence_scores(question, split), minilm(question, split)
             top = max((s for p in words for s in p), default=0.0) or 1.0
             return [[w / top + m for w, m in zip(pw, pm, strict=True)] for pw, pm in zip(words, meaning, strict=True)]
 
-        rankers: dict[str, Ranker] = {"rare words (shipped)": word_scores, "MiniLM": minilm, "mixed": mixed}
+        rankers: dict[str, Ranker] = {"rare words (shipped)": sentence_scores, "MiniLM": minilm, "mixed": mixed}
         ways: list[tuple[str, str, int, bool]] = [("whole passages", "", 0, False)]
         ways += [(f"{name}: best {n}{' + next' if follow else ''}", name, n, follow)
                  for name in rankers for n in (1, 2, 3) for follow in (False, True)]

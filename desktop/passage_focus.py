@@ -58,6 +58,21 @@ def _terms(text: str) -> set[str]:
     return {w[:_STEM] for w in words if w not in STOPWORDS and (len(w) > 2 or w.isdigit())}
 
 
+def sentence_scores(question: str, split: Sequence[Sequence[str]]) -> list[list[float]]:
+    """Each sentence's score: the summed rarity (log of 1 + sentences / sentences holding it,
+    over all passages ``split``) of the question's words it holds."""
+    wanted = _terms(question)
+    held = [[_terms(s) & wanted for s in sentences] for sentences in split]
+    counts: dict[str, int] = {}
+    for passage in held:
+        for terms in passage:
+            for term in terms:
+                counts[term] = counts.get(term, 0) + 1
+    total = sum(len(s) for s in split) or 1
+    weight = {term: math.log(1.0 + total / n) for term, n in counts.items()}
+    return [[sum(weight[t] for t in terms) for terms in passage] for passage in held]
+
+
 def focus_passages(question: str, texts: Sequence[str], policy: FocusPolicy = FocusPolicy()) -> list[str]:
     """Each of ``texts`` cut to the sentences most about ``question``, in their original order.
 
@@ -68,22 +83,12 @@ def focus_passages(question: str, texts: Sequence[str], policy: FocusPolicy = Fo
     if not policy.enabled:
         return list(texts)
     split = [split_sentences(t) for t in texts]
-    wanted = _terms(question)
-    sentence_terms = [[_terms(s) & wanted for s in sentences] for sentences in split]
-    counts: dict[str, int] = {}
-    for passage in sentence_terms:
-        for terms in passage:
-            for term in terms:
-                counts[term] = counts.get(term, 0) + 1
-    total = sum(len(s) for s in split) or 1
-    weight = {term: math.log(1.0 + total / n) for term, n in counts.items()}
     focused = []
-    for text, sentences, matched in zip(texts, split, sentence_terms, strict=True):
+    for text, sentences, scores in zip(texts, split, sentence_scores(question, split), strict=True):
         limit = policy.sentences + (1 if policy.follow else 0)
         if len(sentences) <= limit:
             focused.append(text)
             continue
-        scores = [sum(weight[t] for t in found) for found in matched]
         ranked = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
         keep = set(ranked[: policy.sentences])
         if policy.follow and scores[ranked[0]] > 0 and ranked[0] + 1 < len(sentences):
