@@ -6,6 +6,8 @@ import zipfile
 from email.message import EmailMessage
 from pathlib import Path
 
+from bastion.store.parsers import ParseOutcome
+
 
 def write_pdf(path: Path, pages: list[str], *, title: str | None = None) -> Path:
     """A PDF with one line of text per page (empty strings make blank pages)."""
@@ -261,3 +263,10 @@ def zip_bomb_docx(path: Path, megabytes: int = 200) -> Path:
             for _ in range(megabytes):
                 member.write(block)
     return path
+
+
+def ok_text(outcome: ParseOutcome) -> str:
+    """The text of a parse that must have succeeded, pages joined by blank lines."""
+    assert outcome.status == "ok", outcome.reason
+    assert outcome.document is not None
+    return "\n\n".join(page.text for page in outcome.document.pages)
