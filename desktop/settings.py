@@ -157,9 +157,14 @@ class Settings:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash mid-write never leaves a half file. Secrets go to their
-        own file (0600), written only when they change."""
+        own file (0600), written only when they change. Only values that differ from the
+        defaults are written, so a default improved in a later release reaches every setting
+        the user never changed."""
         path.parent.mkdir(parents=True, exist_ok=True)
         values = asdict(self)
+        defaults = asdict(Settings())
+        for key in [key for key, value in values.items() if value == defaults[key] and key not in _secret_keys()]:
+            del values[key]
         secrets = {key: values.pop(key) for key in _secret_keys()}
         secrets = {key: value for key, value in secrets.items() if value is not None}
         secrets_path = path.parent / SECRETS_FILE

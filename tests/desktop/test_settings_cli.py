@@ -3,6 +3,7 @@ window (``bastion.desktop.configuration``), with a real settings file."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 from pathlib import Path
@@ -110,7 +111,8 @@ def test_models_default_prints_and_chooses_the_start_model(
     assert code == 1 and "is an embedding model, not a chat model" in err
 
     assert run(capsys, "models", "default", "default")[0] == 0
-    assert saved()["default_model"] is None
+    assert "default_model" not in saved()  # back to the default: not written
+    assert Settings.load(data_paths().settings_file).default_model is None
     # `settings set default_model` goes through the same checks.
     assert run(capsys, "settings", "set", "default_model", "tiny-chat")[1] == \
         "default_model = tiny-chat (was none)\n"
@@ -134,6 +136,18 @@ def test_save_settings_checks_every_value_and_keeps_the_default_model(tmp_path: 
     assert Settings.load(path).n_ctx == 2048
     with pytest.raises(SettingError, match="bastion models default"):
         configuration.change_setting(current, path, "default_model", "x")
+
+
+def test_only_changed_values_are_saved_so_new_defaults_reach_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    Settings(temperature=0.5, grounded_adapter=False).save(path)
+    assert json.loads(path.read_text()) == {"temperature": 0.5, "grounded_adapter": False}
+    # A folder saved by an older release holds every field; setting one back to its default
+    # drops it from the file, so the next release's default applies to it.
+    path.write_text(json.dumps({**dataclasses.asdict(Settings()), "grounded_adapter": False}))
+    settings = configuration.change_setting(Settings.load(path), path, "grounded_adapter", True)
+    assert settings.grounded_adapter is True and "grounded_adapter" not in json.loads(path.read_text())
+    assert Settings.load(path) == Settings()
 
 
 def test_values_parse_by_the_field_type() -> None:
