@@ -11,14 +11,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from .db import open_library_db, write_transaction
-from .document_fts import document_candidates, stand_in_chunks
+from .document_fts import stand_in_chunks
 from .embedder import Embedder, check_embedder_folder
 from .errors import StoreError
 from .library_status import collection_status
@@ -36,7 +35,6 @@ from .parsers.limits import DEFAULT_MAX_BYTES
 from .passages import StoredPassage, find_passage
 from .reconcile import NOT_A_FOLDER_ROW, reconcile
 from .search import (
-    CANDIDATES,
     WHOLE_VECTOR_WEIGHT,
     bm25_candidates,
     chunk_documents,
@@ -45,8 +43,9 @@ from .search import (
     load_hits,
     rrf_fuse,
 )
+from .search_thread import HalfResult, SearchThread
 from .sync_run import sync_collection
-from .vector_index import Matrix, VectorIndex, rescore, shortlist
+from .vector_index import Matrix, VectorIndex
 
 EmbedderFactory = Callable[[Path | None], Embedder]
 ParsePoolFactory = Callable[[], ParsePoolLike]
@@ -86,14 +85,14 @@ class Library:
         self._parse_pool_factory = parse_pool_factory
         self._embedders: dict[str | None, Embedder] = {}
         self._vectors = VectorIndex()
-        self._scanner: ThreadPoolExecutor | None = None
+        self._searcher: SearchThread | None = None
         self.last_timings: dict[str, float] = {}
 
     def close(self) -> None:
-        """Close the database connection (and the vector scan thread)."""
-        if self._scanner is not None:
-            self._scanner.shutdown(wait=True)
-            self._scanner = None
+        """Close the database connection (and the search thread with its own)."""
+        if self._searcher is not None:
+            self._searcher.close()
+            self._searcher = None
         self.db.close()
 
     def __enter__(self) -> Library:
@@ -300,27 +299,17 @@ class Library:
         query_vectors: dict[int, np.ndarray] = {}
         if mode != "bm25" and query.strip():
             plan, embed_s, query_vectors = self._vector_plan(query, infos)
-        # The float16 scan runs on a helper thread while BM25 runs here: torch and SQLite both
-        # release the GIL, so the two overlap on the two cores instead of adding up.
-        scan = self._scan_pool().submit(_scan, plan) if plan else None
-        t0 = time.perf_counter()
+        # The vector scan, its rescoring and the whole-document BM25 run on the search thread
+        # while chunk BM25 runs here: SQLite and numpy release the GIL, so the halves overlap
+        # on two cores instead of adding up (``search_thread``).
         collection_ids = [i.id for i in infos]
+        whole = mode == "hybrid" and fusion == "whole" and bool(query.strip())
+        half = self._search_thread().submit(plan, query, collection_ids, whole) if plan or whole else None
+        t0 = time.perf_counter()
         bm25 = bm25_candidates(self.db, query, collection_ids) if mode != "vector" else []
-        t_whole = time.perf_counter()
-        whole_docs = (
-            document_candidates(self.db, query, collection_ids)
-            if mode == "hybrid" and fusion == "whole"
-            else []
-        )
         t1 = time.perf_counter()
-        vector: list[tuple[int, float]] = []
-        scan_s = 0.0
-        if scan is not None:
-            shortlists, scan_s = scan.result()
-            for (_, query_vector), ids in zip(plan, shortlists, strict=True):
-                vector += rescore(self.db, ids, query_vector, CANDIDATES)
-            vector.sort(key=lambda pair: (-pair[1], pair[0]))
-            vector = vector[:CANDIDATES]
+        found = half.result() if half is not None else HalfResult()
+        vector, whole_docs = found.vector, found.documents
         t2 = time.perf_counter()
         if fusion == "whole":
             owners = chunk_documents(self.db, [c for c, _ in bm25] + [c for c, _ in vector])
@@ -345,11 +334,13 @@ class Library:
         hits = load_hits(self.db, fused, k)
         t3 = time.perf_counter()
         self.last_timings = {
-            "bm25_ms": (t1 - t0) * 1000,  # both BM25 lists
-            "whole_bm25_ms": (t1 - t_whole) * 1000,
+            "bm25_ms": (t1 - t0 + found.whole_s) * 1000,  # both BM25 lists, each on its thread
+            "whole_bm25_ms": found.whole_s * 1000,
             "embed_ms": embed_s * 1000,
-            # Loading a stale matrix, the scan on its thread and the exact rescoring.
-            "vector_ms": (t0 - started - embed_s + scan_s + (t2 - t1)) * 1000,
+            # Loading a stale matrix, the scan on the search thread and the exact rescoring.
+            "vector_ms": (t0 - started - embed_s + found.scan_s + found.rescore_s) * 1000,
+            # Waiting here for the search thread after chunk BM25 was done.
+            "wait_ms": (t2 - t1) * 1000,
             "search_ms": (t3 - started - embed_s) * 1000,
         }
         return hits
@@ -381,10 +372,10 @@ class Library:
             by_collection[info.id] = query_vectors[embedder.id]
         return plan, embed_s, by_collection
 
-    def _scan_pool(self) -> ThreadPoolExecutor:
-        if self._scanner is None:
-            self._scanner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-vector-scan")
-        return self._scanner
+    def _search_thread(self) -> SearchThread:
+        if self._searcher is None:
+            self._searcher = SearchThread(self.db_path)
+        return self._searcher
 
     # ---- internals ----------------------------------------------------------------------
 
@@ -430,8 +421,3 @@ def _cancel_callable(cancel: Callable[[], bool] | threading.Event | None) -> Cal
         return cancel.is_set
     return cancel
 
-
-def _scan(plan: Sequence[tuple[Matrix, np.ndarray]]) -> tuple[list[np.ndarray], float]:
-    """The float16 shortlists of a search (on the scan thread), and the seconds they took."""
-    started = time.perf_counter()
-    return [shortlist(matrix, q, CANDIDATES) for matrix, q in plan], time.perf_counter() - started

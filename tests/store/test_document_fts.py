@@ -8,7 +8,7 @@ import pytest
 import sqlite_utils
 
 from bastion.store import library as library_module
-from bastion.store import migrations, sync
+from bastion.store import migrations, search_thread, sync
 from bastion.store.document_fts import (
     document_candidates,
     document_text,
@@ -207,7 +207,7 @@ def test_library_search_shows_a_document_only_whole_document_bm25_found(
     # survey mentions a walrus once in a long text, and only whole-document BM25 (50) lists it.
     files = {f"note{i}.txt": f"Walrus note {i}.\n" for i in range(6)}
     lib = make_library(tmp_path, {**files, **MINUTES, "split.txt": SPLIT})
-    monkeypatch.setattr(library_module, "CANDIDATES", 2)
+    monkeypatch.setattr(search_thread, "CANDIDATES", 2)
     monkeypatch.setattr(library_module, "bm25_candidates",
                         lambda db, query, ids: bm25_candidates(db, query, ids, limit=2))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,22 @@ def test_empty_query_and_empty_library(tmp_path: Path) -> None:
 def test_timings_separate_query_embedding(library: Library) -> None:
     library.search("zirconium")
     assert set(library.last_timings) >= {"embed_ms", "search_ms", "bm25_ms", "vector_ms"}
+
+
+def test_the_search_thread_reads_what_a_sync_committed_and_stops_with_the_library(
+    tmp_path: Path, library: Library
+) -> None:
+    # The vector scan and the whole-document BM25 run on a thread with its own connection,
+    # opened at the first search; a sync after it must still be seen there.
+    assert [h.path for h in library.search("zirconium", collections=["a"])][0].endswith("needle.txt")
+    (tmp_path / "a" / "late.txt").write_text("A walrus sighting, logged after the first search.\n")
+    drain(library.sync("a"))
+    hits = library.search("walrus sighting", collections=["a"])
+    assert hits and hits[0].path.endswith("late.txt")
+    assert hits[0].vector_rank is not None  # found by the scan on the search thread too
+    assert any(t.name.startswith("bastion-search") for t in threading.enumerate())
+    library.close()
+    assert not any(t.name.startswith("bastion-search") for t in threading.enumerate())
 
 
 @pytest.mark.slow
