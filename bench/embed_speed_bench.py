@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python bench/embed_speed_bench.py [--chunks 2000] [--slice 250] [--data PATH]
-        [--levers current,batch64,sorted,...] [--bf16-probe 32]
+        [--levers current,batch64,sorted,...,int8-sorted] [--bf16-probe 32]
 
 Chunks are real: NFCorpus records ("title" + blank line + "text", as ``nfcorpus_bench.py`` writes
 them) cut by the library's own chunker at the embedder's limit, in corpus order, so a call sees
@@ -27,6 +27,9 @@ Levers (``current`` is what ``SentenceTransformerEmbedder.embed`` did before iss
 - ``onnx`` / ``onnx-sorted``: fp32 ONNX export of the same weights (``torch.onnx``, mean pooling
   and normalisation in the graph) run by onnxruntime at ``ORT_ENABLE_ALL``; needs ``onnx`` to
   export and ``onnxruntime`` to run (skipped, saying so, when they are not importable).
+- ``int8`` / ``int8-sorted``: a copy of the model with every ``nn.Linear`` quantized dynamically to
+  int8 by torch (``quantize_dynamic``, weights per output channel, activations per batch; fbgemm
+  kernels on x86), run like ``current`` / ``sorted``. Needs no new dependency.
 - bf16 autocast is probed on ``--bf16-probe`` chunks only (it is several times slower on CPUs
   without native bf16, such as this AVX2 one).
 
@@ -156,6 +159,16 @@ def build_levers(args: argparse.Namespace, embedder: SentenceTransformerEmbedder
         finally:
             torch.set_num_threads(before)
 
+    def int8_model() -> Any:
+        import copy
+        import warnings
+
+        with warnings.catch_warnings():  # torch.ao.quantization is deprecated (said in the README)
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            return quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig})
+
     levers: dict[str, Lever] = {
         "current": lambda t: in_calls(t, EMBED_BATCH, lambda c: encode(c, 32)),
         "batch64": lambda t: in_calls(t, EMBED_BATCH, lambda c: encode(c, 64)),
@@ -165,6 +178,15 @@ def build_levers(args: argparse.Namespace, embedder: SentenceTransformerEmbedder
         "threads1": threads1,
     }
     wanted = [name.strip() for name in args.levers.split(",") if name.strip()]
+    if any(name.startswith("int8") for name in wanted):
+        small = int8_model()
+
+        def encode_int8(texts: list[str], batch_size: int) -> Vectors:
+            return np.asarray(small.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                           convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+
+        levers["int8"] = lambda t: in_calls(t, EMBED_BATCH, lambda c: encode_int8(c, 32))
+        levers["int8-sorted"] = sorted_by_tokens(lambda c: encode_int8(c, len(c)))
     if any(name.startswith("onnx") for name in wanted):
         try:
             onnx = OnnxMiniLM(model, work / "minilm-fp32.onnx")
@@ -199,7 +221,7 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=256, help="chunks per call for the sorted levers")
     parser.add_argument("--token-budget", type=int, default=8192, help="padded tokens per forward pass")
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--levers", default="current,batch64,sorted,embedder,seq128,threads1,onnx,onnx-sorted")
+    parser.add_argument("--levers", default="current,batch64,sorted,embedder,seq128,threads1,onnx,onnx-sorted,int8,int8-sorted")
     parser.add_argument("--bf16-probe", type=int, default=32, help="chunks for the bf16 probe (0: skip)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bastion-embed-bench")
     args = parser.parse_args()
