@@ -13,6 +13,7 @@ committed state, as the caller's connection does.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -59,7 +60,9 @@ class SearchThread:
 
     def close(self) -> None:
         """Close the thread's connection (on its own thread) and stop the thread."""
-        self._pool.submit(self._close_connection).result()
+        # During interpreter shutdown no new work may run (RuntimeError); the process ends anyway.
+        with contextlib.suppress(RuntimeError):
+            self._pool.submit(self._close_connection).result()
         self._pool.shutdown(wait=True)
 
     def _db(self) -> sqlite_utils.Database:
