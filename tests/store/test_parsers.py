@@ -299,6 +299,22 @@ def test_deeply_nested_html_does_not_recurse(tmp_path: Path) -> None:
     assert "bottom" in ok_text(parse_file(path))
 
 
+def test_a_feeds_escaped_html_is_read_as_html(tmp_path: Path) -> None:
+    # RSS carries each item's HTML escaped; its tags and attributes must not become text.
+    path = tmp_path / "feed.rss"
+    path.write_text(
+        '<?xml version="1.0"?><rss><channel><title>Harbour news</title><item><title>Tide tables'
+        '</title><description>&lt;p class=&quot;lead&quot;&gt;High water at &lt;strong&gt;06:12'
+        '&lt;/strong&gt;, a &amp;lt; 2 m range.&lt;/p&gt;&lt;script&gt;track()&lt;/script&gt;'
+        '</description></item></channel></rss>'
+    )
+    text = ok_text(parse_file(path))
+    assert "Tide tables" in text and "High water at" in text and "06:12" in text
+    assert "<p" not in text and "lead" not in text and "strong" not in text
+    assert "track()" not in text  # escaped scripts are dropped like a page's
+    assert "< 2 m" in text  # a doubly escaped "<" is text, kept as such
+
+
 def test_xml_with_entity_declarations_is_not_expanded(tmp_path: Path) -> None:
     path = tmp_path / "feed.xml"
     lol = '<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
