@@ -1,7 +1,9 @@
-"""Spreadsheets: XLSX via openpyxl (one page per sheet) and CSV via the csv module."""
+"""Spreadsheets: XLSX via openpyxl and legacy XLS via xlrd (one page per sheet), and CSV via the
+csv module."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
@@ -10,7 +12,7 @@ from typing import Any
 from .office import guard_zip
 from .registry import ParseInput, register
 from .text import decode_input
-from .verdicts import FileBroken
+from .verdicts import FileBroken, FileSkipped
 
 # Rows of a sheet are joined into blocks of this many rows so the chunker sees paragraphs.
 _ROWS_PER_BLOCK = 20
@@ -48,26 +50,79 @@ def parse_xlsx(source: ParseInput) -> None:
         raise FileBroken(f"not a valid .{source.extension or 'xlsx'} ({detail[:120]})") from None
     try:
         for number, sheet in enumerate(workbook.worksheets, start=1):
-            rows: list[str] = []
-            size = 0
-            for values in sheet.iter_rows(values_only=True):
-                cells = [_cell_text(value) for value in values]
-                while cells and not cells[-1]:
-                    cells.pop()
-                if not cells:
-                    continue
-                row = " | ".join(cells)
-                rows.append(row)
-                size += len(row) + 1
-                if source.collector.total_chars + size >= source.collector.max_chars:
-                    break
-            if not rows:
-                continue
-            text = f"## {sheet.title}\n\n" + _rows_to_text(rows)
-            if not source.collector.add(text, page=number, label=f"sheet {sheet.title}"):
+            if not _add_sheet(source, number, sheet.title, sheet.iter_rows(values_only=True)):
                 break
     finally:
         workbook.close()
+
+
+def _add_sheet(source: ParseInput, number: int, title: str, rows_of_values: Any) -> bool:
+    """Add one sheet's non-empty rows as ``a | b | c`` (one page); False when the collector is
+    full."""
+    rows: list[str] = []
+    size = 0
+    for values in rows_of_values:
+        cells = [_cell_text(value) for value in values]
+        while cells and not cells[-1]:
+            cells.pop()
+        if not cells:
+            continue
+        row = " | ".join(cells)
+        rows.append(row)
+        size += len(row) + 1
+        if source.collector.total_chars + size >= source.collector.max_chars:
+            break
+    if not rows:
+        return True
+    return source.collector.add(f"## {title}\n\n" + _rows_to_text(rows), page=number, label=f"sheet {title}")
+
+
+@register("xls")
+def parse_xls(source: ParseInput) -> None:
+    """A legacy Excel workbook (BIFF, .xls): cell values as in ``parse_xlsx``, dates as dates."""
+    import xlrd
+
+    try:
+        book = xlrd.open_workbook(
+            file_contents=source.data, on_demand=True, logfile=io.StringIO(), verbosity=0
+        )
+    except xlrd.XLRDError as error:
+        if "encrypted" in str(error).lower():
+            raise FileSkipped(
+                f"password-protected .{source.extension or 'xls'} workbook; remove the password "
+                "to index it"
+            ) from None
+        raise FileBroken(f"not a valid .{source.extension or 'xls'} ({str(error)[:120]})") from None
+    except Exception as error:  # a damaged compound file raises struct, index or value errors
+        detail = str(error).strip() or type(error).__name__
+        raise FileBroken(f"not a valid .{source.extension or 'xls'} ({detail[:120]})") from None
+
+    def values(sheet: Any) -> Any:
+        for r in range(sheet.nrows):
+            row = []
+            for cell in sheet.row(r):
+                value = cell.value
+                if cell.ctype == xlrd.XL_CELL_DATE:
+                    # An impossible date stays the number it is stored as.
+                    with contextlib.suppress(ValueError, OverflowError, xlrd.xldate.XLDateError):
+                        value = xlrd.xldate_as_datetime(value, book.datemode)
+                elif cell.ctype == xlrd.XL_CELL_BOOLEAN:
+                    value = bool(value)
+                elif cell.ctype == xlrd.XL_CELL_ERROR:
+                    value = xlrd.error_text_from_code.get(value, "#ERR")
+                row.append(value)
+            yield row
+
+    try:
+        for number in range(book.nsheets):
+            sheet = book.sheet_by_index(number)
+            if not _add_sheet(source, number + 1, sheet.name, values(sheet)):
+                break
+            book.unload_sheet(number)
+    except xlrd.XLRDError as error:
+        raise FileBroken(f"not a valid .{source.extension or 'xls'} ({str(error)[:120]})") from None
+    finally:
+        book.release_resources()
 
 
 @register("csv")

@@ -52,6 +52,29 @@ def test_xlsx_sheets_are_pages(tmp_path: Path) -> None:
     assert pages[1].text == "## Notes\n\nBudget approved by the board"
 
 
+LEGACY_XLS = Path(__file__).parent / "data" / "markitdown-test.xls"
+
+
+def test_legacy_xls_sheets_are_pages(tmp_path: Path) -> None:
+    outcome = parse_file(LEGACY_XLS)
+    assert outcome.document is not None, outcome.reason
+    pages = outcome.document.pages
+    assert [page.label for page in pages] == ["sheet Sheet1", "sheet 09060124-b5e7-4717-9d07-3c046eb"]
+    assert pages[0].text.startswith("## Sheet1\n\nAlpha | Beta | Gamma | Delta\n89 | 82 | 100 | 12")
+    assert "58 | 6ff4173b-42a5-4784-9b19-f49caff4d93d | 22 | 9" in pages[0].text
+    assert pages[1].text.endswith("13 | 14 | 15 | affc7dad-52dc-4b98-9b5d-51e65d8a8ad0")
+
+
+def test_a_damaged_xls_fails_and_a_web_export_named_xls_is_read_as_text(tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.xls"
+    damaged.write_bytes(LEGACY_XLS.read_bytes()[:3000])  # the compound file cut short
+    outcome = parse_file(damaged)
+    assert outcome.status == "failed" and outcome.reason.startswith("not a valid .xls")
+    export = tmp_path / "report.xls"  # many web apps save tab-separated text as .xls
+    export.write_text("Region\tAmount\nNorth\t10\n")
+    assert "North" in ok_text(parse_file(export))
+
+
 def test_csv_rows_and_sniffed_delimiter(tmp_path: Path) -> None:
     path = tmp_path / "table.csv"
     path.write_text('name;city\n"Smith; John";Paris\nDoe;Berlin\n')
