@@ -182,7 +182,7 @@ def test_the_search_thread_reads_what_a_sync_committed_and_stops_with_the_librar
 ) -> None:
     # The vector scan and the whole-document BM25 run on a thread with its own connection,
     # opened at the first search; a sync after it must still be seen there.
-    assert [h.path for h in library.search("zirconium", collections=["a"])][0].endswith("needle.txt")
+    assert library.search("zirconium", collections=["a"])[0].path.endswith("needle.txt")
     (tmp_path / "a" / "late.txt").write_text("A walrus sighting, logged after the first search.\n")
     drain(library.sync("a"))
     hits = library.search("walrus sighting", collections=["a"])
