@@ -6,9 +6,9 @@ Usage:
 Synthetic corpus: chunks of 60 Zipf-distributed words and random unit 384-d vectors, written
 straight into a library.db (one collection pinned to the default embedder's identity). Queries
 are embedded with the real all-MiniLM-L6-v2, one at a time; that time is reported separately.
-Latency is ``Library.search`` (BM25 on SQLite while the float16 vector scan runs on a helper
-thread, float32 rescoring of the shortlist, RRF, loading hits) with the query vector
-precomputed. "CPU" columns are the process CPU time per search, all threads: on a machine shared
+Latency is ``Library.search`` (chunk BM25 on SQLite while the search thread scans the float16
+vectors, rescores the shortlist in float32 and ranks whole documents by BM25; then RRF and
+loading hits) with the query vector precomputed. "CPU" columns are the process CPU time per search, all threads: on a machine shared
 with other work it approximates the unloaded cost. "vector recall@50" is the share of the exact
 float32 top-50 (numpy over the whole matrix) that the scan + rescoring returns, over 20 queries.
 From 200,000 chunks the scan is the sign-bit first pass (``vector_index.CODES_FROM``), and random
