@@ -53,7 +53,9 @@ def open_library(
 
     The returned ``Library`` belongs to the calling thread; its ``search(query, collections, k)``
     is what the assistant retrieves with. Factories default to ``default_embedder`` and
-    ``default_parse_pool`` (looked up at call time, so tests can swap them).
+    ``default_parse_pool`` (looked up at call time, so tests can swap them). With the default
+    parse pool, a second one counts chunks ahead of each sync for its ETA (``count_ahead``);
+    a pool passed in is not asked to parse anything twice.
     """
     paths = paths or data_paths()
     settings = Settings.load(paths.settings_file)
@@ -65,6 +67,7 @@ def open_library(
         pool_factory,
         max_file_bytes=limit,
         index_hidden=settings.index_hidden,
+        count_pool_factory=pool_factory if parse_pool_factory is None else None,
     )
 
 

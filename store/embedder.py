@@ -101,6 +101,10 @@ class HFChunkTokenizer:
         self._tok.no_padding()
         self.special_tokens = int(self._tok.num_special_tokens_to_add(False))
 
+    def copy(self) -> HFChunkTokenizer:
+        """Another instance, for another thread."""
+        return HFChunkTokenizer(self._tok)
+
     def offsets(self, text: str) -> list[tuple[int, int]]:
         """Character span of every token of ``text``, special tokens excluded.
 

@@ -66,6 +66,9 @@ class Library:
             pool's ``max_bytes``).
         index_hidden: Also index hidden folders and files (``.git``, dotfiles; a setting).
             Off, they are passed over, counted in the status, and leave the index.
+        count_pool_factory: Builds a pool that parses files ahead of a sync, at low priority,
+            only to count their chunks for the ETA (``count_ahead``). None: not counted; the
+            ETA guesses the chunks of files not parsed yet from their bytes.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class Library:
         *,
         max_file_bytes: int = DEFAULT_MAX_BYTES,
         index_hidden: bool = False,
+        count_pool_factory: ParsePoolFactory | None = None,
     ) -> None:
         self.db_path = Path(db_path)
         self.max_file_bytes = max_file_bytes
@@ -83,6 +87,7 @@ class Library:
         self.db = open_library_db(self.db_path)
         self._embedder_factory = embedder_factory
         self._parse_pool_factory = parse_pool_factory
+        self._count_pool_factory = count_pool_factory
         self._embedders: dict[str | None, Embedder] = {}
         self._vectors = VectorIndex()
         self._searcher: SearchThread | None = None
@@ -256,6 +261,7 @@ class Library:
             max_file_bytes=self.max_file_bytes, index_hidden=self.index_hidden,
             on_rebuild=lambda: self._vectors.invalidate(info.id),
             counts=lambda: self.status(info.name)[0].counts,
+            count_pool_factory=self._count_pool_factory,
         ))
 
     # ---- search -------------------------------------------------------------------------

@@ -135,6 +135,8 @@ class SyncProgress:
     ``files_before``/``bytes_before``: files of the collection already done when this sync
     began (a resumed sync starts where the last one stopped, not at zero).
     ``action``/``action_s``: what is being done to ``current`` right now, and for how long.
+    ``chunks_expected``: while indexing, ``chunks`` plus the chunks still to come (counted
+    ahead where the sync could, guessed from the bytes elsewhere; None before any).
     """
 
     collection: str
@@ -156,6 +158,7 @@ class SyncProgress:
     bytes_before: int = 0
     action: SyncAction | None = None
     action_s: float = 0.0
+    chunks_expected: int | None = None
 
     @property
     def fraction(self) -> float:
@@ -184,6 +187,13 @@ class SyncProgress:
             return None
         return (f"{self.files_before:,} of {self.files_before + self.files_total:,} files done "
                 "before this sync")
+
+    @property
+    def chunks_note(self) -> str | None:
+        """ "1,234 of ~11,000 chunks" while indexing (embedded, of those expected), else None."""
+        if self.phase != "index" or not self.chunks_expected:
+            return None
+        return f"{self.chunks:,} of ~{max(self.chunks, self.chunks_expected):,} chunks"
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,9 @@ class ParseThread:
         self.guard = StallGuard(name="bastion-sync-read")
         #: Roots where a read stalled: their remaining files are not read in this pass.
         self.stalled_roots: set[str] = set()
+        #: Index in ``work`` of the file the thread last began (-1: none yet); read by
+        #: ``count_ahead``, which counts only the files past it.
+        self.position = -1
 
     def put(self, event: object) -> bool:
         """Queue ``event`` unless the run stops first."""
@@ -245,9 +248,10 @@ class ParseThread:
         lock: threading.Lock,
         claims: dict[str, tuple[WorkItem, str, FileStat]],
     ) -> Iterator[ParseRequest]:
-        for item in self.work:
+        for index, item in enumerate(self.work):
             if self.stop.is_set():
                 return
+            self.position = index
             if item.root in self.stalled_roots:
                 self.put(Settled(item, "unavailable", (
                     f"Not read: its folder {display_path(item.root)} stopped answering in this "

@@ -27,6 +27,7 @@ import numpy as np
 import sqlite_utils
 from numpy.typing import NDArray
 
+from .count_ahead import CountAhead, worth_counting
 from .db import write_transaction
 from .document_fts import write_document_text
 from .embedder import Embedder
@@ -83,6 +84,7 @@ class Pipeline:
         cancel: Cancel,
         max_file_bytes: int = DEFAULT_MAX_BYTES,
         before: tuple[int, int] = (0, 0),
+        count_pool_factory: Callable[[], ParsePoolLike] | None = None,
     ) -> None:
         self.db, self.db_path = db, db_path
         self.collection_id, self.collection_name = collection
@@ -102,6 +104,11 @@ class Pipeline:
         #: Files and bytes of the collection done before this pass began.
         self.files_before, self.bytes_before = before
         self.meter = ProgressMeter(work, max_file_bytes)
+        #: Counts the chunks of files not parsed yet, for the ETA (None: not worth it here).
+        self.counter = CountAhead(
+            work, count_pool_factory, lambda: self.parser.position, self.stop,
+            self.meter.counted, max_file_bytes, lambda root: root in self.parser.stalled_roots,
+        ) if count_pool_factory is not None and worth_counting(work, max_file_bytes) else None
         self.started = self.meter.started
         self.current: str | None = None
         self.buffer: deque[_Buffered] = deque()
@@ -120,6 +127,11 @@ class Pipeline:
         pending = 0
         producer_done = False
         thread.start()
+        if self.counter is not None:
+            threading.Thread(
+                target=self.counter.run, args=(tokenizer, max_tokens), name="bastion-count",
+                daemon=True,
+            ).start()
         try:
             while not (producer_done and pending == 0):
                 if self.cancel():
@@ -182,6 +194,7 @@ class Pipeline:
             files_total=len(self.work), chunks=self.chunks_embedded,
             files_per_s=self.files_done / elapsed, chunks_per_s=self.chunks_embedded / elapsed,
             eta_s=eta, current=self.current, elapsed_s=elapsed,
+            chunks_expected=self.meter.chunks_expected,
             cancelled=cancelled, bytes_done=self.meter.bytes_done,
             bytes_total=self.meter.bytes_total, bytes_per_s=bytes_per_s,
             files_before=self.files_before, bytes_before=self.bytes_before,

@@ -9,6 +9,12 @@ after one of notes) instead of the whole run's average; bytes, not files, becaus
 ``ActivityBoard`` is shared by the parse thread and the owner thread: each says which file it
 is reading, parsing or embedding and since when, so a progress event can say "parsing
 report.pdf · 14 s" while that one file takes its time.
+
+The chunks still to come from files not parsed yet are what the ETA is least sure of: a byte of
+plain text makes a hundred times the chunks a byte of a scanned PDF does. ``count_ahead``
+parses those files once more, ahead of the sync, only to count their chunks; each count it
+hands in (``ProgressMeter.counted``) replaces the guess for that file, and the files counted so
+far also give the rate that guesses the rest.
 """
 
 from __future__ import annotations
@@ -66,9 +72,12 @@ class ProgressMeter:
     """How far one pass over a work list is, and how long the rest will take.
 
     Parsing and embedding run side by side, so the time left is the longer of the two: the
-    bytes not parsed yet at the recent parse rate, and the chunks not embedded yet (those
-    parsed, plus those the unparsed bytes will make at the chunks-per-byte seen so far) at the
-    recent embedding rate.
+    bytes not parsed yet at the recent parse rate, and the chunks not embedded yet at the recent
+    embedding rate. Those chunks are the ones parsed and not embedded, the ones counted ahead in
+    files not parsed yet, and, for the bytes neither parsed nor counted, a guess at the
+    chunks-per-byte of all files parsed or counted so far.
+
+    ``counted`` may be called from another thread; everything else from the owner thread.
 
     Args:
         work: The files of the pass.
@@ -87,6 +96,10 @@ class ProgressMeter:
         self._settled = 0
         self._docs: dict[int, tuple[int, int]] = {}  # parsed, not settled: (embedded, chunks)
         self._seen: set[int] = set()
+        self._lock = threading.Lock()  # guards the counts ahead
+        self._ahead: dict[int, int] = {}  # counted ahead, not parsed yet: chunks
+        self.bytes_ahead = 0
+        self.chunks_ahead = 0
         # (time, bytes done, bytes parsed, chunks embedded)
         self._samples: deque[tuple[float, float, float, float]] = deque([(self.started, 0, 0, 0)])
 
@@ -99,11 +112,34 @@ class ProgressMeter:
             partial += self.weights.get(doc_id, 0) * share
         return min(self.bytes_total, self._settled + round(partial))
 
+    def counted(self, doc_id: int, chunks: int) -> None:
+        """``doc_id``, not parsed yet, will make ``chunks`` chunks (a count ahead)."""
+        with self._lock:
+            if doc_id in self._seen or doc_id in self._ahead or doc_id not in self.weights:
+                return
+            self._ahead[doc_id] = chunks
+            self.bytes_ahead += self.weights[doc_id]
+            self.chunks_ahead += chunks
+
+    @property
+    def chunks_expected(self) -> int:
+        """Chunks embedded so far plus those still to come (a guess for bytes not counted)."""
+        return self.chunks_embedded + round(self._chunks_left())
+
+    def _first_sight(self, doc_id: int) -> None:
+        """The sync itself reached ``doc_id``: its count ahead, if any, is not ahead any more."""
+        self.bytes_parsed += self.weights.get(doc_id, 0)
+        with self._lock:  # a count coming in now must see the file as reached
+            self._seen.add(doc_id)
+            chunks = self._ahead.pop(doc_id, None)
+            if chunks is not None:
+                self.bytes_ahead -= self.weights[doc_id]
+                self.chunks_ahead -= chunks
+
     def parsed(self, doc_id: int, embedded: int = 0, chunks: int = 0) -> None:
         """``doc_id`` is parsed into ``chunks`` chunks, ``embedded`` of them embedded."""
         if doc_id not in self._seen:
-            self._seen.add(doc_id)
-            self.bytes_parsed += self.weights.get(doc_id, 0)
+            self._first_sight(doc_id)
             self.chunks_known += chunks
         before = self._docs.get(doc_id, (0, chunks))[0]
         self.chunks_embedded += max(0, embedded - before)
@@ -112,8 +148,7 @@ class ProgressMeter:
     def settled(self, doc_id: int) -> None:
         """``doc_id`` is done (indexed, skipped, failed, or sent back to be read again)."""
         if doc_id not in self._seen:
-            self._seen.add(doc_id)
-            self.bytes_parsed += self.weights.get(doc_id, 0)
+            self._first_sight(doc_id)
         embedded, chunks = self._docs.pop(doc_id, (0, 0))
         self.chunks_known -= chunks - embedded  # chunks that will never be embedded now
         self._settled += self.weights.get(doc_id, 0)
@@ -140,10 +175,17 @@ class ProgressMeter:
         embed_rate = embed_rate or self.chunks_embedded / elapsed
         return done_rate, self._eta(parse_rate, embed_rate)
 
+    def _chunks_left(self) -> float:
+        with self._lock:
+            bytes_ahead, chunks_ahead = self.bytes_ahead, self.chunks_ahead
+        guessed_bytes = max(0, self.bytes_total - self.bytes_parsed - bytes_ahead)
+        known_bytes = self.bytes_parsed + bytes_ahead
+        per_byte = (self.chunks_known + chunks_ahead) / known_bytes if known_bytes else 0.0
+        return self.chunks_known - self.chunks_embedded + chunks_ahead + guessed_bytes * per_byte
+
     def _eta(self, parse_rate: float, embed_rate: float) -> float | None:
         bytes_left = self.bytes_total - self.bytes_parsed
-        per_byte = self.chunks_known / self.bytes_parsed if self.bytes_parsed else 0.0
-        chunks_left = self.chunks_known - self.chunks_embedded + bytes_left * per_byte
+        chunks_left = self._chunks_left()
         waits = []
         for left, rate in ((bytes_left, parse_rate), (chunks_left, embed_rate)):
             if left > 0:

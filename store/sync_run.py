@@ -61,8 +61,13 @@ def sync_collection(
     index_hidden: bool,
     on_rebuild: Callable[[], None],
     counts: Callable[[], dict[str, int]],
+    count_pool_factory: Callable[[], ParsePoolLike] | None = None,
 ) -> Generator[SyncProgress, None, bool]:
-    """Bring ``info`` up to date with the disk, yielding progress; returns whether cancelled."""
+    """Bring ``info`` up to date with the disk, yielding progress; returns whether cancelled.
+
+    ``count_pool_factory`` builds the pool that counts chunks ahead for the ETA
+    (``count_ahead``; None: the ETA guesses them from the bytes).
+    """
     started = time.monotonic()
     recover_interrupted(db, info.id)
     if ensure_identity(db, info.id, embedder.id, CHUNKER_VERSION):
@@ -87,7 +92,7 @@ def sync_collection(
         before = (max(0, before_files + files - again[0]), max(0, before_bytes + done_bytes - again[1]))
         pipeline = Pipeline(
             db, db_path, (info.id, info.name), work, embedder, pool, should_stop,
-            max_file_bytes=max_file_bytes, before=before,
+            max_file_bytes=max_file_bytes, before=before, count_pool_factory=count_pool_factory,
         )
         run = pipeline.run()
         try:

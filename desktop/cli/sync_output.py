@@ -44,13 +44,15 @@ def duration_text(seconds: float | None) -> str:
 
 
 def progress_line(event: SyncProgress) -> str:
-    """One line for an indexing event: share done, files, speed, time left, current file."""
+    """One line for an indexing event: share done, files, chunks, speed, time left, current file."""
     parts = [
         f"{event.fraction:.0%}",
         f"{event.files_before + event.files_done:,}/{event.files_before + event.files_total:,} files",
         f"{size_text(event.bytes_per_s)}/s",
         f"ETA {duration_text(event.eta_s)}",
     ]
+    if event.chunks_note:
+        parts.insert(2, event.chunks_note)
     if event.current_label:
         parts.append(event.current_label)
     return f"{event.collection}: " + " · ".join(parts)

@@ -68,8 +68,9 @@ def format_size(size: float) -> str:
 
 
 def progress_text(progress: SyncProgress) -> str:
-    """The page's line under the table while indexing: share of the bytes done, files, the
-    file at work with its time, what is left, and what was done before this sync."""
+    """The page's line under the table while indexing: share of the bytes done, files, chunks
+    embedded of those expected, the file at work with its time, what is left, and what was
+    done before this sync."""
     if progress.phase == "scan":
         return f"Scanning {progress.collection}…"
     if progress.action == "loading":
@@ -77,6 +78,8 @@ def progress_text(progress: SyncProgress) -> str:
     files = progress.files_before + progress.files_done
     total = progress.files_before + progress.files_total
     parts = [f"{progress.fraction:.0%}", f"{files:,} of {total:,} files"]
+    if progress.chunks_note:
+        parts.append(progress.chunks_note)
     if progress.current_label:
         parts.append(progress.current_label)
     if progress.eta_s is not None and progress.phase == "index":

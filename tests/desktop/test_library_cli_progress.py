@@ -53,7 +53,7 @@ def test_sync_json_prints_progress_events_as_json_lines(
     assert progress and {r["bytes_total"] for r in progress} == {size}
     assert progress[-1]["bytes_done"] == size and progress[-1]["fraction"] == 1.0
     assert {"files_done", "files_total", "eta_s", "current", "current_label", "action",
-            "files_before", "before_note", "bytes_per_s"} <= set(progress[0])
+            "files_before", "before_note", "bytes_per_s", "chunks_expected"} <= set(progress[0])
     assert records[-1]["counts"]["indexed"] == 4 and records[-1]["collection"] == "notes"
     assert "\r" not in captured.err and "[#" not in captured.err  # the bar is for terminals
 
@@ -78,6 +78,13 @@ def test_a_terminal_gets_a_bar_with_bytes_speed_eta_and_the_file_at_work() -> No
     printer.show(_event(phase="done", counts={"indexed": 3633}, elapsed_s=60.0))
     assert out.getvalue().endswith("\nnotes: 1530 files, 9000 chunks in 60.0 s (40.0 chunks/s, "
                                    "12.3 MiB/s) — 3633 indexed\n")
+
+
+def test_the_line_gives_the_chunks_expected_once_known() -> None:
+    out = FakeTerminal()
+    ProgressPrinter(out).show(_event(chunks_expected=21_480))
+    line = out.getvalue().rsplit("\r", 1)[-1]
+    assert "40% · 2,740/3,633 files · 9,000 of ~21,480 chunks · 12.3 MiB/s" in line
 
 
 def test_a_log_gets_plain_lines_without_carriage_returns() -> None:

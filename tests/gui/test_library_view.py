@@ -185,3 +185,5 @@ def test_progress_text_while_the_model_loads_and_without_an_estimate() -> None:
     assert progress_text(loading) == "Indexing papers: loading the embedding model · 3 s"
     fresh = _parsing_report(files_before=0, eta_s=None, action=None, current=None)
     assert progress_text(fresh) == "Indexing papers: 40% · 1,530 of 2,423 files"
+    counted = _parsing_report(files_before=0, eta_s=None, action=None, current=None, chunks_expected=21_480)
+    assert progress_text(counted) == "Indexing papers: 40% · 1,530 of 2,423 files · 9,000 of ~21,480 chunks"
