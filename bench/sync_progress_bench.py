@@ -21,12 +21,21 @@ the bytes, the chunks expected from the files not read yet are set against the c
 files really make: by one chunks-per-byte rate for all files read so far (what
 ``ProgressMeter`` does) and by a rate per kind of file (its extension; tried, not kept: no
 better on the docfolder, see the README).
+
+``--live FOLDER`` syncs FOLDER for real twice, each time into a new library: once with the
+ETA guessing the chunks of files not parsed yet from their bytes, once counting them ahead
+(``store/count_ahead.py``). At 10, 25, 50 and 75% of each run it sets the end the ETA
+promised against the real end, and the chunks it expected against the chunks made; it also
+prints each run's time and CPU seconds (the process and its parse workers), so the cost of
+counting shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import math
+import resource
 import statistics
 import tempfile
 import time
@@ -175,13 +184,67 @@ def replay(folder: Path) -> None:
     print("\n".join(rows))
 
 
+def live_run(folder: Path, workdir: Path, count: bool) -> tuple[list[tuple[float, SyncProgress]], float, float]:
+    """A real sync of ``folder`` into a new library: its events, wall seconds and CPU seconds."""
+    pool = default_parse_pool
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    with Library(workdir / "library.db", default_embedder, pool,
+                 count_pool_factory=pool if count else None) as lib:
+        lib.add_collection("bench", [folder])
+        started = time.monotonic()
+        events = [(time.monotonic() - started, e) for e in lib.sync()]
+        total = time.monotonic() - started
+    after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, usage, strict=True))
+    return events, total, cpu
+
+
+def live_rows(label: str, events: list[tuple[float, SyncProgress]], total: float) -> list[str]:
+    """The promised end and the expected chunks at 10/25/50/75% of the run, against the real ones."""
+    index = [(t, e) for t, e in events if e.phase == "index" and e.eta_s is not None and e.files_total]
+    chunks = events[-1][1].chunks
+    rows = []
+    for share in (0.1, 0.25, 0.5, 0.75):
+        t, e = min(index, key=lambda pair: abs(pair[0] - share * total))
+        promised = t + (e.eta_s or 0.0)
+        expected = e.chunks_expected or 0
+        rows.append(f"| {label} | {share:.0%} ({t:.0f} s) | {promised:.0f} s ({promised / total:.2f}×) | "
+                    f"{expected:,} ({expected / chunks:.2f}×) |" if chunks else f"| {label} | {share:.0%} | – | – |")
+    errors = [abs(math.log((t + (e.eta_s or 0.0)) / total)) for t, e in index if t >= 0.05 * total and e.eta_s]
+    rows.append(f"| {label} | median over the run | × {math.exp(statistics.median(errors)):.2f} off | |" if errors else "")
+    return rows
+
+
+def live(folder: Path) -> None:
+    print(f"## Live syncs of {folder}\n")
+    default_embedder(None).embed(["warm up"])  # neither run pays the model's first load
+    results = []
+    for count in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            events, total, cpu = live_run(folder, Path(tmp), count)
+            results.append(("counted ahead" if count else "guessed from bytes", events, total, cpu))
+    print("| ETA | files | chunks | wall | CPU (process + parse workers) |")
+    print("|---|---:|---:|---:|---:|")
+    for label, events, total, cpu in results:
+        done = events[-1][1]
+        print(f"| {label} | {done.files_done} | {done.chunks:,} | {total:.0f} s | {cpu:.0f} s |")
+    print("\n| ETA | asked at | end promised (× real) | chunks expected (× real) |")
+    print("|---|---|---:|---:|")
+    for label, events, total, _ in results:
+        print("\n".join(live_rows(label, events, total)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=60)
     parser.add_argument("--big-kb", type=int, default=400)
     parser.add_argument("--hash-files", type=int, default=2000)
     parser.add_argument("--replay", type=Path, default=None, help="a real folder: measure the chunks guess only")
+    parser.add_argument("--live", type=Path, default=None, help="a real folder: sync it with and without counting ahead")
     args = parser.parse_args()
+    if args.live is not None:
+        live(args.live)
+        return
     if args.replay is not None:
         replay(args.replay)
         return
