@@ -263,3 +263,10 @@ def m003_document_fts(db: sqlite_utils.Database) -> None:
         """
     )
     write_all_document_texts(db)
+
+
+@migration
+def m004_parser_version(db: sqlite_utils.Database) -> None:
+    """The parser version that last read each document (``parsers.version``); 1 for those read
+    before it was recorded, so files skipped then are read again by today's parsers."""
+    db.execute("ALTER TABLE documents ADD COLUMN parser_version INTEGER NOT NULL DEFAULT 1")

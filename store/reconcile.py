@@ -14,11 +14,15 @@ import sqlite_utils
 
 from .db import write_transaction
 from .library_types import MAX_CRASHES
+from .parsers.version import PARSER_VERSION
 from .scan import FileStat, ScanResult, display_path, scan_root
 from .stall_guard import Stalled, StallGuard
 
 # States whose recorded hash describes the file: a touched-but-same file just updates its mtime.
 SETTLED = frozenset({"indexed", "skipped", "failed", "quarantined"})
+# Settled states that newer parsers may change: such a file read by an older version is read
+# again (``parsers.version``).
+READ_AGAIN_WHEN_PARSERS_IMPROVE = frozenset({"skipped", "failed"})
 
 # ``documents.kind`` of a row that records a folder the scan could not read. Such a row is
 # ``failed``, its ``reason`` is the sentence people read and its ``title`` the short cause
@@ -191,8 +195,8 @@ def _reconcile_folder(
     known = {
         bytes(r[1]): r
         for r in db.execute(
-            "SELECT id, path_bytes, size, mtime_ns, sha256, state, prior_state, reason, kind "
-            "FROM documents "
+            "SELECT id, path_bytes, size, mtime_ns, sha256, state, prior_state, reason, kind, "
+            "parser_version FROM documents "
             "WHERE folder_id = ?",
             [folder.id],
         ).fetchall()
@@ -210,7 +214,7 @@ def _reconcile_folder(
             work.append(WorkItem(int(cursor.lastrowid or 0), path, display_path(path), None,
                                  "pending", st, folder.id, folder.root))
             continue
-        doc_id, _, size, mtime_ns, sha, state, prior, _, kind = row
+        doc_id, _, size, mtime_ns, sha, state, prior, _, kind, parser_version = row
         if kind == FOLDER_KIND:  # a folder that could not be read is a file now
             db.execute(
                 "UPDATE documents SET state = 'pending', reason = '', kind = NULL, title = NULL "
@@ -229,6 +233,10 @@ def _reconcile_folder(
                 [state, now, doc_id],
             )
         if state in SETTLED and unchanged:
+            if state in READ_AGAIN_WHEN_PARSERS_IMPROVE and parser_version < PARSER_VERSION:
+                # No hash: the parse thread must not take the same bytes for "nothing to do".
+                work.append(WorkItem(doc_id, path, display_path(path), None, state, st,
+                                     folder.id, folder.root))
             continue
         work.append(WorkItem(doc_id, path, display_path(path), sha, state, st, folder.id, folder.root))
     _record_refused(db, collection_id, folder.id, scan.refused, known, now)

@@ -35,6 +35,7 @@ from .library_types import MAX_CRASHES, SyncProgress
 from .parse_pools import ParsePoolLike
 from .parse_thread import DONE, Parsed, ParseThread, Settled
 from .parsers.limits import DEFAULT_MAX_BYTES
+from .parsers.version import PARSER_VERSION
 from .reconcile import WorkItem, mark_unavailable
 from .sync_progress import Activity, ActivityBoard, ProgressMeter
 from .vector_index import vector_to_blob
@@ -298,10 +299,10 @@ class Pipeline:
                 doc = parsed.outcome.document
                 self.db.execute(
                     "UPDATE documents SET size = ?, mtime_ns = ?, sha256 = ?, kind = ?, pages = ?, "
-                    "title = ? WHERE id = ?",
+                    "title = ?, parser_version = ? WHERE id = ?",
                     [parsed.stat.size, parsed.stat.mtime_ns, parsed.sha,
                      doc.kind if doc else None, parsed.page_count,
-                     sqlite_text(doc.title if doc else None), doc_id],
+                     sqlite_text(doc.title if doc else None), PARSER_VERSION, doc_id],
                 )
             self.db.execute(
                 "UPDATE documents SET state = ?, reason = ?, chunk_count = 0, updated_at = ?, "
@@ -340,14 +341,14 @@ class Pipeline:
                 """
                 UPDATE documents SET state = 'indexed', reason = ?, attempts = 0, size = ?,
                     mtime_ns = ?, sha256 = ?, kind = ?, title = ?, pages = ?, chunk_count = ?,
-                    indexed_at = ?, updated_at = ?
+                    indexed_at = ?, updated_at = ?, parser_version = ?
                 WHERE id = ?
                 """,
                 [
                     sqlite_text("; ".join(parsed.outcome.warnings)[:500]), parsed.stat.size,
                     parsed.stat.mtime_ns, parsed.sha, doc.kind if doc else None,
                     sqlite_text(doc.title if doc else None), parsed.page_count,
-                    len(parsed.chunks), now, now, parsed.item.doc_id,
+                    len(parsed.chunks), now, now, PARSER_VERSION, parsed.item.doc_id,
                 ],
             )
             self._bump()
