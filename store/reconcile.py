@@ -232,13 +232,13 @@ def _reconcile_folder(
                 "WHERE id = ?",
                 [state, now, doc_id],
             )
-        if state in SETTLED and unchanged:
-            if state in READ_AGAIN_WHEN_PARSERS_IMPROVE and parser_version < PARSER_VERSION:
-                # No hash: the parse thread must not take the same bytes for "nothing to do".
-                work.append(WorkItem(doc_id, path, display_path(path), None, state, st,
-                                     folder.id, folder.root))
+        outdated = state in READ_AGAIN_WHEN_PARSERS_IMPROVE and parser_version < PARSER_VERSION
+        if state in SETTLED and unchanged and not outdated:
             continue
-        work.append(WorkItem(doc_id, path, display_path(path), sha, state, st, folder.id, folder.root))
+        # An outdated file goes without its hash: the parse thread must not take the same bytes
+        # for "nothing to do".
+        work.append(WorkItem(doc_id, path, display_path(path), None if outdated else sha, state, st,
+                             folder.id, folder.root))
     _record_refused(db, collection_id, folder.id, scan.refused, known, now)
     _record_unreadable(db, collection_id, folder.id, scan.unreadable, known, now)
     _drop_missing(db, folder, scan, known, now)

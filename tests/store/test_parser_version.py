@@ -7,6 +7,7 @@ again at the next sync, once, though they have not changed; indexed files are le
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,23 @@ def test_a_file_skipped_by_older_parsers_is_read_again_once(tmp_path: Path) -> N
         parser.calls.clear()
         drain(lib.sync())
         assert parser.calls == [], "read again once, not at every sync"
+
+
+def test_a_touched_file_skipped_by_older_parsers_is_read_again_too(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ledger.xls").write_text("Quarterly ledger.")
+    parser = CountingParser()
+    parser.hooks["ledger.xls"] = lambda path: ParseOutcome(status="skipped", reason="Legacy Office.")
+    with Library(tmp_path / "library.db", lambda folder: HashingEmbedder(), parser.pool) as lib:
+        lib.add_collection("docs", [docs])
+        drain(lib.sync())
+        lib.db.execute("UPDATE documents SET parser_version = ?", [PARSER_VERSION - 1])
+        del parser.hooks["ledger.xls"]
+        os.utime(docs / "ledger.xls", ns=(1, 1))  # same bytes, new time: "touched"
+        drain(lib.sync())
+        assert parser.calls == ["ledger.xls", "ledger.xls"]
+        assert _versions(lib) == {"ledger.xls": ("indexed", PARSER_VERSION)}
 
 
 def test_a_new_file_starts_at_version_one_until_it_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
