@@ -14,15 +14,12 @@ import sqlite_utils
 
 from .db import write_transaction
 from .library_types import MAX_CRASHES
-from .parsers.version import PARSER_VERSION
+from .parsers.version import read_again
 from .scan import FileStat, ScanResult, display_path, scan_root
 from .stall_guard import Stalled, StallGuard
 
 # States whose recorded hash describes the file: a touched-but-same file just updates its mtime.
 SETTLED = frozenset({"indexed", "skipped", "failed", "quarantined"})
-# Settled states that newer parsers may change: such a file read by an older version is read
-# again (``parsers.version``).
-READ_AGAIN_WHEN_PARSERS_IMPROVE = frozenset({"skipped", "failed"})
 
 # ``documents.kind`` of a row that records a folder the scan could not read. Such a row is
 # ``failed``, its ``reason`` is the sentence people read and its ``title`` the short cause
@@ -232,7 +229,8 @@ def _reconcile_folder(
                 "WHERE id = ?",
                 [state, now, doc_id],
             )
-        outdated = state in READ_AGAIN_WHEN_PARSERS_IMPROVE and parser_version < PARSER_VERSION
+        # Newer parsers may read it differently (``parsers.version``).
+        outdated = read_again(state, kind, parser_version)
         if state in SETTLED and unchanged and not outdated:
             continue
         # An outdated file goes without its hash: the parse thread must not take the same bytes

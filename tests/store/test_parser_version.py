@@ -14,7 +14,7 @@ import pytest
 
 from bastion.store.library import Library
 from bastion.store.parsers.types import ParseOutcome
-from bastion.store.parsers.version import PARSER_VERSION
+from bastion.store.parsers.version import PARSER_VERSION, read_again
 
 from .fakes import CountingParser, HashingEmbedder, drain
 
@@ -94,3 +94,32 @@ def test_a_new_file_starts_at_version_one_until_it_is_read(tmp_path: Path, monke
         assert _versions(lib)["x"] == ("skipped", 1), "rows from before versions were recorded read as 1"
         drain(lib.sync())
         assert _versions(lib)["a.txt"] == ("indexed", PARSER_VERSION)
+
+
+def test_what_is_read_again_after_an_upgrade() -> None:
+    old = PARSER_VERSION - 1
+    assert read_again("skipped", None, old) and read_again("failed", "pdf", old)
+    assert read_again("indexed", "xml", 1), "feeds were indexed as tag soup before version 2"
+    assert not read_again("indexed", "pdf", 1), "an indexed kind whose parser did not change"
+    assert not read_again("quarantined", None, old), "a file that crashes parsers is not retried"
+    assert not read_again("skipped", None, PARSER_VERSION)
+
+
+def test_an_indexed_feed_from_before_is_read_again_and_replaced(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "feed.rss").write_text(
+        "<rss><channel><item><description>&lt;p class=&quot;lead&quot;&gt;Harbour news"
+        "&lt;/p&gt;</description></item></channel></rss>")
+    (docs / "notes.txt").write_text("Tides and lights.")
+    parser = CountingParser()
+    with Library(tmp_path / "library.db", lambda folder: HashingEmbedder(), parser.pool) as lib:
+        lib.add_collection("docs", [docs])
+        drain(lib.sync())
+        lib.db.execute("UPDATE documents SET parser_version = 1")
+        lib.db.execute("UPDATE documents SET kind = 'xml' WHERE path LIKE '%feed.rss'")
+        parser.calls.clear()
+        drain(lib.sync())
+        assert parser.calls == ["feed.rss"]
+        assert _versions(lib)["feed.rss"] == ("indexed", PARSER_VERSION)
+        assert _versions(lib)["notes.txt"] == ("indexed", 1)
