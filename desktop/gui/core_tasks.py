@@ -331,10 +331,44 @@ def remove_collection(library: Library, job: JobLike, name: str) -> str:
     return name
 
 
-def sync_collection(library: Library, job: JobLike, name: str | None) -> Iterator[SyncProgress]:
+# How often, at most, a sync also reports the library's status and the files of the collection
+# it indexes (``SyncSnapshot``); reading them never takes more than 1/SNAPSHOT_COST_SHARE of it.
+SNAPSHOT_EVERY_S = 3.0
+SNAPSHOT_COST_SHARE = 20
+
+
+@dataclass(frozen=True)
+class SyncSnapshot:
+    """The library as it stands during a sync: every collection's status and the files of the
+    collection being indexed (``collection``). The sync's own thread reads them between two
+    progress events, since that thread is busy for the whole sync and the page's counts and
+    file list would otherwise wait for its end."""
+
+    collection: str
+    statuses: list[CollectionStatus]
+    documents: list[DocumentInfo]
+
+
+def sync_collection(
+    library: Library, job: JobLike, name: str | None
+) -> Iterator[SyncProgress | SyncSnapshot]:
     """Index a collection; each progress event is a cancel point (pause and cancel stop here;
-    committed work is kept, so the next sync resumes where this one stopped)."""
-    return library.sync(name, cancel=lambda: job.cancelled)
+    committed work is kept, so the next sync resumes where this one stopped). A
+    ``SyncSnapshot`` comes when indexing starts, then every ``SNAPSHOT_EVERY_S`` or more."""
+    interval, last, shown = SNAPSHOT_EVERY_S, 0.0, None
+    for event in library.sync(name, cancel=lambda: job.cancelled):
+        yield event
+        if event.phase == "scan":
+            shown = None  # a collection's scan adds its files: show them once it is done
+        if event.phase != "index" or not event.files_total:
+            continue
+        now = time.monotonic()
+        if shown != event.collection or now - last >= interval:
+            shown = event.collection
+            yield SyncSnapshot(event.collection, list(library.status()),
+                               list(library.documents(event.collection)))
+            last = time.monotonic()
+            interval = max(SNAPSHOT_EVERY_S, SNAPSHOT_COST_SHARE * (last - now))
 
 
 def collection_documents(

@@ -201,11 +201,16 @@ class LibraryView(QWidget):
         self._update_buttons()
         self.refresh_documents()
 
-    def refresh_documents(self) -> None:
+    def _update_filter_labels(self) -> None:
         name = self.selected()
         status = self.model.status_of(name) if name is not None else None
         for index in range(len(FILE_FILTERS)):
             self.state_filter.setItemText(index, filter_label(index, status.counts if status else None))
+
+    def refresh_documents(self) -> None:
+        name = self.selected()
+        status = self.model.status_of(name) if name is not None else None
+        self._update_filter_labels()
         if name is None:
             self.documents.set_documents([])
             self.documents_label.setText("Files")
@@ -268,6 +273,9 @@ class LibraryView(QWidget):
         self._update_buttons()
 
     def _progress(self, event: object) -> None:
+        if isinstance(event, core_tasks.SyncSnapshot):
+            self._snapshot(event)
+            return
         if not isinstance(event, SyncProgress):
             return
         self.model.set_progress(event)
@@ -276,6 +284,20 @@ class LibraryView(QWidget):
             self.progress.setRange(0, _BAR_STEPS)
             self.progress.setValue(round(event.fraction * _BAR_STEPS))
         self.progress_label.setText(progress_text(event))
+        self._summary()
+
+    def _snapshot(self, snapshot: core_tasks.SyncSnapshot) -> None:
+        """Counts and files as they stand mid-sync (the library thread is busy until its end)."""
+        self.model.set_statuses(snapshot.statuses)
+        self._update_filter_labels()
+        if snapshot.collection == self.selected():
+            states = FILE_FILTERS[max(self.state_filter.currentIndex(), 0)][1]
+            docs = [d for d in snapshot.documents if states is None or d.state in states]
+            # The list is rebuilt every few seconds: keep the reader where they were.
+            scroll = self.documents_table.verticalScrollBar()
+            position = scroll.value()
+            self.documents.set_documents(docs)
+            scroll.setValue(position)
         self._summary()
 
     def _sync_finished(self) -> None:

@@ -162,6 +162,27 @@ def _parsing_report(**changes: object) -> SyncProgress:
     return SyncProgress(**base)  # type: ignore[arg-type]
 
 
+def test_a_first_sync_lists_its_files_and_counts_while_it_runs(
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = window.library_view
+    seen: list[tuple[str | None, int, str]] = []
+    show = view._snapshot
+
+    def spy(snapshot: object) -> None:
+        show(snapshot)  # type: ignore[arg-type]
+        row = view.model.row_of("papers")
+        seen.append((view.syncing, view.documents.rowCount(), view.model.index(row, 1).data()))
+
+    monkeypatch.setattr(view, "_snapshot", spy)
+    view.add_folder(make_folder(tmp_path / "papers"), "papers")
+    qtbot.waitUntil(lambda: view.syncing is None and indexed(view, "papers") == 200, timeout=60000)
+    assert seen, "the page heard of the files during the sync"
+    syncing, rows, files = seen[0]
+    assert syncing == "papers" and rows == 201, "every file listed while the first sync ran"
+    assert files.endswith("of 201 indexed") and not files.startswith("200 ")
+
+
 def test_progress_names_the_file_at_work_and_goes_by_bytes(window: MainWindow) -> None:
     view = window.library_view
     view._progress(_parsing_report())
