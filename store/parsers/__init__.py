@@ -20,6 +20,7 @@ from . import (  # noqa: F401 - importing a parser module registers it
     notebook,
     office,
     opendoc,
+    outlook,
     pdf,
     spreadsheets,
     text,

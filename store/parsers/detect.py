@@ -65,6 +65,8 @@ EXTENSION_KINDS: dict[str, str] = {
 # Extensions whose OLE (Compound File) content is a legacy Excel workbook (read by xlrd; an
 # encrypted one is said to be so by the parser).
 _OLE_SPREADSHEETS = frozenset(["xls", "xlt"])
+# Extensions whose OLE (Compound File) content is an Outlook message (read by olefile).
+_OLE_MAIL = frozenset(["msg"])
 # Extensions whose OLE (Compound File) content means a legacy or encrypted Office document.
 _OLE_OFFICE = frozenset(
     ["doc", "dot", "docx", "docm", "xls", "xlt", "xlsx", "xlsm", "ppt", "pot", "pptx", "pptm"]
@@ -138,6 +140,8 @@ def detect_kind(head: bytes, extension: str) -> str:
     if head.startswith(OLE_MAGIC):
         if extension in _OLE_SPREADSHEETS:
             return "xls"
+        if extension in _OLE_MAIL:
+            return "msg"
         if extension in _OLE_OFFICE:
             raise FileSkipped(
                 f"password-protected or legacy Office file (.{extension}); "
