@@ -49,6 +49,7 @@ EXTENSION_KINDS: dict[str, str] = {
     "svg": "xml",
     "csv": "csv",
     "eml": "eml",
+    "rtf": "rtf",
     "ipynb": "ipynb",
     "pdf": "pdf",
     "docx": "docx",

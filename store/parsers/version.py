@@ -13,11 +13,12 @@ Versions:
        extensions or none sniffed and read (were skipped as unsupported); XML feeds' escaped
        HTML read as text (was indexed as tag soup).
     3: Outlook ``.msg`` messages read (were skipped as unsupported).
+    4: RTF documents read (were skipped as unsupported).
 """
 
 from __future__ import annotations
 
-PARSER_VERSION = 3
+PARSER_VERSION = 4
 
 # Kinds of indexed documents whose text a version changed: (version, kinds).
 _INDEXED_KINDS_CHANGED: tuple[tuple[int, frozenset[str]], ...] = (
