@@ -120,9 +120,9 @@ def lower_thread_priority(niceness: int) -> None:
 
     Linux keeps a niceness per thread, and a process started from a thread inherits it.
     """
-    get_id = getattr(threading, "get_native_id", None)
-    if not hasattr(os, "setpriority") or get_id is None or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return
+    thread = threading.get_native_id()
     with contextlib.suppress(OSError):
-        current = os.getpriority(os.PRIO_PROCESS, get_id())
-        os.setpriority(os.PRIO_PROCESS, get_id(), min(19, current + niceness))
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + niceness))

@@ -7,6 +7,7 @@ escapes, in cp1252 unless the document says otherwise. Pictures and embedded obj
 
 from __future__ import annotations
 
+import codecs
 import re
 
 from .registry import ParseInput, register
@@ -21,12 +22,12 @@ def parse_rtf(source: ParseInput) -> None:
     """The document's text; a file that does not start as RTF fails with that reason."""
     from striprtf.striprtf import rtf_to_text
 
-    if not source.data.lstrip()[:5] == b"{\\rtf":
+    if source.data.lstrip()[:5] != b"{\\rtf":
         raise FileBroken("not a valid RTF document (it does not start with {\\rtf)")
     page = _CODE_PAGE.search(source.data[:4096])
     encoding = f"cp{page.group(1).decode()}" if page else "cp1252"
     try:
-        "".encode(encoding)
+        codecs.lookup(encoding)
     except LookupError:
         source.warnings.append(f"unknown code page {encoding}; read as cp1252")
         encoding = "cp1252"
