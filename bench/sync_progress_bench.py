@@ -174,7 +174,7 @@ def replay(folder: Path) -> None:
     files = chunk_counts(folder)
     print(f"## Chunks still to come, guessed during a sync of {folder} ({len(files)} files, "
           f"{sum(s for _, s, _ in files) / 2**20:.1f} MB, {sum(c for _, _, c in files):,} chunks)\n")
-    print("| order | bytes read | chunks really to come | one rate for all files (the meter's) | a rate per kind (tried) |")
+    print("| order | bytes read | chunks really to come | one rate for all files (the meter's guess for bytes not counted) | a rate per kind (tried) |")
     print("|---|---:|---:|---:|---:|")
     rows = replay_rows(files, "path order")
     for seed in (1, 2):
