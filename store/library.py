@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from .bm25_arrays import Bm25Arrays
 from .db import open_library_db, write_transaction
 from .document_fts import stand_in_chunks
 from .embedder import Embedder, check_embedder_folder
@@ -91,6 +92,7 @@ class Library:
         self._embedders: dict[str | None, Embedder] = {}
         self._vectors = VectorIndex()
         self._searcher: SearchThread | None = None
+        self._bm25_arrays = Bm25Arrays(self.db)
         self.last_timings: dict[str, float] = {}
 
     def close(self) -> None:
@@ -98,6 +100,7 @@ class Library:
         if self._searcher is not None:
             self._searcher.close()
             self._searcher = None
+        self._bm25_arrays.close()
         self.db.close()
 
     def __enter__(self) -> Library:
@@ -312,7 +315,11 @@ class Library:
         whole = mode == "hybrid" and fusion == "whole" and bool(query.strip())
         half = self._search_thread().submit(plan, query, collection_ids, whole) if plan or whole else None
         t0 = time.perf_counter()
-        bm25 = bm25_candidates(self.db, query, collection_ids) if mode != "vector" else []
+        bm25 = (
+            bm25_candidates(self.db, query, collection_ids, arrays=self._bm25_arrays)
+            if mode != "vector"
+            else []
+        )
         t1 = time.perf_counter()
         found = half.result() if half is not None else HalfResult()
         vector, whole_docs = found.vector, found.documents

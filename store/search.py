@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import sqlite_utils
 
+from .bm25_arrays import Bm25Arrays
 from .bm25_rare_first import POSTINGS_BUDGET, ranked_rows
 from .library_types import SearchHit
 
@@ -64,6 +65,7 @@ def bm25_candidates(
     collection_ids: Sequence[int],
     limit: int = CANDIDATES,
     budget: int | None = POSTINGS_BUDGET,
+    arrays: Bm25Arrays | None = None,
 ) -> list[tuple[int, float]]:
     """Top ``limit`` chunks by BM25 among ``collection_ids``: (chunk id, score, higher better).
 
@@ -73,14 +75,16 @@ def bm25_candidates(
     CROSS JOIN pins the join order: left to itself, SQLite's planner starts from the
     collection's documents and walks every chunk of them (measured 10× slower at 100k chunks).
     The FTS5-alone ranking reads the rarest words first when the query's words have more than
-    ``budget`` postings (``bm25_rare_first``; None ranks them all, exactly, as before).
+    ``budget`` postings (``bm25_rare_first``; None ranks them all, exactly, as before), and
+    scores big queries in numpy from the index's instances when given ``arrays`` (``bm25_arrays``).
     """
     match = fts_query(query)
     if match is None or not collection_ids:
         return []
     # bm25() weights: chunk text 1.0, its heading 0.5. FTS5 returns lower-is-better scores.
     wide = limit * 4
-    rows = [(cid, -score) for cid, score in ranked_rows(db, query_words(query), wide, budget).rows]
+    ranked = ranked_rows(db, query_words(query), wide, budget, arrays)
+    rows = [(cid, -score) for cid, score in ranked.rows]
     if not rows:
         return []
     marks = ",".join("?" * len(collection_ids))

@@ -209,7 +209,7 @@ def test_library_search_shows_a_document_only_whole_document_bm25_found(
     lib = make_library(tmp_path, {**files, **MINUTES, "split.txt": SPLIT})
     monkeypatch.setattr(search_thread, "CANDIDATES", 2)
     monkeypatch.setattr(library_module, "bm25_candidates",
-                        lambda db, query, ids: bm25_candidates(db, query, ids, limit=2))
+                        lambda db, query, ids, **kw: bm25_candidates(db, query, ids, limit=2, **kw))
 
     def survey(fusion: str) -> list[SearchHit]:
         hits = lib.search("walrus", k=100, fusion=fusion)  # type: ignore[arg-type]

@@ -242,3 +242,24 @@ def test_bm25_filter_falls_back_when_other_collections_crowd_the_top(library: Li
         "SELECT d.path FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ?", [got[0][0]]
     ).fetchone()[0]
     assert path.endswith("other.txt")
+
+
+def test_library_search_is_the_same_with_bm25_scored_in_numpy(
+    library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.store import bm25_rare_first
+
+    queries = ["zirconium sprocket tolerance", "committee minutes report", "item noted secretary"]
+    fts5_only = {}
+    monkeypatch.setattr(bm25_rare_first, "ARRAYS_FROM", 10**9)  # every query: FTS5 ranks it
+    for query in queries:
+        fts5_only[query] = [(h.path, h.chunk_id) for h in library.search(query, k=5)]
+    monkeypatch.setattr(bm25_rare_first, "ARRAYS_FROM", 0)  # every query: scored in numpy
+    arrays = library._bm25_arrays
+    calls = []
+    top = arrays.top
+    monkeypatch.setattr(arrays, "top", lambda *a, **k: calls.append(a) or top(*a, **k))
+    for query in queries:
+        assert [(h.path, h.chunk_id) for h in library.search(query, k=5)] == fts5_only[query]
+    assert len(calls) == len(queries)
+    assert not library.db.conn.in_transaction
