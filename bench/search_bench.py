@@ -18,10 +18,13 @@ recall on MiniLM-like vectors see ``vector_scale_bench.py``.
 The hybrid rows use the default fusion (three lists, with whole-document BM25); a last table times
 search with and without the whole-document BM25 list, interleaved on the same queries.
 
-BM25 is then timed alone, both ways on the same queries in the same run: FTS5 ranking every
-posting of every word (exact; what every search did before ``bm25_rare_first``) and the
-rare-first ranking searches now use (over ``POSTINGS_BUDGET`` postings the rarest words pick the
-candidates), with the share of the exact top 10 and top 50 the rare-first list keeps. "p95 /
+BM25 is then timed alone, three ways on the same queries in the same run: FTS5 ranking every
+posting of every word (exact; what every search did before ``bm25_rare_first``), the rare-first
+ranking by FTS5 (over ``POSTINGS_BUDGET`` postings the rarest words pick the candidates), and the
+same scores computed in numpy from FTS5's instances (``bm25_arrays``, what searches use for
+queries of over ``ARRAYS_FROM`` postings, with ``ARRAYS_BUDGET``), with the share of the exact
+top 10 and top 50 each keeps. A last table times hybrid search with chunk BM25 by FTS5 alone and
+in numpy, interleaved. "p95 /
 target" divides the hybrid p95 by the issue's target (30 ms up to 100k chunks, 50 ms at 1M on
 2 cores); "RSS per 1M" is the growth of this process's RSS from opening the library to the last
 search, scaled to a million chunks (the embedder, loaded before, is not in it).
@@ -38,6 +41,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +49,9 @@ import psutil
 from numpy.typing import NDArray
 
 import bastion.desktop  # noqa: F401 - offline environment first
-from bastion.store.bm25_rare_first import POSTINGS_BUDGET, ranked_rows
+from bastion.store import bm25_rare_first
+from bastion.store.bm25_arrays import read_lengths
+from bastion.store.bm25_rare_first import ARRAYS_BUDGET, POSTINGS_BUDGET, ranked_rows
 from bastion.store.chunking import CHUNKER_VERSION
 from bastion.store.db import open_library_db
 from bastion.store.document_fts import write_all_document_texts
@@ -174,31 +180,68 @@ def vector_recall(db_path: Path, query_vectors: list[NDArray[np.float32]]) -> fl
 
 
 def compare_bm25(library: Library, queries: list[str], size: int) -> str:
-    """A Markdown row: exact FTS5 BM25 against rare-first, timings and the top lists kept."""
+    """A Markdown row: exact FTS5 BM25, FTS5 rare-first and numpy (arrays), interleaved.
+
+    "Kept" counts the exact top-k by score, so rows tied at the cut count whichever is listed
+    (FTS5 orders ties its own way, numpy by row id).
+    """
     ids = [info.id for info in library.collections()]
-    wall: dict[str, list[float]] = {"exact": [], "rare": []}
-    cpu: dict[str, list[float]] = {"exact": [], "rare": []}
-    kept10: list[float] = []
-    kept50: list[float] = []
-    over = 0
+    ways = ("exact", "rare", "arrays")
+    wall: dict[str, list[float]] = {way: [] for way in ways}
+    cpu: dict[str, list[float]] = {way: [] for way in ways}
+    kept: dict[tuple[str, int], list[float]] = {(w, k): [] for w in ways[1:] for k in (10, 50)}
+    over = {"rare": 0, "arrays": 0}
     for n, query in enumerate(queries):
-        got: dict[str, list[int]] = {}
-        # Alternate which goes first, so neither always finds the pages the other just read.
-        for way in (("exact", "rare") if n % 2 else ("rare", "exact")):
+        got: dict[str, list[float]] = {}
+        # Rotate which goes first, so none always finds the pages another just read.
+        for way in ways[n % 3 :] + ways[: n % 3]:
+            arrays = library._bm25_arrays if way == "arrays" else None
             c, t = time.process_time(), time.perf_counter()
-            rows = bm25_candidates(library.db, query, ids, budget=None if way == "exact" else POSTINGS_BUDGET)
+            rows = bm25_candidates(
+                library.db, query, ids, budget=None if way == "exact" else POSTINGS_BUDGET, arrays=arrays
+            )
             wall[way].append((time.perf_counter() - t) * 1000)
             cpu[way].append((time.process_time() - c) * 1000)
-            got[way] = [cid for cid, _ in rows]
-        over += not ranked_rows(library.db, query_words(query), 1, POSTINGS_BUDGET).exact
-        for kept, k in ((kept10, 10), (kept50, 50)):
-            exact = set(got["exact"][:k])
-            kept.append(len(exact & set(got["rare"][:k])) / len(exact) if exact else 1.0)
-    p95 = {way: percentile(wall[way], 95) for way in wall}
-    return (f"| {size:,} | {percentile(wall['exact'], 50):.1f} | {p95['exact']:.1f} | "
-            f"{percentile(wall['rare'], 50):.1f} | {p95['rare']:.1f} | **{p95['rare'] / p95['exact']:.2f}** | "
-            f"{percentile(cpu['exact'], 95):.1f} | {percentile(cpu['rare'], 95):.1f} | "
-            f"{over} of {len(queries)} | {statistics.mean(kept10):.4f} | {statistics.mean(kept50):.4f} |")
+            got[way] = [round(score, 9) for _, score in rows]
+        words = query_words(query)
+        over["rare"] += not ranked_rows(library.db, words, 1, POSTINGS_BUDGET).exact
+        over["arrays"] += not ranked_rows(library.db, words, 1, arrays=library._bm25_arrays).exact
+        for way in ways[1:]:
+            for k in (10, 50):
+                want = Counter(got["exact"][:k])
+                have = Counter(got[way][:k])
+                kept[way, k].append(sum((want & have).values()) / max(sum(want.values()), 1))
+    p95 = {way: percentile(wall[way], 95) for way in ways}
+    cells = [f"{size:,}", f"{p95['exact']:.1f}"]
+    for way in ways[1:]:
+        cells += [f"{percentile(wall[way], 50):.1f} / {p95[way]:.1f}", f"**{p95[way] / p95['exact']:.2f}**",
+                  f"{percentile(cpu[way], 95):.1f}", f"{over[way]} of {len(queries)}",
+                  f"{statistics.mean(kept[way, 10]):.4f} / {statistics.mean(kept[way, 50]):.4f}"]
+    return "| " + " | ".join(cells) + f" | {percentile(cpu['exact'], 95):.1f} |"
+
+
+def compare_hybrid_arrays(library: Library, queries: list[str], size: int) -> str:
+    """Hybrid search with chunk BM25 scored in numpy (default) and by FTS5 alone, interleaved."""
+    wall: dict[str, list[float]] = {"fts5": [], "arrays": []}
+    cpu: dict[str, list[float]] = {"fts5": [], "arrays": []}
+    default_from = bm25_rare_first.ARRAYS_FROM
+    try:
+        for n, query in enumerate(queries):
+            for way in (("fts5", "arrays") if n % 2 else ("arrays", "fts5")):
+                # Past every query's postings, no query is handed to the arrays.
+                bm25_rare_first.ARRAYS_FROM = default_from if way == "arrays" else 2**62
+                c = time.process_time()
+                library.search(query, k=10)
+                cpu[way].append((time.process_time() - c) * 1000)
+                wall[way].append(library.last_timings["search_ms"])
+    finally:
+        bm25_rare_first.ARRAYS_FROM = default_from
+    target = TARGET_P95_MS[0] if size <= 100_000 else TARGET_P95_MS[1]
+    before, after = percentile(wall["fts5"], 95), percentile(wall["arrays"], 95)
+    return (f"| {size:,} | {percentile(wall['fts5'], 50):.1f} / {before:.1f} | "
+            f"{percentile(wall['arrays'], 50):.1f} / {after:.1f} | **{after / before:.2f}** | "
+            f"**{after / target:.2f}** (of {target:.0f}) | "
+            f"{percentile(cpu['fts5'], 95):.1f} → {percentile(cpu['arrays'], 95):.1f} |")
 
 
 def compare_fusions(library: Library, queries: list[str], size: int) -> str:
@@ -251,6 +294,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     bm25_table = []
     fusion_table = []
+    arrays_table = []
     for size in args.sizes:
         db_path = work / f"search-{size}.db"
         rng = np.random.default_rng(size)
@@ -279,6 +323,9 @@ def main() -> int:
             embed.append((time.perf_counter() - t) * 1000)
         cached.prime(queries)
         t = time.perf_counter()
+        read_lengths(library.db.conn)  # what the first big BM25 query after a change reads
+        lengths_s = time.perf_counter() - t
+        t = time.perf_counter()
         library.search(queries[0])
         first_s = time.perf_counter() - t
         totals, bm25, vector, cpu = [], [], [], []
@@ -294,6 +341,7 @@ def main() -> int:
         rss_per_million = (process.memory_info().rss - rss_before) / 2**20 * 1_000_000 / size
         bm25_table.append(compare_bm25(library, queries, size))
         fusion_table.append(compare_fusions(library, queries, size))
+        arrays_table.append(compare_hybrid_arrays(library, queries, size) + f" {lengths_s:.2f} s |")
         db_mb = sum(p.stat().st_size for p in work.glob(f"search-{size}.db*")) / 2**20
         library.close()
         del library
@@ -305,13 +353,22 @@ def main() -> int:
               f"{percentile(bm25, 95):.1f} | {percentile(vector, 95):.1f} | "
               f"{statistics.median(embed):.1f} | {rss:.0f} | {rss_per_million:.0f} | {db_mb:.0f} | "
               f"{recall:.4f} |", flush=True)
-    print(f"\n## BM25 alone: FTS5 over every posting (exact) vs rare-first (budget {POSTINGS_BUDGET:,} "
-          "postings), same queries, same run\n")
-    print("| chunks | exact p50 ms | exact p95 ms | rare-first p50 ms | rare-first p95 ms | "
-          "**p95 rare-first / exact** | exact CPU p95 ms | rare-first CPU p95 ms | queries over budget | "
-          "top-10 kept | top-50 kept |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"\n## BM25 alone, same queries, same run: FTS5 over every posting (exact), FTS5 rare-first "
+          f"(budget {POSTINGS_BUDGET:,} postings) and numpy arrays (budget {ARRAYS_BUDGET:,}, from "
+          f"{bm25_rare_first.ARRAYS_FROM:,} postings)\n")
+    print("| chunks | exact p95 ms | rare-first p50 / p95 ms | **p95 ÷ exact** | rare-first CPU p95 ms | "
+          "rare-first over budget | rare-first top-10 / top-50 kept | arrays p50 / p95 ms | "
+          "**p95 ÷ exact** | arrays CPU p95 ms | arrays over budget | arrays top-10 / top-50 kept | "
+          "exact CPU p95 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in bm25_table:
+        print(row)
+    print("\n## Hybrid search with chunk BM25 by FTS5 alone and scored in numpy (default), "
+          "interleaved, same queries, same run\n")
+    print("| chunks | FTS5 p50 / p95 ms | numpy p50 / p95 ms | **p95 numpy ÷ FTS5** | **p95 / target** | "
+          "CPU p95 ms FTS5 → numpy | row lengths read (once per index change) |")
+    print("|---|---|---|---|---|---|---|")
+    for row in arrays_table:
         print(row)
     print("\n## Whole-document BM25 as a third list: hybrid search with it (default) and without it "
           "(two lists), interleaved, same queries, same run\n")

@@ -119,6 +119,12 @@ class Bm25Arrays:
         best = best[np.lexsort((row_ids[best], -scores[best]))]
         return [(int(row_ids[i]), float(scores[i])) for i in best]
 
+    def row_lengths(self, row_ids: Sequence[int]) -> dict[int, int]:
+        """Each row's length in tokens, all columns, from the cache (rows since deleted: none)."""
+        with _snapshot(self._db.conn):
+            lengths, _ = self._current()
+        return {int(i): int(lengths[i]) for i in row_ids if 0 <= i < lengths.size and lengths[i]}
+
     def _shares(
         self, term: str, lengths: NDArray[np.uint32], rows: int, mean_tokens: float
     ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:

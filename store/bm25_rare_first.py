@@ -19,10 +19,10 @@ measures how much of the exact top 10 and top 50 is kept.
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import sqlite_utils
 
@@ -104,19 +104,14 @@ def ranked_rows(
         return RankedRows(_fts5_top(db, words, wide), True, 0)
     counts = {w: document_frequency(db, w) for w in words}
     postings = sum(counts.values())
-    rank: Callable[[Sequence[str], int], list[tuple[int, float]]] = functools.partial(_fts5_top, db)
     terms = arrays.terms(words) if arrays is not None and postings > ARRAYS_FROM else None
+    ranker: _Ranker
     if arrays is not None and terms is not None:
-        term_of = dict(zip(words, terms, strict=True))
-
-        def rank_arrays(some: Sequence[str], n: int) -> list[tuple[int, float]]:
-            return scorer.top([term_of[w] for w in some], n)
-
-        scorer, rank, budget = arrays, rank_arrays, arrays_budget
-    elif len(words) == 1:
-        return RankedRows(rank(words, wide), True, postings)
+        ranker, budget = _ArraysRanker(arrays, dict(zip(words, terms, strict=True))), arrays_budget
+    else:
+        ranker = _Fts5Ranker(db)
     if postings <= budget or len(words) == 1:
-        return RankedRows(rank(words, wide), True, postings)
+        return RankedRows(ranker.top(words, wide), True, postings)
     by_rarity = sorted(words, key=lambda w: (counts[w], w))
     take = 1
     while take < len(by_rarity) and sum(counts[w] for w in by_rarity[: take + 1]) <= budget:
@@ -126,18 +121,51 @@ def ranked_rows(
     # ``wide`` rows holding a rare word: the next rarest word must supply the rest.
     while True:
         if take == len(by_rarity):
-            return RankedRows(rank(words, wide), True, postings)
-        scores = dict(rank(by_rarity[:take], wide * CANDIDATE_DEPTH))
+            return RankedRows(ranker.top(words, wide), True, postings)
+        scores = dict(ranker.top(by_rarity[:take], wide * CANDIDATE_DEPTH))
         if len(scores) >= wide:
             break
         take += 1
     totals = index_totals(db)
-    lengths = row_lengths(db, list(scores))
+    lengths = ranker.row_lengths(list(scores))
     for word in by_rarity[take:]:
         for chunk_id, share in word_scores(db, word, counts[word], lengths, totals).items():
             scores[chunk_id] += share
     rows = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:wide]
     return RankedRows(rows, False, postings)
+
+
+class _Ranker(Protocol):
+    def top(self, words: Sequence[str], wide: int) -> list[tuple[int, float]]: ...
+
+    def row_lengths(self, chunk_ids: Sequence[int]) -> dict[int, int]: ...
+
+
+@dataclass(frozen=True)
+class _Fts5Ranker:
+    """FTS5's own ``bm25()`` ranking, row lengths from its docsize table."""
+
+    db: sqlite_utils.Database
+
+    def top(self, words: Sequence[str], wide: int) -> list[tuple[int, float]]:
+        return _fts5_top(self.db, words, wide)
+
+    def row_lengths(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        return row_lengths(self.db, chunk_ids)
+
+
+@dataclass(frozen=True)
+class _ArraysRanker:
+    """The same scores from ``Bm25Arrays``, row lengths from its cache."""
+
+    arrays: Bm25Arrays
+    term_of: dict[str, str]
+
+    def top(self, words: Sequence[str], wide: int) -> list[tuple[int, float]]:
+        return self.arrays.top([self.term_of[w] for w in words], wide)
+
+    def row_lengths(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        return self.arrays.row_lengths(chunk_ids)
 
 
 def document_frequency(db: sqlite_utils.Database, word: str) -> int:
