@@ -26,12 +26,10 @@ from typing import Protocol
 
 import sqlite_utils
 
-from .bm25_arrays import Bm25Arrays
+from .bm25_arrays import HEADING_WEIGHT, K1, B, Bm25Arrays, decode_varints, read_totals
 
-# FTS5's bm25() constants (fts5_aux.c) and this index's column weights: chunk text, heading.
-K1 = 1.2
-B = 0.75
-WEIGHTS = (1.0, 0.5)
+# This index's column weights for FTS5's bm25(): chunk text, heading (constants: bm25_arrays).
+WEIGHTS = (1.0, HEADING_WEIGHT)
 # Postings FTS5 may rank in one query; past it the commonest words only rescore candidates.
 # FTS5 ranks ~3 µs a posting at 1M chunks (counting is ~0.1 µs), so 20,000 postings keep BM25
 # near 50 ms; at 1M chunks this kept 0.990 of the exact top 10 and 0.946 of the top 50 on
@@ -47,8 +45,6 @@ ARRAYS_BUDGET = 60_000
 # Candidates the rare words hand on, per row asked for: rescoring costs little next to ranking
 # (at 1M chunks, 1 → 3 took the top 50 kept from 0.908 to 0.946 at no measurable cost).
 CANDIDATE_DEPTH = 3
-# Row id of FTS5's averages record in the %_data table: row count, then tokens per column.
-_AVERAGES_ID = 1
 _OPEN, _CLOSE = "\x02", "\x03"
 
 _RANKED = (
@@ -178,18 +174,14 @@ def document_frequency(db: sqlite_utils.Database, word: str) -> int:
 
 def index_totals(db: sqlite_utils.Database) -> IndexTotals:
     """Row count and mean row length in tokens, read from FTS5's averages record."""
-    row = db.execute("SELECT block FROM chunks_fts_data WHERE id = ?", [_AVERAGES_ID]).fetchone()
-    values = _varints(bytes(row[0])) if row and row[0] else []
-    if not values or values[0] <= 0:
-        return IndexTotals(0, 0.0)
-    return IndexTotals(values[0], sum(values[1:]) / values[0])
+    return IndexTotals(*read_totals(db.conn))
 
 
 def row_lengths(db: sqlite_utils.Database, chunk_ids: Sequence[int]) -> dict[int, int]:
     """Each row's length in tokens, all columns, from the docsize table FTS5 itself reads."""
     marks = ",".join("?" * len(chunk_ids))
     return {
-        int(r[0]): sum(_varints(bytes(r[1])))
+        int(r[0]): sum(decode_varints(bytes(r[1])))
         for r in db.execute(
             f"SELECT id, sz FROM chunks_fts_docsize WHERE id IN ({marks})", list(chunk_ids)
         ).fetchall()
@@ -236,22 +228,3 @@ def word_scores(
 def _fts5_top(db: sqlite_utils.Database, words: Sequence[str], wide: int) -> list[tuple[int, float]]:
     match = " OR ".join(phrase(w) for w in words)
     return [(int(r[0]), -float(r[1])) for r in db.execute(_RANKED, [match, wide]).fetchall()]
-
-
-def _varints(data: bytes) -> list[int]:
-    """SQLite's big-endian varints (7 bits a byte, the ninth byte whole), as FTS5 stores them."""
-    values: list[int] = []
-    i = 0
-    while i < len(data):
-        value = 0
-        for n in range(9):
-            byte = data[i]
-            i += 1
-            if n == 8:
-                value = (value << 8) | byte
-                break
-            value = (value << 7) | (byte & 0x7F)
-            if not byte & 0x80:
-                break
-        values.append(value)
-    return values
