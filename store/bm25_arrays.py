@@ -73,9 +73,8 @@ class Bm25Arrays:
         """
         if not words or self._db.conn.in_transaction or not self._prepare():
             return None
-        if self._words is None:
-            return None
         words_db = self._words
+        assert words_db is not None  # made by _prepare()
         words_db.execute("DELETE FROM words")
         words_db.executemany("INSERT INTO words (rowid, word) VALUES (?, ?)", list(enumerate(words)))
         found: list[list[str]] = [[] for _ in words]
@@ -86,7 +85,9 @@ class Bm25Arrays:
         return [t[0] for t in found]
 
     def top(self, terms: Sequence[str], wide: int) -> list[tuple[int, float]]:
-        """The ``wide`` best rows for the terms OR-ed: (row id, FTS5's score negated), best first.
+        """The ``wide`` best rows for the terms OR-ed: (row id, score), best first.
+
+        The score is FTS5's ``bm25()`` with its sign turned, so higher is better.
 
         Ties are broken by row id. A term given twice counts twice, as two phrases do in FTS5.
         """
@@ -218,6 +219,8 @@ def read_totals(conn: sqlite3.Connection) -> tuple[int, float]:
 
 def read_lengths(conn: sqlite3.Connection) -> NDArray[np.uint32]:
     """Every row's length in tokens, all columns summed, indexed by row id (0 for no row).
+
+    The array runs to the highest row id: 4 bytes a row id, deleted ones included.
 
     FTS5's docsize table holds one blob per row: a varint per column. The blobs are fetched as
     three strings (ids, blob sizes, hex) and decoded in numpy, not row by row in Python.
