@@ -25,6 +25,7 @@ from . import (  # noqa: F401 - importing a parser module registers it
     rtf,
     spreadsheets,
     text,
+    word97,
 )
 from .detect import TEXT_KINDS, detect_kind, zip_kind
 from .fsread import FileBytes, FileStat, open_regular_file, read_bytes, read_head

@@ -68,6 +68,9 @@ EXTENSION_KINDS: dict[str, str] = {
 _OLE_SPREADSHEETS = frozenset(["xls", "xlt"])
 # Extensions whose OLE (Compound File) content is an Outlook message (read by olefile).
 _OLE_MAIL = frozenset(["msg"])
+# Extensions whose OLE (Compound File) content is a Word 97-2003 document (read by olefile; an
+# encrypted one, or Word 6/95, is said to be so by the parser).
+_OLE_WORD = frozenset(["doc", "dot"])
 # Extensions whose OLE (Compound File) content means a legacy or encrypted Office document.
 _OLE_OFFICE = frozenset(
     ["doc", "dot", "docx", "docm", "xls", "xlt", "xlsx", "xlsm", "ppt", "pot", "pptx", "pptm"]
@@ -143,6 +146,8 @@ def detect_kind(head: bytes, extension: str) -> str:
             return "xls"
         if extension in _OLE_MAIL:
             return "msg"
+        if extension in _OLE_WORD:
+            return "doc"
         if extension in _OLE_OFFICE:
             raise FileSkipped(
                 f"password-protected or legacy Office file (.{extension}); "
