@@ -22,6 +22,7 @@ from . import (  # noqa: F401 - importing a parser module registers it
     opendoc,
     outlook,
     pdf,
+    powerpoint97,
     rtf,
     spreadsheets,
     text,

@@ -71,6 +71,8 @@ _OLE_MAIL = frozenset(["msg"])
 # Extensions whose OLE (Compound File) content is a Word 97-2003 document (read by olefile; an
 # encrypted one, or Word 6/95, is said to be so by the parser).
 _OLE_WORD = frozenset(["doc", "dot"])
+# Extensions whose OLE content is a PowerPoint 97-2003 presentation (read by olefile).
+_OLE_SLIDES = frozenset(["ppt", "pot", "pps"])
 # Extensions whose OLE (Compound File) content means a legacy or encrypted Office document.
 _OLE_OFFICE = frozenset(
     ["doc", "dot", "docx", "docm", "xls", "xlt", "xlsx", "xlsm", "ppt", "pot", "pptx", "pptm"]
@@ -148,6 +150,8 @@ def detect_kind(head: bytes, extension: str) -> str:
             return "msg"
         if extension in _OLE_WORD:
             return "doc"
+        if extension in _OLE_SLIDES:
+            return "ppt"
         if extension in _OLE_OFFICE:
             raise FileSkipped(
                 f"password-protected or legacy Office file (.{extension}); "

@@ -15,11 +15,12 @@ Versions:
     3: Outlook ``.msg`` messages read (were skipped as unsupported).
     4: RTF documents read (were skipped as unsupported).
     5: Word 97-2003 ``.doc`` documents read (were skipped as legacy Office).
+    6: PowerPoint 97-2003 ``.ppt`` presentations read (were skipped as legacy Office).
 """
 
 from __future__ import annotations
 
-PARSER_VERSION = 5
+PARSER_VERSION = 6
 
 # Kinds of indexed documents whose text a version changed: (version, kinds).
 _INDEXED_KINDS_CHANGED: tuple[tuple[int, frozenset[str]], ...] = (

@@ -97,4 +97,4 @@ def test_only_an_ole_file_named_doc_is_read_as_word97() -> None:
     assert detect_kind(OLE_MAGIC + b"\x00" * 100, "doc") == "doc"
     assert detect_kind(OLE_MAGIC + b"\x00" * 100, "dot") == "doc"
     with pytest.raises(Exception, match="legacy Office file"):
-        detect_kind(OLE_MAGIC + b"\x00" * 100, "ppt")
+        detect_kind(OLE_MAGIC + b"\x00" * 100, "pptx")  # an encrypted .pptx
