@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .compound import open_compound
 from .html_text import html_to_text
 from .registry import ParseInput, register
-from .verdicts import FileBroken
 
 # MAPI property tags (MS-OXPROPS): what an .eml parse shows, in the same order.
 _SUBJECT = "0037"
@@ -37,14 +37,7 @@ _DATE = re.compile(r"^Date:[ \t]*(.+)$", re.MULTILINE | re.IGNORECASE)
 def parse_msg(source: ParseInput) -> None:
     """Headers (From/To/Cc/Subject/Date), then the plain body (or the HTML body as text), then
     the names of attachments."""
-    import olefile
-
-    try:
-        ole = olefile.OleFileIO(source.data)
-    except Exception as error:  # a damaged compound file raises OSError, struct or index errors
-        detail = str(error).strip() or type(error).__name__
-        raise FileBroken(f"not a valid Outlook message ({detail[:120]})") from None
-    with ole:
+    with open_compound(source.data, "Outlook message") as ole:
         message = _Properties(ole, "")
         sender = message.text(_SENDER_NAME)
         address = message.text(_SENDER_ADDRESS)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
+from .compound import broken, open_compound
 from .registry import ParseInput, register
 from .verdicts import FileBroken, FileSkipped
 
@@ -34,17 +35,13 @@ _PERSIST_DIRECTORY = 0x1772
 _MAX_DEPTH = 64
 _MAX_EDITS = 10_000
 
+_WHAT = "PowerPoint presentation"
+
 
 @register("ppt")
 def parse_ppt(source: ParseInput) -> None:
     """Each slide's text as a page, in the presentation's order."""
-    import olefile
-
-    try:
-        ole = olefile.OleFileIO(source.data)
-    except Exception as error:  # a damaged compound file raises OSError, struct or index errors
-        raise _broken(error) from None
-    with ole:
+    with open_compound(source.data, _WHAT) as ole:
         if ole.exists("EncryptedSummary") or ole.exists("EncryptedPackage"):
             raise FileSkipped(
                 "password-protected PowerPoint presentation; remove the password to index it"
@@ -55,11 +52,11 @@ def parse_ppt(source: ParseInput) -> None:
             stream = ole.openstream("PowerPoint Document").read()
             user = ole.openstream("Current User").read() if ole.exists("Current User") else b""
         except OSError as error:
-            raise _broken(error) from None
+            raise broken(_WHAT, error) from None
     try:
         slides = _slides(stream, user)
     except (struct.error, IndexError, ValueError, RecursionError) as error:
-        raise _broken(error) from None
+        raise broken(_WHAT, error) from None
     for number, texts in enumerate(slides, start=1):
         if texts and not source.collector.add("\n".join(texts), page=number, label=f"slide {number}"):
             break
@@ -171,8 +168,3 @@ def _walk(stream: bytes, start: int, end: int, depth: int = 0) -> Iterator[tuple
         version = struct.unpack_from("<H", stream, record[2] - 8)[0] & 0xF
         if version == 0xF:
             yield from _walk(stream, record[2], record[3], depth + 1)
-
-
-def _broken(error: BaseException) -> FileBroken:
-    detail = str(error).strip() or type(error).__name__
-    return FileBroken(f"not a valid PowerPoint presentation ({detail[:120]})")

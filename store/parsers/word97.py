@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import struct
 
+from .compound import broken, open_compound
 from .registry import ParseInput, register
 from .verdicts import FileBroken, FileSkipped
 
@@ -42,17 +43,13 @@ _CONTROLS = str.maketrans(
 )
 _DROP = re.compile(r"[\x00-\x08\x0e-\x1f]")
 
+_WHAT = "Word document"
+
 
 @register("doc")
 def parse_doc(source: ParseInput) -> None:
     """The body, then footnotes, comments, endnotes and text boxes, each part after a blank line."""
-    import olefile
-
-    try:
-        ole = olefile.OleFileIO(source.data)
-    except Exception as error:  # a damaged compound file raises OSError, struct or index errors
-        raise _broken(error) from None
-    with ole:
+    with open_compound(source.data, _WHAT) as ole:
         if ole.exists("EncryptedPackage"):  # an encrypted .docx saved under a .doc name
             raise FileSkipped("password-protected Word document; remove the password to index it")
         if not ole.exists("WordDocument"):
@@ -76,7 +73,7 @@ def parse_doc(source: ParseInput) -> None:
             characters = _characters(word, table, clx)
             title = _title(ole)
         except (struct.error, IndexError, ValueError, OSError) as error:
-            raise _broken(error) from None
+            raise broken(_WHAT, error) from None
     parts: list[str] = []
     start = 0
     for index, count in enumerate(counts):
@@ -177,8 +174,3 @@ def _title(ole: object) -> str | None:
         raw = raw.decode("cp1252", "replace")
     title = str(raw or "").replace("\x00", "").strip()
     return title or None
-
-
-def _broken(error: BaseException) -> FileBroken:
-    detail = str(error).strip() or type(error).__name__
-    return FileBroken(f"not a valid Word document ({detail[:120]})")
