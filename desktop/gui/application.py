@@ -130,6 +130,7 @@ def run(argv: Sequence[str] | None = None, *, load_model: bool = True) -> int:
     from bastion.desktop.gui.backend import Backend
     from bastion.desktop.gui.error_dialogs import ErrorReporter, setup_logging
     from bastion.desktop.gui.main_window import MainWindow
+    from bastion.desktop.heap import settle_heap
     from bastion.desktop.paths import data_paths
 
     paths = data_paths()
@@ -150,6 +151,7 @@ def run(argv: Sequence[str] | None = None, *, load_model: bool = True) -> int:
     window = MainWindow(backend)
     reporter.parent = window
     instance.activated.connect(lambda: bring_forward(window))
+    window.warmed_up.connect(settle_heap)
     window.show()
     window.start_when_shown(load_model=load_model)
     _close_on_signals(window)

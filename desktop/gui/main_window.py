@@ -49,6 +49,9 @@ class MainWindow(QMainWindow):
     """Bastion's window over a started-or-not ``Backend``."""
 
     model_loaded = Signal(object)  # LoadInfo | None
+    # Start-up's background work is over: the embedder is imported and the model, queued
+    # before it on the same thread, has loaded or failed.
+    warmed_up = Signal()
 
     def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -195,10 +198,19 @@ class MainWindow(QMainWindow):
         # Last: importing and loading the embedder holds the GIL for moments the window would
         # feel; better now, while it shows "Loading model…", than in the middle of a task.
         # (Only when collections exist; a failure here shows up again, reported, on real use.)
-        for worker, task in ((self.backend.library, core_tasks.warm_up_library),
-                             (self.backend.core, core_tasks.warm_up_retrieval)):
+        warm_ups = ((self.backend.library, core_tasks.warm_up_library),
+                    (self.backend.core, core_tasks.warm_up_retrieval))
+        pending = [len(warm_ups)]
+
+        def one_done() -> None:
+            pending[0] -= 1
+            if pending[0] == 0:
+                self.warmed_up.emit()
+
+        for worker, task in warm_ups:
             self.backend.run(worker, task, "prepare document search",
-                             on_error=lambda error: log.warning("warm-up failed: %s", error))
+                             on_error=lambda error: log.warning("warm-up failed: %s", error),
+                             on_finished=one_done)
 
     def _snapshot_ready(self, snapshot: core_tasks.CoreSnapshot) -> None:
         self.snapshot = snapshot

@@ -84,3 +84,15 @@ def test_showing_the_window_imports_nothing_heavy(bastion_home) -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == ""
+
+
+def test_the_window_says_when_its_start_up_work_is_over(qtbot, make_backend: Callable[..., Backend]
+                                                        ) -> None:
+    win = MainWindow(make_backend())
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.warmed_up, timeout=30000):
+        win.start()
+    # The model load was queued before the warm-up on the same thread, so it is over too.
+    assert win.model_info is not None and win.model_info.name == "smollm2"
+    win.close()
