@@ -120,6 +120,7 @@ def _run(args: argparse.Namespace, home: Path, lock: Any, token: str, made: bool
     from bastion.desktop.api.wiring import service_parts
     from bastion.desktop.app import App
     from bastion.desktop.errors import BastionError
+    from bastion.desktop.heap import settle_heap
 
     http = args.http or args.port is not None
     with App() as app:
@@ -130,6 +131,7 @@ def _run(args: argparse.Namespace, home: Path, lock: Any, token: str, made: bool
             print(f"note: {info.fallback}", file=sys.stderr)
         if parts.embedder is not None:
             parts.embedder.embed(["warm-up"])  # torch and the embedder now, not at a first search
+        settle_heap()  # no full garbage collection walks what start-up loaded (see the module)
         service = AnswerService(parts, max_waiting=args.queue)
         servers: list[Any] = []
         started: list[Any] = []  # shutdown() waits for a loop that runs: only these get it
