@@ -8,8 +8,9 @@ written by newer tools) or, for placeholders in older files, in the document's s
 after the slide's ``SlidePersistAtom``. The slides are taken in the order of that list; each one's
 container is found through the persist directory that the ``Current User`` stream leads to
 (the last edit, then each edit before it). If that chain is damaged, the slide containers are
-read in the order they are stored. Masters and their "Click to edit…" prompts are left out, as
-are speaker notes.
+read in the order they are stored. A slide's speaker notes follow its text as "Notes: …", as for
+``.pptx``: the slide's ``SlideAtom`` names its notes page by slide id, which the notes list maps
+to a persist id. Masters and their "Click to edit…" prompts are left out.
 
 As for ``.doc``, no maintained Python package reads ``.ppt``; olefile reads the container, and
 every length read from the file is checked against the stream.
@@ -26,8 +27,11 @@ from .verdicts import FileBroken, FileSkipped
 
 _DOCUMENT = 0x03E8
 _SLIDE = 0x03EE
+_SLIDE_ATOM = 0x03EF
+_NOTES = 0x03F0
 _SLIDE_LIST = 0x0FF0
 _SLIDE_PERSIST = 0x03F3
+_SLIDES_LIST, _NOTES_LIST = 0, 2  # SlideListWithText instances
 _TEXT_CHARS = 0x0FA0
 _TEXT_BYTES = 0x0FA8
 _USER_EDIT = 0x0FF5
@@ -63,41 +67,73 @@ def parse_ppt(source: ParseInput) -> None:
 
 
 def _slides(stream: bytes, user: bytes) -> list[list[str]]:
-    """Each slide's texts: its slide-list texts, then those of its drawing."""
+    """Each slide's texts: its slide-list texts, those of its drawing, then its notes."""
     document = next((r for r in _records(stream, 0, len(stream)) if r[0] == _DOCUMENT), None)
     if document is None:
         raise ValueError("no Document record")
     persist = _persist_offsets(stream, user)
-    listed: list[list[str]] = []  # per slide: the slide list's texts (older files' placeholders)
-    drawn: list[list[str]] = []  # per slide: the texts of its drawing
-    for record_type, instance, start, end in _records(stream, document[2], document[3]):
-        if record_type != _SLIDE_LIST or instance != 0:
-            continue
-        for inner_type, _, body, body_end in _records(stream, start, end):
-            if inner_type == _SLIDE_PERSIST:
-                (reference,) = struct.unpack_from("<I", stream, body)
-                listed.append([])
-                drawn.append(_texts_of_container(stream, persist.get(reference)))
-            elif inner_type in (_TEXT_CHARS, _TEXT_BYTES) and listed:
-                text = _text(stream, inner_type, body, body_end)
-                if text:
-                    listed[-1].append(text)
-    slides = [a + b for a, b in zip(listed, drawn, strict=True)]
-    if not any(slides):  # no usable slide list: the slides as stored
-        slides = [
-            _texts_of_container(stream, start - 8)
+    slides = _listed(stream, document, _SLIDES_LIST)
+    notes = {slide_id: (reference, texts)
+             for reference, slide_id, texts in _listed(stream, document, _NOTES_LIST)}
+    pages: list[list[str]] = []
+    for reference, _, listed in slides:
+        offset = persist.get(reference)
+        texts = listed + _texts_of_container(stream, offset, _SLIDE)
+        notes_id = _notes_id(stream, offset)
+        if notes_id in notes:
+            notes_reference, notes_listed = notes[notes_id]
+            spoken = notes_listed + _texts_of_container(stream, persist.get(notes_reference), _NOTES)
+            if spoken:
+                texts.append("Notes: " + "\n".join(spoken))
+        pages.append(texts)
+    if not any(pages):  # no usable slide list: the slides as stored
+        pages = [
+            _texts_of_container(stream, start - 8, _SLIDE)
             for record_type, _, start, _ in _records(stream, 0, len(stream))
             if record_type == _SLIDE
         ]
-    return slides
+    return pages
 
 
-def _texts_of_container(stream: bytes, offset: int | None) -> list[str]:
-    """The text atoms in the record at ``offset`` and below it, in order."""
+def _listed(stream: bytes, document: tuple[int, int, int, int],
+            instance: int) -> list[tuple[int, int, list[str]]]:
+    """A slide list's entries: (persist id, slide id, the texts listed after it).
+
+    Older files keep placeholder texts here rather than in the slide's drawing."""
+    entries: list[tuple[int, int, list[str]]] = []
+    for record_type, record_instance, start, end in _records(stream, document[2], document[3]):
+        if record_type != _SLIDE_LIST or record_instance != instance:
+            continue
+        for inner_type, _, body, body_end in _records(stream, start, end):
+            if inner_type == _SLIDE_PERSIST and body_end - body >= 16:
+                reference, _, _, slide_id = struct.unpack_from("<IIII", stream, body)
+                entries.append((reference, slide_id, []))
+            elif inner_type in (_TEXT_CHARS, _TEXT_BYTES) and entries:
+                text = _text(stream, inner_type, body, body_end)
+                if text:
+                    entries[-1][2].append(text)
+    return entries
+
+
+def _notes_id(stream: bytes, offset: int | None) -> int:
+    """The slide id of the notes page of the slide at ``offset`` (0: none)."""
+    if offset is None or not 0 <= offset <= len(stream) - 8:
+        return 0
+    _, record_type, length = struct.unpack_from("<HHI", stream, offset)
+    if record_type != _SLIDE:
+        return 0
+    for inner_type, _, body, body_end in _records(stream, offset + 8, min(offset + 8 + length, len(stream))):
+        if inner_type == _SLIDE_ATOM and body_end - body >= 20:
+            return int(struct.unpack_from("<I", stream, body + 16)[0])  # SlideAtom.notesIdRef
+    return 0
+
+
+def _texts_of_container(stream: bytes, offset: int | None, kind: int) -> list[str]:
+    """The text atoms in the ``kind`` record at ``offset`` and below it, in order."""
     if offset is None or not 0 <= offset <= len(stream) - 8:
         return []
     header = struct.unpack_from("<HHI", stream, offset)
-    if header[1] != _SLIDE:
+    if header[1] != kind:
         return []
     texts: list[str] = []
     for record_type, _, start, end in _walk(stream, offset + 8, min(offset + 8 + header[2], len(stream))):

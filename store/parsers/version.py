@@ -16,15 +16,17 @@ Versions:
     4: RTF documents read (were skipped as unsupported).
     5: Word 97-2003 ``.doc`` documents read (were skipped as legacy Office).
     6: PowerPoint 97-2003 ``.ppt`` presentations read (were skipped as legacy Office).
+    7: ``.ppt`` speaker notes read (were left out).
 """
 
 from __future__ import annotations
 
-PARSER_VERSION = 6
+PARSER_VERSION = 7
 
 # Kinds of indexed documents whose text a version changed: (version, kinds).
 _INDEXED_KINDS_CHANGED: tuple[tuple[int, frozenset[str]], ...] = (
     (2, frozenset({"xml"})),
+    (7, frozenset({"ppt"})),
 )
 # States that a newer parser may turn into something else whatever the kind.
 _NOTHING_READ = frozenset({"skipped", "failed"})

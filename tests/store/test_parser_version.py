@@ -101,6 +101,8 @@ def test_what_is_read_again_after_an_upgrade() -> None:
     assert read_again("skipped", None, old) and read_again("failed", "pdf", old)
     assert read_again("indexed", "xml", 1), "feeds were indexed as tag soup before version 2"
     assert not read_again("indexed", "pdf", 1), "an indexed kind whose parser did not change"
+    assert read_again("indexed", "ppt", 6), "speaker notes were left out before version 7"
+    assert not read_again("indexed", "xml", 6), "feeds have not changed since version 2"
     assert not read_again("quarantined", None, old), "a file that crashes parsers is not retried"
     assert not read_again("skipped", None, PARSER_VERSION)
 
