@@ -53,8 +53,13 @@ def test_an_adapter_changes_the_answer_and_clearing_it_restores_the_base(
     adapted, done = ask(engine, (AdapterUse(str(adapters["strong"]), 1.0),))
     assert adapted != base
     assert done.stats.adapter_switch_s > 0 and done.stats.cached_tokens == 0  # cache was reset
+    # Unchanged: nothing to switch, and the prompt is reused from the cache. The answer is not
+    # compared word for word with ``adapted``: its last prompt token is decoded alone instead
+    # of with the whole prompt, which rounds differently, and on some CPUs (AVX-512) that
+    # flips a near-tie a few words in. The same path twice gives the same answer.
     again, done = ask(engine, (AdapterUse(str(adapters["strong"]), 1.0),))
-    assert again == adapted and done.stats.adapter_switch_s == 0  # unchanged: nothing to switch
+    assert done.stats.adapter_switch_s == 0 and done.stats.cached_tokens > 0
+    assert again != base and ask(engine, (AdapterUse(str(adapters["strong"]), 1.0),))[0] == again
     assert ask(engine)[0] == base
     assert engine.pid == pid  # the base model was never reloaded
 
