@@ -111,8 +111,9 @@ def main() -> int:
     view = window.chat_view
     warmed: list[bool] = []
     window.warmed_up.connect(lambda: warmed.append(True))
-    measure("start-up: open chats, load SmolLM2", window.start,
-            lambda: window.model_info is not None and view.chat is not None,
+    measure("start-up: open chats, build the pages, load SmolLM2", window.start,
+            lambda: window.model_info is not None and view.chat is not None
+            and window.pages_ready,
             lambda: f"model loaded in {window.model_info.load_s:.1f} s" if window.model_info else "")
 
     # What the application does once start-up is over (``bastion.desktop.heap``), timed: a full

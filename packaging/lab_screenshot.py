@@ -87,6 +87,7 @@ def shoot(out: Path, answers_out: Path | None, width: int, height: int) -> int:
             raise SystemExit(f"lab screenshot failed: {errors or 'timed out'}")
 
     window.start()
+    wait(lambda: window.pages_ready)
     lab = window.lab_view
     wait(lambda: window.model_info is not None and lab.report is not None)
     window.tabs.setCurrentWidget(lab)

@@ -136,8 +136,9 @@ def shoot(out: Path, width: int, height: int, docs: Path, other_tabs: Path | Non
             raise SystemExit(f"screenshot failed: {errors or 'timed out'}")
 
     window.start()
-    view, library = window.chat_view, window.library_view
-    wait(lambda: window.model_info is not None and view.chat is not None)
+    view = window.chat_view
+    wait(lambda: window.model_info is not None and view.chat is not None and window.pages_ready)
+    library = window.library_view
     library.add_folder(docs, "Handbook")
     wait(lambda: library.syncing is None and (s := library.model.status_of("Handbook")) is not None
          and s.counts.get("indexed") == len(SAMPLE))

@@ -3,6 +3,7 @@ always says which model is loaded and how fast the last answer was."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -45,10 +46,27 @@ class _FirstExpose(QObject):
             self.then()
 
 
+# The modules of the pages ``start`` adds after the chat; each is optional (``_add_pages``).
+PAGE_MODULES = tuple(f"bastion.desktop.gui.{name}" for name in (
+    "library_view", "models_view", "finetune_view", "lab_view", "settings_view"))
+
+
+def _import_pages(_context: object, _job: object) -> None:
+    """Import the page modules (in a worker thread): building the pages is then quick."""
+    for name in PAGE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:  # the page is left out; the window says nothing more
+            log.warning("page module %s cannot be imported: %s", name, error)
+
+
 class MainWindow(QMainWindow):
     """Bastion's window over a started-or-not ``Backend``."""
 
     model_loaded = Signal(object)  # LoadInfo | None
+    # The library, models, fine-tune, lab and settings pages are built (``start`` adds them
+    # once their modules are imported off this thread).
+    pages_added = Signal()
     # Start-up's background work is over: the embedder is imported and the model, queued
     # before it on the same thread, has loaded or failed.
     warmed_up = Signal()
@@ -70,6 +88,7 @@ class MainWindow(QMainWindow):
         # The other pages (and pyqtgraph, the lab, ...) are built by ``start``: the chat alone
         # is enough to show the window, and a user sees it a second or two sooner.
         self._pages_added = False
+        self.pages_ready = False  # built and started (see ``pages_added``)
         self._started = False
         self.setCentralWidget(self.tabs)
 
@@ -180,8 +199,9 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(FIRST_EXPOSE_WAIT_MS, watcher, watcher.fire)
 
     def start(self, *, load_model: bool = True) -> None:
-        """Start the threads, build the other pages, show the chats, and load the default model
-        in the background. Only the first call does anything."""
+        """Start the threads, show the chats, load the default model in the background, and
+        build the other pages once their modules are imported (``pages_added``). Only the
+        first call does anything."""
         if self._started or self.closed_cleanly is not None:  # started, or closed already
             return
         self._started = True
@@ -190,11 +210,25 @@ class MainWindow(QMainWindow):
                          on_result=self._snapshot_ready)
         if load_model:
             self.load_model(None)
-        self._add_pages()  # while the core thread opens the chats and the engine loads
+        # The other pages' modules (pyqtgraph, the fine-tune and lab pages) take about a second
+        # to import on 2 cores: imported on the library thread, which has nothing to do yet,
+        # while the core thread opens the chats and the engine loads; then built here.
+        self.backend.run(self.backend.library, _import_pages, "prepare the pages",
+                         on_error=lambda error: log.warning("importing the pages: %s", error),
+                         on_finished=self._pages_imported)
+
+    def _pages_imported(self) -> None:
+        if self.closed_cleanly is not None:  # closed meanwhile
+            return
+        self._add_pages()
         for page in self.pages.values():
             starter = getattr(page, "start", None)
             if starter is not None and page is not self.chat_view:
                 starter()
+        if self.snapshot is not None:  # the chats opened first: show the settings they hold
+            self._snapshot_ready(self.snapshot)
+        self.pages_ready = True
+        self.pages_added.emit()
         # Last: importing and loading the embedder holds the GIL for moments the window would
         # feel; better now, while it shows "Loading model…", than in the middle of a task.
         # (Only when collections exist; a failure here shows up again, reported, on real use.)
@@ -213,8 +247,9 @@ class MainWindow(QMainWindow):
                              on_finished=one_done)
 
     def _snapshot_ready(self, snapshot: core_tasks.CoreSnapshot) -> None:
-        self.snapshot = snapshot
-        self.chat_view.show_chats(snapshot.chats)
+        if self.snapshot is not snapshot:  # also called again once the pages are built
+            self.snapshot = snapshot
+            self.chat_view.show_chats(snapshot.chats)
         settings_view = self.pages.get("settings")
         if settings_view is not None:
             settings_view.show_settings(snapshot.settings, snapshot.home)

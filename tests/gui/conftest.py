@@ -74,12 +74,13 @@ def make_backend(engine: StreamingEngine, reporter: RecordingReporter, embedded_
 
 @pytest.fixture
 def window(qtbot, make_backend: Callable[..., Backend]) -> Iterator[MainWindow]:
-    """The main window, started (default model loaded by the fake engine), chats shown."""
+    """The main window, started (default model loaded by the fake engine), chats and pages
+    shown."""
     win = MainWindow(make_backend())
     qtbot.addWidget(win)
     win.show()
     win.start()
-    qtbot.waitUntil(lambda: win.model_info is not None and win.chat_view.chat is not None,
-                    timeout=10000)
+    qtbot.waitUntil(lambda: win.model_info is not None and win.chat_view.chat is not None
+                    and win.pages_ready, timeout=10000)
     yield win
     win.close()

@@ -33,9 +33,11 @@ def test_pages_and_work_start_after_the_window_is_shown(qtbot, make_backend: Cal
     win.show()
     win.start_when_shown()
     assert titles(win.tabs) == ["Chat"]  # not before the window has been painted
+    with qtbot.waitSignal(win.pages_added, timeout=10000):
+        pass
+    assert titles(win.tabs) == ["Chat", "Library", "Models", "Fine-tune", "Lab", "Settings"]
     qtbot.waitUntil(lambda: win.model_info is not None and win.chat_view.chat is not None,
                     timeout=10000)
-    assert titles(win.tabs) == ["Chat", "Library", "Models", "Fine-tune", "Lab", "Settings"]
     assert backend.core.isRunning()
 
     win.start()  # a second start does nothing (no second set of pages)
