@@ -3,12 +3,14 @@ always says which model is loaded and how fast the last answer was."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QWindow
 from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QWidget
 
@@ -51,13 +53,24 @@ PAGE_MODULES = tuple(f"bastion.desktop.gui.{name}" for name in (
     "library_view", "models_view", "finetune_view", "lab_view", "settings_view"))
 
 
-def _import_pages(_context: object, _job: object) -> None:
-    """Import the page modules (in a worker thread): building the pages is then quick."""
-    for name in PAGE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError as error:  # the page is left out; the window says nothing more
-            log.warning("page module %s cannot be imported: %s", name, error)
+class _PageImports(QObject):
+    """Imports the page modules in a thread of its own, then says so in the GUI thread:
+    building the pages is then quick. Not on the library thread, which may be opening (or
+    upgrading) a large library at start."""
+
+    done = Signal()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="bastion-page-imports", daemon=True).start()
+
+    def _run(self) -> None:
+        for name in PAGE_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception as error:  # the page is left out (``_add_pages``); the chat works
+                log.warning("page module %s cannot be imported: %s", name, error)
+        with contextlib.suppress(RuntimeError):  # the window was closed and deleted meanwhile
+            self.done.emit()
 
 
 class MainWindow(QMainWindow):
@@ -211,11 +224,11 @@ class MainWindow(QMainWindow):
         if load_model:
             self.load_model(None)
         # The other pages' modules (pyqtgraph, the fine-tune and lab pages) take about a second
-        # to import on 2 cores: imported on the library thread, which has nothing to do yet,
-        # while the core thread opens the chats and the engine loads; then built here.
-        self.backend.run(self.backend.library, _import_pages, "prepare the pages",
-                         on_error=lambda error: log.warning("importing the pages: %s", error),
-                         on_finished=self._pages_imported)
+        # to import on 2 cores: imported off this thread while the core thread opens the chats
+        # and the engine loads; then built here.
+        imports = _PageImports(self)
+        imports.done.connect(self._pages_imported, Qt.ConnectionType.QueuedConnection)
+        imports.start()
 
     def _pages_imported(self) -> None:
         if self.closed_cleanly is not None:  # closed meanwhile
