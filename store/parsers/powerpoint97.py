@@ -80,7 +80,7 @@ def _slides(stream: bytes, user: bytes) -> list[list[str]]:
         offset = persist.get(reference)
         texts = listed + _texts_of_container(stream, offset, _SLIDE)
         notes_id = _notes_id(stream, offset)
-        if notes_id in notes:
+        if notes_id and notes_id in notes:
             notes_reference, notes_listed = notes[notes_id]
             spoken = notes_listed + _texts_of_container(stream, persist.get(notes_reference), _NOTES)
             if spoken:
