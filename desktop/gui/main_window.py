@@ -239,7 +239,7 @@ class MainWindow(QMainWindow):
             if starter is not None and page is not self.chat_view:
                 starter()
         if self.snapshot is not None:  # the chats opened first: show the settings they hold
-            self._snapshot_ready(self.snapshot)
+            self._show_settings(self.snapshot)
         self.pages_ready = True
         self.pages_added.emit()
         # Last: importing and loading the embedder holds the GIL for moments the window would
@@ -260,9 +260,12 @@ class MainWindow(QMainWindow):
                              on_finished=one_done)
 
     def _snapshot_ready(self, snapshot: core_tasks.CoreSnapshot) -> None:
-        if self.snapshot is not snapshot:  # also called again once the pages are built
-            self.snapshot = snapshot
-            self.chat_view.show_chats(snapshot.chats)
+        self.snapshot = snapshot
+        self.chat_view.show_chats(snapshot.chats)
+        self._show_settings(snapshot)
+
+    def _show_settings(self, snapshot: core_tasks.CoreSnapshot) -> None:
+        """The snapshot's settings on the pages built so far."""
         settings_view = self.pages.get("settings")
         if settings_view is not None:
             settings_view.show_settings(snapshot.settings, snapshot.home)
