@@ -117,31 +117,37 @@ def _listed(stream: bytes, document: tuple[int, int, int, int],
 
 def _notes_id(stream: bytes, offset: int | None) -> int:
     """The slide id of the notes page of the slide at ``offset`` (0: none)."""
-    if offset is None or not 0 <= offset <= len(stream) - 8:
+    body = _body(stream, offset, _SLIDE)
+    if body is None:
         return 0
-    _, record_type, length = struct.unpack_from("<HHI", stream, offset)
-    if record_type != _SLIDE:
-        return 0
-    for inner_type, _, body, body_end in _records(stream, offset + 8, min(offset + 8 + length, len(stream))):
-        if inner_type == _SLIDE_ATOM and body_end - body >= 20:
-            return int(struct.unpack_from("<I", stream, body + 16)[0])  # SlideAtom.notesIdRef
+    for inner_type, _, start, end in _records(stream, *body):
+        if inner_type == _SLIDE_ATOM and end - start >= 20:
+            return int(struct.unpack_from("<I", stream, start + 16)[0])  # SlideAtom.notesIdRef
     return 0
 
 
 def _texts_of_container(stream: bytes, offset: int | None, kind: int) -> list[str]:
     """The text atoms in the ``kind`` record at ``offset`` and below it, in order."""
-    if offset is None or not 0 <= offset <= len(stream) - 8:
-        return []
-    header = struct.unpack_from("<HHI", stream, offset)
-    if header[1] != kind:
+    body = _body(stream, offset, kind)
+    if body is None:
         return []
     texts: list[str] = []
-    for record_type, _, start, end in _walk(stream, offset + 8, min(offset + 8 + header[2], len(stream))):
+    for record_type, _, start, end in _walk(stream, *body):
         if record_type in (_TEXT_CHARS, _TEXT_BYTES):
             text = _text(stream, record_type, start, end)
             if text:
                 texts.append(text)
     return texts
+
+
+def _body(stream: bytes, offset: int | None, kind: int) -> tuple[int, int] | None:
+    """Where the body of the ``kind`` record at ``offset`` lies (None: no such record there)."""
+    if offset is None or not 0 <= offset <= len(stream) - 8:
+        return None
+    _, record_type, length = struct.unpack_from("<HHI", stream, offset)
+    if record_type != kind:
+        return None
+    return offset + 8, min(offset + 8 + length, len(stream))
 
 
 def _text(stream: bytes, record_type: int, start: int, end: int) -> str:
